@@ -1,0 +1,453 @@
+//! Agent configuration: raw serde structs (unknown keys rejected) → validated [`Settings`], with every
+//! error collected and reported at once.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/berth/config.yaml";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/berth";
+pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+/// A config file larger than this is refused before parsing.
+const MAX_CONFIG_BYTES: u64 = 256 * 1024;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    agent_id: Option<String>,
+    source: Option<RawSource>,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    docker: Option<RawDocker>,
+    log: Option<RawLog>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    url: Option<String>,
+    branch: Option<String>,
+    tag: Option<String>,
+    commit: Option<String>,
+    path: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    ssh_key: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+    username: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    host: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// Which commit of the remote the box follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRef {
+    Branch(String),
+    Tag(String),
+    /// A full or abbreviated commit id.
+    Commit(String),
+}
+
+impl std::fmt::Display for GitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitRef::Branch(b) => write!(f, "branch {b}"),
+            GitRef::Tag(t) => write!(f, "tag {t}"),
+            GitRef::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// `ssh://`, `https://`, `http://`, `file://` or a local path.
+    pub url: String,
+    pub reference: GitRef,
+    /// The followed directory, relative to the repository root, normalised (`.` for the root).
+    pub path: PathBuf,
+    pub interval: Duration,
+    /// Network timeout for one fetch.
+    pub timeout: Duration,
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    /// File holding an HTTPS token; read when needed, never logged.
+    pub token_file: Option<PathBuf>,
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub agent_id: String,
+    pub source: SourceSettings,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// `unix:///var/run/docker.sock` style; `None` = Docker's defaults (`DOCKER_HOST`).
+    pub docker_host: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+/// A bad config: every problem, each naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config {}:\n  {}", path.display(), problems.join("\n  "))]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<String>,
+}
+
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let err = |p: String| ConfigError {
+        path: path.to_path_buf(),
+        problems: vec![p],
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(err(format!(
+            "file is {} bytes, larger than the {MAX_CONFIG_BYTES} allowed",
+            meta.len()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    parse(&text).map_err(|problems| ConfigError {
+        path: path.to_path_buf(),
+        problems,
+    })
+}
+
+/// Parse and validate config text; `Err` holds every problem found.
+pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|e| vec![yaml_problem(&e)])?
+    };
+    let mut problems = Vec::new();
+
+    let agent_id = match raw.agent_id {
+        Some(id) => id,
+        None => hostname(),
+    };
+    if !valid_agent_id(&agent_id) {
+        problems.push(format!(
+            "agent_id: {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'"
+        ));
+    }
+
+    let src = raw.source.unwrap_or_default();
+    let url = match src.url {
+        Some(u) if !u.trim().is_empty() => u,
+        _ => {
+            problems.push("source.url: required".to_string());
+            String::new()
+        }
+    };
+    let refs: Vec<GitRef> = [
+        src.branch.map(GitRef::Branch),
+        src.tag.map(GitRef::Tag),
+        src.commit.map(GitRef::Commit),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let reference = match refs.len() {
+        0 => GitRef::Branch("main".into()),
+        1 => refs.into_iter().next().unwrap(),
+        _ => {
+            problems.push("source: set only one of branch, tag and commit".into());
+            GitRef::Branch("main".into())
+        }
+    };
+    match &reference {
+        GitRef::Branch(b) | GitRef::Tag(b)
+            if !git2::Reference::is_valid_name(&format!("refs/heads/{b}")) =>
+        {
+            problems.push(format!(
+                "source: {reference}: not a valid Git reference name"
+            ));
+        }
+        GitRef::Commit(c)
+            if c.len() < 7 || c.len() > 40 || !c.chars().all(|ch| ch.is_ascii_hexdigit()) =>
+        {
+            problems.push(format!(
+                "source.commit: {c:?} is not a commit id (7 to 40 hex digits)"
+            ));
+        }
+        _ => {}
+    }
+    let path = match normalise_rel_path(src.path.as_deref().unwrap_or(".")) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("source.path: {e}"));
+            PathBuf::from(".")
+        }
+    };
+    let interval = duration_key(
+        "source.interval",
+        src.interval.as_deref(),
+        Duration::from_secs(60),
+        &mut problems,
+    );
+    if interval < Duration::from_secs(1) {
+        problems.push("source.interval: must be at least 1s".into());
+    }
+    let timeout = duration_key(
+        "source.timeout",
+        src.timeout.as_deref(),
+        Duration::from_secs(30),
+        &mut problems,
+    );
+    if let Some(u) = &src.username {
+        if u.is_empty() {
+            problems.push("source.username: must not be empty".into());
+        }
+    }
+
+    let state_dir = raw
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    if !state_dir.is_absolute() {
+        problems.push(format!(
+            "state_dir: {} must be an absolute path",
+            state_dir.display()
+        ));
+    }
+    let socket = raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    if !socket.is_absolute() {
+        problems.push(format!(
+            "socket: {} must be an absolute path",
+            socket.display()
+        ));
+    }
+    let docker_host = raw.docker.and_then(|d| d.host);
+    if let Some(h) = &docker_host {
+        if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
+            problems.push(format!(
+                "docker.host: {h:?} must start with unix://, tcp:// or http://"
+            ));
+        }
+    }
+    let log = raw.log.unwrap_or_default();
+    let log_format = match log.format.as_deref() {
+        None | Some("plain") => LogFormat::Plain,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.push(format!("log.format: {other:?} must be plain or json"));
+            LogFormat::Plain
+        }
+    };
+    let log_level = log.level.unwrap_or_else(|| "info".into());
+    if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+        problems.push(format!(
+            "log.level: {log_level:?} must be error, warn, info, debug or trace"
+        ));
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Settings {
+        agent_id,
+        source: SourceSettings {
+            url,
+            reference,
+            path,
+            interval,
+            timeout,
+            ssh_key: src.ssh_key,
+            known_hosts: src.known_hosts,
+            token_file: src.token_file,
+            username: src.username,
+        },
+        state_dir,
+        socket,
+        docker_host,
+        log_format,
+        log_level,
+    })
+}
+
+fn yaml_problem(e: &serde_yaml::Error) -> String {
+    // serde_yaml puts "at line L column C" into its message for unknown fields; make the key path lead.
+    match e.location() {
+        Some(loc) => format!("line {}: {}", loc.line(), strip_location(&e.to_string())),
+        None => e.to_string(),
+    }
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn duration_key(
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+    problems: &mut Vec<String>,
+) -> Duration {
+    match value {
+        None => default,
+        Some(v) => match parse_duration(v) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(format!("{key}: {e}"));
+                default
+            }
+        },
+    }
+}
+
+/// `1h30m`, `5m`, `30s`, `250ms`, `1.5s`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return Err(format!("{text:?} is not a duration like 30s, 5m or 1h30m"));
+        }
+        let n: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration like 30s, 5m or 1h30m"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(format!("{text:?} is not a duration like 30s, 5m or 1h30m")),
+        };
+        rest = &rest[unit_end..];
+        total += n * factor;
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Normalise a repository-relative path: no absolute paths, no `..` climbing out.
+pub fn normalise_rel_path(p: &str) -> Result<PathBuf, String> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return Err(format!("{p:?} must be relative to the repository root"));
+    }
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    return Err(format!("{p:?} climbs out of the repository"));
+                }
+            }
+            _ => return Err(format!("{p:?} is not a plain relative path")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    Ok(out)
+}
+
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "berth".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = parse("agent_id: edge-01\nsource:\n  url: file:///srv/fleet.git\n").unwrap();
+        assert_eq!(s.agent_id, "edge-01");
+        assert_eq!(s.source.reference, GitRef::Branch("main".into()));
+        assert_eq!(s.source.path, PathBuf::from("."));
+        assert_eq!(s.source.interval, Duration::from_secs(60));
+        assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errs = parse(
+            "agent_id: 'bad id!'\nsource:\n  branch: main\n  tag: v1\n  path: ../up\n  interval: soon\nstate_dir: rel\n",
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        for key in [
+            "agent_id",
+            "source.url",
+            "source: set only one",
+            "source.path",
+            "source.interval",
+            "state_dir",
+        ] {
+            assert!(all.contains(key), "missing {key} in {all}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let errs = parse("agent_id: a\nsource:\n  url: x\n  brnach: main\n").unwrap_err();
+        assert!(errs[0].contains("brnach"), "{errs:?}");
+        assert!(errs[0].contains("line 4"), "{errs:?}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
+}
