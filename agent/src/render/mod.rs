@@ -117,3 +117,13 @@ pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, Ren
         }],
     })
 }
+
+/// Placeholder until the render branch lands.
+pub fn render_dir(
+    dir: &Path,
+    root_stack_name: &str,
+    env: BTreeMap<String, String>,
+) -> Result<DesiredState, RenderError> {
+    let _ = (dir, root_stack_name, env);
+    Err(RenderError { problems: vec![] })
+}

@@ -1,3 +1,74 @@
 //! The narrow runtime interface berth needs from a container engine, and its Docker implementation.
+//!
+//! Only what the planner's steps need: observe (one owner-filtered list), pull, networks, volumes,
+//! create/start/stop/remove/rename. Anything an operator could call "owned" is decided by the owner label,
+//! which every method here sets or filters by.
 
 pub mod docker;
+
+use crate::model::{ActualState, ContainerSpec, NetworkSpec, VolumeSpec};
+use std::future::Future;
+
+pub use docker::DockerRuntime;
+
+/// Who owns what berth creates, and which revision made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub agent_id: String,
+    /// Commit id (or `dir` for `berth apply DIR`), written to `io.berth.revision`.
+    pub revision: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine cannot be reached at all.
+    #[error("docker engine unreachable: {0}")]
+    Unreachable(String),
+    /// An image is missing and could not be pulled.
+    #[error("image {image}: {message}")]
+    Image { image: String, message: String },
+    /// Any other engine refusal, naming the object.
+    #[error("{object}: {message}")]
+    Engine { object: String, message: String },
+}
+
+/// Container engine operations. Implementations never touch objects without the caller's owner label,
+/// except through names the caller got from [`Runtime::observe`].
+pub trait Runtime {
+    /// One list call for containers filtered by `io.berth.agent=<agent_id>`, plus owned networks/volumes.
+    fn observe(&self, agent_id: &str) -> impl Future<Output = Result<ActualState, RuntimeError>>;
+    /// Pull `image` unless it is present.
+    fn ensure_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>>;
+    fn create_network(
+        &self,
+        spec: &NetworkSpec,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<(), RuntimeError>>;
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>>;
+    fn create_volume(
+        &self,
+        spec: &VolumeSpec,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<(), RuntimeError>>;
+    /// Create (not start) a container named `name` (usually `spec.name`); returns its id.
+    fn create_container(
+        &self,
+        spec: &ContainerSpec,
+        name: &str,
+        owner: &Owner,
+    ) -> impl Future<Output = Result<String, RuntimeError>>;
+    fn start_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>>;
+    /// Stop with the given grace period in seconds (engine default when `None`).
+    fn stop_container(
+        &self,
+        id: &str,
+        grace: Option<u64>,
+    ) -> impl Future<Output = Result<(), RuntimeError>>;
+    /// Remove a container (forcefully, never its volumes).
+    fn remove_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>>;
+    fn rename_container(
+        &self,
+        id: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), RuntimeError>>;
+}

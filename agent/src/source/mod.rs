@@ -66,3 +66,45 @@ impl GitSource {
         unimplemented!()
     }
 }
+
+// --- placeholders until the source branch lands ---
+impl GitSource {
+    pub fn fetch_count(&self) -> u64 {
+        0
+    }
+    pub fn commit_info(&self, id: &str) -> Result<CommitInfo, SourceError> {
+        let _ = id;
+        unimplemented!()
+    }
+    pub fn tree(&self, id: &str) -> Result<GitTree, SourceError> {
+        let _ = id;
+        unimplemented!()
+    }
+    pub fn checkout(&self, id: &str) -> Result<(), SourceError> {
+        let _ = id;
+        unimplemented!()
+    }
+    pub fn keep(&self, seq: u64, id: &str) -> Result<(), SourceError> {
+        let _ = (seq, id);
+        unimplemented!()
+    }
+    pub fn has_commit(&self, id: &str) -> bool {
+        let _ = id;
+        false
+    }
+}
+pub fn redact(s: &str) -> String {
+    s.to_string()
+}
+pub struct GitTree;
+impl crate::render::Tree for GitTree {
+    fn read(&self, _: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        unimplemented!()
+    }
+    fn kind(&self, _: &Path) -> std::io::Result<Option<crate::render::EntryKind>> {
+        unimplemented!()
+    }
+    fn list(&self, _: &Path) -> std::io::Result<Vec<crate::render::Entry>> {
+        unimplemented!()
+    }
+}

@@ -1,0 +1,99 @@
+//! The status socket: wire types shared by the server (in the agent) and the client (the CLI).
+//!
+//! HTTP/1.1 + JSON over a Unix socket:
+//! - `GET /v1/status` → [`Status`]
+//! - `GET /v1/history?limit=N` → `[HistoryEntry]`, newest first
+//! - `POST /v1/reconcile` (`?wait=1` to answer after the cycle) → [`CycleResult`]
+//! - `POST /v1/rollback?seq=N` → [`CycleResult`] (after the cycle)
+//! - `POST /v1/resume` → [`CycleResult`] (after the cycle)
+//!
+//! Errors answer with a non-2xx status and [`ErrorBody`].
+
+pub mod client;
+pub mod server;
+
+use crate::store::{Outcome, Revision};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// Secrets redacted.
+    pub url: String,
+    /// `branch main`, `tag v1`, `commit abc…`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub agent_id: String,
+    pub source: SourceInfo,
+    pub fetched_commit: Option<String>,
+    pub fetched_at: Option<i64>,
+    pub fetch_count: u64,
+    pub applied_commit: Option<String>,
+    pub applied_seq: Option<u64>,
+    pub last_good_seq: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub last_error: Option<String>,
+    pub pinned: bool,
+    pub pinned_seq: Option<u64>,
+    pub cycles: u64,
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub name: String,
+    pub id: String,
+    pub stack: String,
+    pub service: String,
+    pub replica: u32,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub commit: String,
+    pub author: String,
+    pub summary: String,
+    pub commit_time: i64,
+    pub applied_at: i64,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub rollback: bool,
+}
+
+impl From<&Revision> for HistoryEntry {
+    fn from(r: &Revision) -> Self {
+        HistoryEntry {
+            seq: r.seq,
+            commit: r.commit.clone(),
+            author: r.author.clone(),
+            summary: r.summary.clone(),
+            commit_time: r.commit_time,
+            applied_at: r.applied_at,
+            outcome: r.outcome,
+            error: r.error.clone(),
+            duration_ms: r.duration_ms,
+            rollback: r.rollback,
+        }
+    }
+}
+
+/// The result of one reconcile cycle, as answered to a waiting client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleResult {
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub applied_commit: Option<String>,
+    pub applied_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

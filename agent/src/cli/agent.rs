@@ -1,0 +1,60 @@
+//! `berth agent`: load the config, start the socket, run the reconcile loop.
+
+use super::exit;
+use crate::reconcile::Agent;
+use std::path::Path;
+
+pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
+    let settings = match crate::config::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "berth: {e}");
+            return exit::CONFIG;
+        }
+    };
+    crate::telemetry::init(&settings.log_format, &settings.log_level);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = writeln!(err, "berth: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let result: anyhow::Result<i32> = rt.block_on(async {
+        let (agent, commands) = Agent::start(settings.clone()).await?;
+        tracing::info!(
+            agent_id = %settings.agent_id,
+            url = %crate::source::redact(&settings.source.url),
+            reference = %settings.source.reference,
+            path = %settings.source.path.display(),
+            "berth agent starting"
+        );
+        if !once {
+            let shared = agent.shared();
+            let socket = settings.socket.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::api::server::serve(&socket, shared).await {
+                    tracing::error!(socket = %socket.display(), error = %e, "status socket failed");
+                }
+            });
+        }
+        let result = agent.run(commands, once).await?;
+        Ok(match result {
+            Some(r) if r.outcome == crate::store::Outcome::Failed => exit::FAILED,
+            _ => exit::OK,
+        })
+    });
+    let _ = std::fs::remove_file(&settings.socket);
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "agent stopped");
+            let _ = writeln!(err, "berth: {e:#}");
+            exit::FAILED
+        }
+    }
+}

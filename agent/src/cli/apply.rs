@@ -1,0 +1,62 @@
+//! `berth apply DIR`: render a directory and converge the engine once, with no Git, daemon or history.
+
+use super::exit;
+use crate::runtime::{DockerRuntime, Owner, Runtime};
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(
+    dir: &Path,
+    agent_id: Option<String>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let agent_id = agent_id.unwrap_or_else(crate::config::hostname);
+    if !crate::config::valid_agent_id(&agent_id) {
+        writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
+        return Ok(exit::FAILED);
+    }
+    let desired = match super::render::render_dir(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            for p in &e.problems {
+                writeln!(err, "{p}")?;
+            }
+            writeln!(
+                err,
+                "berth: nothing changed: {} problem(s) in {}",
+                e.problems.len(),
+                dir.display()
+            )?;
+            return Ok(exit::FAILED);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref()).await?;
+        let actual = runtime.observe(&agent_id).await?;
+        let plan = crate::plan::plan(&desired, &actual);
+        if plan.is_empty() {
+            writeln!(
+                out,
+                "up to date: {} container(s)",
+                desired.containers().count()
+            )?;
+            return Ok(exit::OK);
+        }
+        let owner = Owner {
+            agent_id: agent_id.clone(),
+            revision: "dir".into(),
+        };
+        let report = crate::apply::apply(&runtime, &plan, &owner).await;
+        for step in &report.done {
+            writeln!(out, "{step}")?;
+        }
+        for e in &report.errors {
+            writeln!(err, "error: {e}")?;
+        }
+        Ok(if report.ok() { exit::OK } else { exit::FAILED })
+    })
+}

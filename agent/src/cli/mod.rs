@@ -1,0 +1,145 @@
+//! Command-line interface: one file per subcommand. Commands write to a `W: Write` so they can be tested
+//! without a terminal; `main.rs` maps their results to exit codes.
+
+pub mod agent;
+pub mod apply;
+pub mod client;
+pub mod render;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit codes, one per failure class (systemd's `RestartPreventExitStatus=78` stops a loop on bad config).
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// The operation ran and failed (render errors, a failed apply, an unreachable agent).
+    pub const FAILED: i32 = 1;
+    /// Bad config (EX_CONFIG).
+    pub const CONFIG: i32 = 78;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "GitOps agent for edge boxes: follow a Git directory, converge Docker"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (the systemd service runs this).
+    Agent {
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Run one reconcile cycle and exit (0 applied, 1 failed).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Show what the agent runs: applied commit, last error, managed containers.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show applied revisions, newest first.
+    History {
+        #[command(flatten)]
+        conn: Conn,
+        #[arg(long)]
+        json: bool,
+        /// Most entries to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Run a reconcile cycle now.
+    Reconcile {
+        #[command(flatten)]
+        conn: Conn,
+        /// Wait for the cycle to finish; exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Re-apply a stored revision (default: the last good one before the current) and pin the box there.
+    Rollback {
+        #[command(flatten)]
+        conn: Conn,
+        /// Sequence number from `berth history`.
+        seq: Option<u64>,
+    },
+    /// Unpin after a rollback: follow Git again.
+    Resume {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Render a directory and print the desired state; exit 1 on any error (for a fleet repo's CI).
+    Render {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render a directory and converge the engine once: no Git, no daemon, no history.
+    Apply {
+        dir: PathBuf,
+        /// Owner of the containers (default: the hostname).
+        #[arg(long)]
+        agent_id: Option<String>,
+    },
+}
+
+/// How a client command finds the agent's socket: `--socket`, else the `socket:` of `--config`, else
+/// the default config's, else the default path.
+#[derive(Debug, Args, Clone)]
+pub struct Conn {
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl Conn {
+    pub fn socket_path(&self) -> Result<PathBuf, crate::config::ConfigError> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        if let Some(c) = &self.config {
+            return crate::config::load(c).map(|s| s.socket);
+        }
+        let default = std::path::Path::new(crate::config::DEFAULT_CONFIG);
+        if default.exists() {
+            if let Ok(s) = crate::config::load(default) {
+                return Ok(s.socket);
+            }
+        }
+        Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
+    }
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Write) -> i32 {
+    let result = match cli.command {
+        Command::Agent { config, once } => return agent::run(&config, once, err),
+        Command::Status { conn, json } => client::status(&conn, json, out),
+        Command::History { conn, json, limit } => client::history(&conn, json, limit, out),
+        Command::Reconcile { conn, wait } => client::reconcile(&conn, wait, out),
+        Command::Rollback { conn, seq } => client::rollback(&conn, seq, out),
+        Command::Resume { conn } => client::resume(&conn, out),
+        Command::Render { dir, json } => render::run(&dir, json, out, err),
+        Command::Apply { dir, agent_id } => apply::run(&dir, agent_id, out, err),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(err, "berth: {e:#}");
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+                exit::CONFIG
+            } else {
+                exit::FAILED
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `berth render DIR`: render a directory and print the desired state; exit 1 on any problem.
+
+use super::exit;
+use crate::model::DesiredState;
+use std::io::Write;
+use std::path::Path;
+
+/// Render `dir` the way `berth apply` would (root stack named after the directory).
+pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
+        .unwrap_or_else(|| "default".into());
+    crate::render::render_dir(
+        dir,
+        &crate::reconcile::sanitize_stack_name(&name),
+        std::env::vars().collect(),
+    )
+}
+
+pub fn run(
+    dir: &Path,
+    json: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let desired = match render_dir(dir) {
+        Ok(d) => d,
+        Err(e) => {
+            for p in &e.problems {
+                writeln!(err, "{p}")?;
+            }
+            writeln!(
+                err,
+                "berth: {} problem(s) in {}",
+                e.problems.len(),
+                dir.display()
+            )?;
+            return Ok(exit::FAILED);
+        }
+    };
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &desired)?;
+        writeln!(out)?;
+        return Ok(exit::OK);
+    }
+    print_desired(&desired, out)?;
+    Ok(exit::OK)
+}
+
+pub fn print_desired(desired: &DesiredState, out: &mut impl Write) -> std::io::Result<()> {
+    if desired.stacks.is_empty() {
+        writeln!(out, "no stacks")?;
+    }
+    for stack in desired.stacks.values() {
+        writeln!(
+            out,
+            "stack {} ({}): {} container(s)",
+            stack.name,
+            stack.dir,
+            stack.containers.len()
+        )?;
+        for c in &stack.containers {
+            let ports: Vec<String> = c
+                .ports
+                .iter()
+                .map(|p| match p.host_port {
+                    Some(h) => format!("{h}:{}/{}", p.container_port, p.protocol),
+                    None => format!("{}/{}", p.container_port, p.protocol),
+                })
+                .collect();
+            writeln!(
+                out,
+                "  {}  {}  {}  {}",
+                c.name,
+                c.image,
+                ports.join(","),
+                &c.spec_hash()[..12]
+            )?;
+        }
+        for n in &stack.networks {
+            writeln!(out, "  network {}", n.name)?;
+        }
+        for v in &stack.volumes {
+            writeln!(out, "  volume {}", v.name)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! The history store (sled): one record per applied revision, and the pointers `current`, `last_good`
+//! and `pinned`. A record and the pointers that name it are written in one transaction and flushed before
+//! the cycle reports success.
+//!
+//! The store is valuable but recoverable: a store that cannot be opened is moved aside with a loud error
+//! and a new one is started; it is never silently wiped.
+
+use crate::model::DesiredState;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use std::path::{Path, PathBuf};
+
+/// sled's page cache: the box is small.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Applied,
+    Failed,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Applied => "applied",
+            Outcome::Failed => "failed",
+        })
+    }
+}
+
+/// One revision the agent rendered and tried to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub seq: u64,
+    /// Full 40-hex commit id (or a label such as `dir:<path>` for non-Git sources).
+    pub commit: String,
+    pub author: String,
+    pub summary: String,
+    /// Commit time, seconds since the epoch.
+    pub commit_time: i64,
+    /// When the apply finished, seconds since the epoch.
+    pub applied_at: i64,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// This record re-applied an earlier revision (`berth rollback`).
+    pub rollback: bool,
+    /// The rendered desired state; `None` when the revision did not render.
+    pub desired: Option<DesiredState>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pointers {
+    /// The revision the engine was last converged to.
+    pub current: Option<u64>,
+    /// The newest revision that applied cleanly.
+    pub last_good: Option<u64>,
+    /// Set by rollback: the box stays on this revision until `berth resume`.
+    pub pinned: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store {}: {message}", path.display())]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    revisions: sled::Tree,
+    meta: sled::Tree,
+}
+
+const CURRENT: &[u8] = b"current";
+const LAST_GOOD: &[u8] = b"last_good";
+const PINNED: &[u8] = b"pinned";
+
+impl Store {
+    /// Open `<dir>` (created if missing). When the existing store cannot be opened it is renamed to
+    /// `<dir>.broken-<unix time>` with an error log, and a fresh store is opened in its place.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        match Self::open_once(dir) {
+            Ok(s) => Ok(s),
+            Err(first) if dir.exists() => {
+                let aside =
+                    PathBuf::from(format!("{}.broken-{}", dir.display(), crate::now_unix()));
+                tracing::error!(
+                    store = %dir.display(),
+                    moved_to = %aside.display(),
+                    error = %first.message,
+                    "history store is unreadable; moving it aside and starting a new one (the old one is kept for recovery)"
+                );
+                std::fs::rename(dir, &aside).map_err(|e| StoreError {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "unreadable ({}) and cannot be moved aside: {e}",
+                        first.message
+                    ),
+                })?;
+                Self::open_once(dir)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Store, StoreError> {
+        let err = |e: sled::Error| StoreError {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        };
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(err)?;
+        let revisions = db.open_tree("revisions").map_err(err)?;
+        let meta = db.open_tree("meta").map_err(err)?;
+        Ok(Store {
+            path: dir.to_path_buf(),
+            db,
+            revisions,
+            meta,
+        })
+    }
+
+    fn err(&self, message: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The sequence number the next new revision gets.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        let last = self.revisions.last().map_err(|e| self.err(e))?;
+        Ok(match last {
+            Some((k, _)) => key_seq(&k) + 1,
+            None => 1,
+        })
+    }
+
+    /// Write `rev` (new or updated) and move the pointers, atomically, then flush to disk.
+    pub fn put(&self, rev: &Revision, set_current: bool, set_good: bool) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(rev).map_err(|e| self.err(e))?;
+        let key = rev.seq.to_be_bytes();
+        (&self.revisions, &self.meta)
+            .transaction(|(revs, meta)| {
+                revs.insert(&key, value.as_slice())?;
+                if set_current {
+                    meta.insert(CURRENT, &key)?;
+                }
+                if set_good {
+                    meta.insert(LAST_GOOD, &key)?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.err(format!("{e:?}")))?;
+        self.flush()
+    }
+
+    pub fn set_pinned(&self, seq: Option<u64>) -> Result<(), StoreError> {
+        match seq {
+            Some(s) => self.meta.insert(PINNED, &s.to_be_bytes()).map(|_| ()),
+            None => self.meta.remove(PINNED).map(|_| ()),
+        }
+        .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    pub fn pointers(&self) -> Result<Pointers, StoreError> {
+        let get = |k: &[u8]| -> Result<Option<u64>, StoreError> {
+            Ok(self
+                .meta
+                .get(k)
+                .map_err(|e| self.err(e))?
+                .map(|v| key_seq(&v)))
+        };
+        Ok(Pointers {
+            current: get(CURRENT)?,
+            last_good: get(LAST_GOOD)?,
+            pinned: get(PINNED)?,
+        })
+    }
+
+    pub fn get(&self, seq: u64) -> Result<Option<Revision>, StoreError> {
+        match self
+            .revisions
+            .get(seq.to_be_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.err(format!("revision {seq}: {e}"))),
+        }
+    }
+
+    /// Up to `limit` revisions, newest first. A record that cannot be decoded is reported, not hidden.
+    pub fn list(&self, limit: usize) -> Result<Vec<Revision>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.revisions.iter().rev().take(limit) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let rev = serde_json::from_slice(&v)
+                .map_err(|e| self.err(format!("revision {}: {e}", key_seq(&k))))?;
+            out.push(rev);
+        }
+        Ok(out)
+    }
+
+    /// The newest applied revision with a sequence number below `before`.
+    pub fn last_good_before(&self, before: u64) -> Result<Option<Revision>, StoreError> {
+        for item in self.revisions.range(..before.to_be_bytes()).rev() {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            let rev: Revision = serde_json::from_slice(&v).map_err(|e| self.err(e))?;
+            if rev.outcome == Outcome::Applied && rev.desired.is_some() {
+                return Ok(Some(rev));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn key_seq(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = k.len().min(8);
+    b[8 - n..].copy_from_slice(&k[k.len() - n..]);
+    u64::from_be_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rev(seq: u64, outcome: Outcome) -> Revision {
+        Revision {
+            seq,
+            commit: format!("{seq:040x}"),
+            author: "t <t@t>".into(),
+            summary: "msg".into(),
+            commit_time: 1,
+            applied_at: 2,
+            outcome,
+            error: None,
+            duration_ms: 3,
+            rollback: false,
+            desired: Some(DesiredState::default()),
+        }
+    }
+
+    #[test]
+    fn records_and_pointers_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.next_seq().unwrap(), 1);
+            s.put(&rev(1, Outcome::Applied), true, true).unwrap();
+            s.put(&rev(2, Outcome::Failed), true, false).unwrap();
+            s.set_pinned(Some(1)).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.next_seq().unwrap(), 3);
+        assert_eq!(
+            s.pointers().unwrap(),
+            Pointers {
+                current: Some(2),
+                last_good: Some(1),
+                pinned: Some(1)
+            }
+        );
+        let list = s.list(10).unwrap();
+        assert_eq!(list.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(s.last_good_before(2).unwrap().unwrap().seq, 1);
+        assert!(s.last_good_before(1).unwrap().is_none());
+        s.set_pinned(None).unwrap();
+        assert_eq!(s.pointers().unwrap().pinned, None);
+    }
+
+    #[test]
+    fn unreadable_store_is_moved_aside_not_wiped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        std::fs::create_dir_all(&path).unwrap();
+        // sled keeps its config in `conf`; garbage there makes the store unreadable.
+        std::fs::write(path.join("conf"), b"\xff\xfe garbage").unwrap();
+        std::fs::write(path.join("db"), b"not a sled database at all, definitely").unwrap();
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.next_seq().unwrap(), 1);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("store.broken-"))
+            .collect();
+        assert_eq!(
+            aside.len(),
+            1,
+            "the broken store is kept beside the new one"
+        );
+        let kept = dir.path().join(&aside[0]).join("db");
+        assert_eq!(
+            std::fs::read(kept).unwrap(),
+            b"not a sled database at all, definitely"
+        );
+    }
+}
