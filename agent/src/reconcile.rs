@@ -45,6 +45,8 @@ enum Mode {
     Follow,
     /// Re-apply stored revision `seq` and pin there, without touching the remote.
     Rollback(u64),
+    /// Converge the current (or pinned) revision again without fetching: drift seen in engine events.
+    Local,
 }
 
 impl Agent {
@@ -177,6 +179,9 @@ impl Agent {
                 };
                 let r = self.cycle_pinging(Mode::Rollback(target), watchdog).await;
                 let _ = reply.send(Ok(r));
+            }
+            Command::Drift => {
+                self.cycle_pinging(Mode::Local, watchdog).await;
             }
             Command::Resume { reply } => {
                 if let Err(e) = self.store.set_pinned(None) {
@@ -328,7 +333,7 @@ impl Agent {
                     None
                 }
             },
-            (Mode::Follow, Some(seq)) => {
+            (Mode::Follow | Mode::Local, Some(seq)) => {
                 // Pinned: new commits are fetched and shown, not applied.
                 match self.store.get(seq) {
                     Ok(Some(rev)) => rev.desired.map(|d| (d, rev.commit)),
@@ -353,7 +358,17 @@ impl Agent {
                             Err((message, rev)) => {
                                 tracing::error!(commit = %commit, error = %message, "revision rejected; the running revision stays");
                                 self.failed_commit = Some((commit.clone(), message.clone()));
-                                if let Some(rev) = rev {
+                                let already = self
+                                    .store
+                                    .list(1)
+                                    .ok()
+                                    .and_then(|l| l.into_iter().next())
+                                    .is_some_and(|r| {
+                                        r.commit == commit
+                                            && r.outcome == Outcome::Failed
+                                            && r.desired.is_none()
+                                    });
+                                if let Some(rev) = rev.filter(|_| !already) {
                                     if let Err(e) = self.store.put(&rev, false, false) {
                                         errors.push(e.to_string());
                                     }
@@ -366,6 +381,7 @@ impl Agent {
                 }
                 _ => self.current_target(),
             },
+            (Mode::Local, None) => self.current_target(),
         };
 
         // 3-5. Observe, plan, apply.
@@ -582,6 +598,65 @@ impl Agent {
         }
     }
 }
+
+/// Watch the engine's events for owned containers stopped, killed or removed by hand, and ask the loop to converge
+/// (at most once per [`DRIFT_DEBOUNCE`]); reconnects with backoff when the event stream ends.
+pub async fn watch_drift(
+    runtime: DockerRuntime,
+    agent_id: String,
+    commands: mpsc::Sender<Command>,
+) {
+    use bollard::query_parameters::EventsOptions;
+    use futures_util::StreamExt;
+    let filters = std::collections::HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        (
+            "label".to_string(),
+            vec![format!("{}={agent_id}", crate::model::labels::AGENT)],
+        ),
+        // Hand-made changes only: `die` alone (a process exiting by itself) is the restart policy's business,
+        // and reacting to it would turn every crash into a tight restart loop.
+        (
+            "event".to_string(),
+            vec![
+                "stop".to_string(),
+                "kill".to_string(),
+                "destroy".to_string(),
+            ],
+        ),
+    ]);
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let mut events = runtime.client().events(Some(EventsOptions {
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }));
+        let mut last: Option<Instant> = None;
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ok(ev) => {
+                    backoff = Duration::from_secs(1);
+                    if last.is_some_and(|t| t.elapsed() < DRIFT_DEBOUNCE) {
+                        continue;
+                    }
+                    last = Some(Instant::now());
+                    tracing::debug!(action = ?ev.action, "engine event on an owned container");
+                    // A full queue already holds a cycle that will see this.
+                    let _ = commands.try_send(Command::Drift);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "engine event stream ended");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Shortest time between two drift-triggered cycles.
+const DRIFT_DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// Render the followed path of a tree; a followed path missing from the commit is an error, not an
 /// empty desired state (which would remove every container).

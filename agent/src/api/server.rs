@@ -22,6 +22,8 @@ pub enum Command {
     Resume {
         reply: oneshot::Sender<CycleResult>,
     },
+    /// An owned container died or was removed behind berth's back: converge without fetching.
+    Drift,
 }
 
 /// What the server shares with the reconcile loop.

@@ -35,6 +35,11 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
         );
         if !once {
             let shared = agent.shared();
+            tokio::spawn(crate::reconcile::watch_drift(
+                shared.runtime.clone(),
+                settings.agent_id.clone(),
+                shared.commands.clone(),
+            ));
             let socket = settings.socket.clone();
             tokio::spawn(async move {
                 if let Err(e) = crate::api::server::serve(&socket, shared).await {
