@@ -85,7 +85,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         match Self::open_once(dir) {
             Ok(s) => Ok(s),
-            Err(first) if dir.exists() => {
+            Err((first, cause)) if dir.exists() && is_unreadable(&cause) => {
                 let aside =
                     PathBuf::from(format!("{}.broken-{}", dir.display(), crate::now_unix()));
                 tracing::error!(
@@ -101,16 +101,19 @@ impl Store {
                         first.message
                     ),
                 })?;
-                Self::open_once(dir)
+                Self::open_once(dir).map_err(|(e, _)| e)
             }
-            Err(e) => Err(e),
+            Err((e, _)) => Err(e),
         }
     }
 
-    fn open_once(dir: &Path) -> Result<Store, StoreError> {
-        let err = |e: sled::Error| StoreError {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
+    fn open_once(dir: &Path) -> Result<Store, (StoreError, sled::Error)> {
+        let err = |e: sled::Error| {
+            let store_error = StoreError {
+                path: dir.to_path_buf(),
+                message: e.to_string(),
+            };
+            (store_error, e)
         };
         let db = sled::Config::new()
             .path(dir)
@@ -228,6 +231,23 @@ impl Store {
     }
 }
 
+/// Damage that moving the store aside can cure. A store locked by another running agent, a permission
+/// problem or a full disk is reported as it is: moving a live or healthy store aside would lose history.
+fn is_unreadable(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Corruption { .. }
+        | sled::Error::Unsupported(_)
+        | sled::Error::ReportableBug(_) => true,
+        sled::Error::Io(io) => {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) && !io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 fn key_seq(k: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = k.len().min(8);
@@ -282,6 +302,46 @@ mod tests {
         assert!(s.last_good_before(1).unwrap().is_none());
         s.set_pinned(None).unwrap();
         assert_eq!(s.pointers().unwrap().pinned, None);
+    }
+
+    #[test]
+    fn a_store_in_use_by_another_agent_is_not_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let first = Store::open(&path).unwrap();
+        first.put(&rev(1, Outcome::Applied), true, true).unwrap();
+        // sled's lock is per process (fcntl); a second process is what an operator would start by mistake.
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "store::tests::second_process_open",
+                "--nocapture",
+                "--ignored",
+            ])
+            .env("BERTH_TEST_STORE", &path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("SECOND-OPEN-REFUSED"), "{text}");
+        assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("broken")));
+        assert_eq!(first.list(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    #[ignore = "run by a_store_in_use_by_another_agent_is_not_moved_aside in a second process"]
+    fn second_process_open() {
+        let Some(path) = std::env::var_os("BERTH_TEST_STORE") else {
+            return;
+        };
+        match Store::open(Path::new(&path)) {
+            Ok(_) => println!("SECOND-OPEN-SUCCEEDED"),
+            Err(e) => println!("SECOND-OPEN-REFUSED: {e}"),
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 
 /// Seconds a single engine request may take (pulls stream and are not bound by this).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// The API version assumed when the engine cannot be asked (Docker 20.10).
+const FALLBACK_API: (usize, usize) = (1, 41);
 
 #[derive(Clone)]
 pub struct DockerRuntime {
@@ -31,28 +33,48 @@ impl DockerRuntime {
     /// Connect to `host` (`unix://…`, `tcp://…`) or Docker's defaults (`DOCKER_HOST`, then the local
     /// socket), and negotiate the API version down to the engine's.
     pub async fn connect(host: Option<&str>) -> Result<Self, RuntimeError> {
-        let unreachable = |e: BollardError| RuntimeError::Unreachable(e.to_string());
-        let docker = match host {
+        let docker = Self::client_for(host, bollard::API_DEFAULT_VERSION)?;
+        match docker.negotiate_version().await {
+            Ok(docker) => Ok(DockerRuntime { docker }),
+            Err(e) => {
+                // The engine may simply not be up yet (boot order): keep a client that speaks an API
+                // version every supported engine understands, and let each cycle report the error.
+                tracing::warn!(error = %e, "docker engine not reachable yet; assuming API {FALLBACK_API:?}");
+                let fallback = bollard::ClientVersion {
+                    major_version: FALLBACK_API.0,
+                    minor_version: FALLBACK_API.1,
+                };
+                Ok(DockerRuntime {
+                    docker: Self::client_for(host, &fallback)?,
+                })
+            }
+        }
+    }
+
+    fn client_for(
+        host: Option<&str>,
+        version: &bollard::ClientVersion,
+    ) -> Result<Docker, RuntimeError> {
+        match host {
             Some(h) if h.starts_with("unix://") => {
-                Docker::connect_with_unix(h, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                Docker::connect_with_unix(h, REQUEST_TIMEOUT_SECS, version)
             }
-            Some(h) => {
-                Docker::connect_with_http(h, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
-            }
+            Some(h) => Docker::connect_with_http(h, REQUEST_TIMEOUT_SECS, version),
             None => match std::env::var("DOCKER_HOST") {
                 Ok(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
-                    Docker::connect_with_http(
-                        &h,
-                        REQUEST_TIMEOUT_SECS,
-                        bollard::API_DEFAULT_VERSION,
-                    )
+                    Docker::connect_with_http(&h, REQUEST_TIMEOUT_SECS, version)
                 }
-                _ => Docker::connect_with_unix_defaults(),
+                Ok(h) if h.starts_with("unix://") => {
+                    Docker::connect_with_unix(&h, REQUEST_TIMEOUT_SECS, version)
+                }
+                _ => Docker::connect_with_unix(
+                    "unix:///var/run/docker.sock",
+                    REQUEST_TIMEOUT_SECS,
+                    version,
+                ),
             },
         }
-        .map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        Ok(DockerRuntime { docker })
+        .map_err(|e| RuntimeError::Unreachable(e.to_string()))
     }
 
     /// The underlying client, for read-only queries (status).
