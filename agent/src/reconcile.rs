@@ -36,6 +36,8 @@ pub struct Agent {
     failed_commit: Option<(String, String)>,
     failures: u32,
     cycles: u64,
+    /// The commit the working tree is known to hold (checked out by this process).
+    checked_out: Option<String>,
 }
 
 /// What one cycle is asked to do.
@@ -96,6 +98,7 @@ impl Agent {
             failed_commit: None,
             failures: 0,
             cycles: 0,
+            checked_out: None,
         };
         Ok((agent, rx))
     }
@@ -303,10 +306,6 @@ impl Agent {
         let target: Option<(DesiredState, String)> = match (mode, pinned) {
             (Mode::Rollback(seq), _) => match self.store.get(seq) {
                 Ok(Some(rev)) if rev.desired.is_some() => {
-                    let commit = rev.commit.clone();
-                    if let Err(e) = self.git(move |src| src.checkout(&commit)).await {
-                        tracing::warn!(error = %e, "cannot check out the rolled-back commit; bind-mounted files stay as they are");
-                    }
                     if let Err(e) = self.store.set_pinned(Some(seq)) {
                         errors.push(e.to_string());
                     }
@@ -388,6 +387,11 @@ impl Agent {
         let mut apply_errors = Vec::new();
         if let Some((desired, revision)) = &target {
             tracing::Span::current().record("revision", revision.as_str());
+            // The working tree must hold the revision being converged (after a rollback, or when the
+            // clone under state_dir was lost); without it, bind mounts would see other files.
+            if let Err(e) = self.ensure_checkout(revision).await {
+                tracing::warn!(error = %e, "cannot check out {revision}; bind-mounted files stay as they are");
+            }
             let owner = Owner {
                 agent_id: self.settings.agent_id.clone(),
                 revision: revision.clone(),
@@ -506,6 +510,17 @@ impl Agent {
         result
     }
 
+    /// Check `commit` out into the working tree unless it is known to be there already.
+    async fn ensure_checkout(&mut self, commit: &str) -> Result<(), source::SourceError> {
+        if self.checked_out.as_deref() == Some(commit) {
+            return Ok(());
+        }
+        let c = commit.to_string();
+        self.git(move |src| src.checkout(&c)).await?;
+        self.checked_out = Some(commit.to_string());
+        Ok(())
+    }
+
     fn current_target(&self) -> Option<(DesiredState, String)> {
         self.current
             .as_ref()
@@ -559,8 +574,7 @@ impl Agent {
                 return Err((message, Some(failed).filter(|r| r.seq > 0)));
             }
         };
-        let c = commit.to_string();
-        if let Err(e) = self.git(move |src| src.checkout(&c)).await {
+        if let Err(e) = self.ensure_checkout(commit).await {
             return Err((format!("checkout of {}: {e}", short(commit)), None));
         }
         Ok((

@@ -259,9 +259,20 @@ mod tests {
             )
             .unwrap();
         let (tx, rx) = mpsc::channel(4);
-        let status = Status { agent_id: format!("unit-api-{}", std::process::id()), ..Default::default() };
+        let status = Status {
+            agent_id: format!("unit-api-{}", std::process::id()),
+            ..Default::default()
+        };
         let runtime = DockerRuntime::connect(None).await.unwrap();
-        (Arc::new(Shared { status: Mutex::new(status), store, runtime, commands: tx }), rx)
+        (
+            Arc::new(Shared {
+                status: Mutex::new(status),
+                store,
+                runtime,
+                commands: tx,
+            }),
+            rx,
+        )
     }
 
     #[tokio::test]
@@ -277,17 +288,34 @@ mod tests {
         let h: Vec<HistoryEntry> = serde_json::from_slice(&body).unwrap();
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].commit, "a".repeat(40));
-        assert_eq!(route(&shared, &Method::DELETE, "/v1/status").await.0, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(route(&shared, &Method::GET, "/nope").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(route(&shared, &Method::POST, "/v1/rollback?seq=x").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            route(&shared, &Method::DELETE, "/v1/status").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            route(&shared, &Method::GET, "/nope").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            route(&shared, &Method::POST, "/v1/rollback?seq=x").await.0,
+            StatusCode::BAD_REQUEST
+        );
         // With the loop gone, a waiting request says so instead of hanging.
         drop(rx);
-        assert_eq!(route(&shared, &Method::POST, "/v1/reconcile?wait=1").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            route(&shared, &Method::POST, "/v1/reconcile?wait=1")
+                .await
+                .0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[tokio::test]
     async fn socket_is_0660_and_speaks_to_the_cli_client() {
-        let dir = tempfile::Builder::new().prefix("b").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("b")
+            .tempdir_in("/tmp")
+            .unwrap();
         let (shared, _rx) = shared(dir.path()).await;
         let socket = dir.path().join("run/berth.sock");
         let server = tokio::spawn({
@@ -296,14 +324,22 @@ mod tests {
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !socket.exists() {
-            assert!(std::time::Instant::now() < deadline, "socket never appeared");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "socket never appeared"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);
         let s = socket.clone();
         let body = tokio::task::spawn_blocking(move || {
-            crate::api::client::call(&s, "GET", "/v1/history", Some(std::time::Duration::from_secs(10)))
+            crate::api::client::call(
+                &s,
+                "GET",
+                "/v1/history",
+                Some(std::time::Duration::from_secs(10)),
+            )
         })
         .await
         .unwrap()
@@ -312,7 +348,12 @@ mod tests {
         assert_eq!(h[0].summary, "first");
         let s = socket.clone();
         let err = tokio::task::spawn_blocking(move || {
-            crate::api::client::call(&s, "GET", "/v1/nothing", Some(std::time::Duration::from_secs(10)))
+            crate::api::client::call(
+                &s,
+                "GET",
+                "/v1/nothing",
+                Some(std::time::Duration::from_secs(10)),
+            )
         })
         .await
         .unwrap()
