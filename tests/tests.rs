@@ -1,1 +1,8 @@
+//! One integration-test binary; each module drives the real `berth` binary against the real Docker engine
+//! and real Git repositories (scripts/test.sh starts the engine and builds the test image).
 
+mod util;
+
+mod agent;
+mod cli;
+mod systemd;
