@@ -79,41 +79,65 @@ pub struct ContainerSpec {
     /// 1-based.
     pub replica: u32,
     pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     /// `KEY=VALUE`, sorted by key, last definition wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
     /// Networks to attach to, sorted by name (engine names). Empty when `network_mode` is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkAttachment>,
     /// `host`, `none`, `bridge`, `container:<id>`; `None` means the stack networks above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
     /// `no`, `always`, `on-failure[:N]`, `unless-stopped`; defaults to `no` like Compose.
     pub restart: String,
     /// The user's labels only; berth's own are added by the runtime.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthcheckSpec>,
     /// Services of the same stack this one starts after, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// `host:ip`, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub privileged: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceSpec>,
+    #[serde(default, skip_serializing_if = "is_false")]
     pub read_only: bool,
     /// `path[:options]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
     /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_period: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
     /// SHA-256 over the content of every repository file bind-mounted into this container (paths and
     /// bytes), so that changing a mounted config file changes the spec hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_digest: Option<String>,
 }
 
@@ -169,13 +193,22 @@ pub struct DeviceSpec {
     pub permissions: String,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl ContainerSpec {
     /// The canonical hash of this spec: SHA-256 of its canonical JSON serialisation, hex.
     ///
     /// Every field is plain data with a fixed order (structs, sorted vectors, `BTreeMap`s), so the same
-    /// rendered spec always hashes the same.
+    /// rendered spec always hashes the same. Empty and default fields are left out of the serialisation,
+    /// so a later release that adds a field does not change the hash of specs that do not use it (no
+    /// fleet-wide recreate on upgrade). `depends_on` only orders the work and is not hashed, like Compose's
+    /// config hash.
     pub fn spec_hash(&self) -> String {
-        let bytes = serde_json::to_vec(self).expect("ContainerSpec serialises");
+        let mut view = self.clone();
+        view.depends_on.clear();
+        let bytes = serde_json::to_vec(&view).expect("ContainerSpec serialises");
         hex(&Sha256::digest(&bytes))
     }
 }

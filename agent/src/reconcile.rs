@@ -704,26 +704,7 @@ pub fn root_stack_name(settings: &Settings) -> String {
     sanitize_stack_name(&base)
 }
 
-/// Lowercase, and anything outside `[a-z0-9_-]` becomes `-`, like Compose's project-name normalisation.
-pub fn sanitize_stack_name(s: &str) -> String {
-    let out: String = s
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = out.trim_start_matches(['-', '_']).to_string();
-    if trimmed.is_empty() {
-        "default".into()
-    } else {
-        trimmed
-    }
-}
+pub use crate::render::sanitize_stack_name;
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]

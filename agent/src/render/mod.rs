@@ -3,9 +3,34 @@
 //! Rendering reads only through the [`Tree`] trait, so a new commit is rendered from its Git tree before
 //! any file on disk changes.
 
+pub mod compose;
+pub mod interpolate;
+pub mod lines;
+pub mod merge;
+pub mod tree;
+
 use crate::model::DesiredState;
+use lines::{KeyPath, LineIndex, Seg};
+use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+pub use tree::DirTree;
+
+/// Compose file names, in the order Docker Compose looks for them.
+pub const COMPOSE_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+/// Override file names, merged into the compose file when present.
+pub const OVERRIDE_FILES: &[&str] = &[
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yaml",
+    "docker-compose.override.yml",
+];
 
 /// Largest compose / env file berth reads, in bytes.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -103,27 +128,414 @@ impl std::fmt::Display for RenderError {
     }
 }
 
-/// Render the followed directory of `tree` into a desired state.
-pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, RenderError> {
-    let _ = (tree, opts);
-    Err(RenderError {
-        problems: vec![Problem {
-            file: None,
+impl Problem {
+    fn at(file: &Path, message: impl Into<String>) -> Problem {
+        Problem {
+            file: Some(display_path(file)),
             line: None,
             column: None,
             stack: None,
             service: None,
-            message: "render not implemented".into(),
-        }],
-    })
+            message: message.into(),
+        }
+    }
 }
 
-/// Placeholder until the render branch lands.
+fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Render the followed directory of `tree` into a desired state: the directory itself and each
+/// immediate subdirectory holding a compose file is a stack. Every problem is collected.
+pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, RenderError> {
+    let mut problems = Vec::new();
+    let mut desired = DesiredState::default();
+    let base = match tree::resolve(tree, &opts.path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(RenderError {
+                problems: vec![Problem::at(&opts.path, e)],
+            })
+        }
+    };
+    let mut dirs: Vec<(PathBuf, Option<String>)> = vec![(base.clone(), None)];
+    match tree.list(&base) {
+        Ok(entries) => {
+            for e in entries {
+                if e.name.starts_with('.') {
+                    continue;
+                }
+                let child = if base == Path::new(".") {
+                    PathBuf::from(&e.name)
+                } else {
+                    base.join(&e.name)
+                };
+                let is_dir = match &e.kind {
+                    EntryKind::Dir => true,
+                    EntryKind::File => false,
+                    EntryKind::Symlink(_) => match tree::resolve(tree, &child) {
+                        Ok(r) => matches!(tree.kind(&r), Ok(Some(EntryKind::Dir))),
+                        Err(err) => {
+                            problems.push(Problem::at(&child, err));
+                            false
+                        }
+                    },
+                };
+                if is_dir {
+                    dirs.push((child, Some(e.name.clone())));
+                }
+            }
+        }
+        Err(e) => problems.push(Problem::at(&base, format!("cannot list: {e}"))),
+    }
+
+    let mut containers: BTreeMap<String, String> = BTreeMap::new();
+    for (dir, dir_name) in dirs {
+        let default_name = match &dir_name {
+            None => opts.root_stack_name.clone(),
+            Some(n) => sanitize_stack_name(n),
+        };
+        let before = problems.len();
+        let Some(stack) = render_stack(tree, opts, &dir, &default_name, &mut problems) else {
+            continue;
+        };
+        if problems.len() > before {
+            continue;
+        }
+        if let Some(prev) = desired.stacks.get(&stack.name) {
+            problems.push(Problem {
+                file: Some(display_path(&dir)),
+                line: None,
+                column: None,
+                stack: Some(stack.name.clone()),
+                service: None,
+                message: format!(
+                    "stack name {:?} is also used by {}; give one of them another `name:`",
+                    stack.name, prev.dir
+                ),
+            });
+            continue;
+        }
+        for c in &stack.containers {
+            if let Some(other) = containers.insert(c.name.clone(), stack.name.clone()) {
+                problems.push(Problem {
+                    file: Some(display_path(&dir)),
+                    line: None,
+                    column: None,
+                    stack: Some(stack.name.clone()),
+                    service: Some(c.service.clone()),
+                    message: format!(
+                        "container name {} is also produced by stack {other}; rename a stack or service",
+                        c.name
+                    ),
+                });
+            }
+        }
+        desired.stacks.insert(stack.name.clone(), stack);
+    }
+    if problems.is_empty() {
+        Ok(desired)
+    } else {
+        Err(RenderError { problems })
+    }
+}
+
+/// The first of `names` that exists in `dir` (resolving a symlinked file inside the repository).
+fn find_file(
+    tree: &dyn Tree,
+    dir: &Path,
+    names: &[&str],
+    problems: &mut Vec<Problem>,
+) -> Option<PathBuf> {
+    for n in names {
+        let p = if dir == Path::new(".") {
+            PathBuf::from(n)
+        } else {
+            dir.join(n)
+        };
+        match tree.kind(&p) {
+            Ok(Some(EntryKind::File)) => return Some(p),
+            Ok(Some(EntryKind::Symlink(_))) => match tree::resolve(tree, &p) {
+                Ok(r) => return Some(r),
+                Err(e) => {
+                    problems.push(Problem::at(&p, e));
+                    return None;
+                }
+            },
+            Ok(Some(EntryKind::Dir)) => {
+                problems.push(Problem::at(&p, "is a directory, not a compose file"));
+                return None;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                problems.push(Problem::at(&p, format!("cannot read: {e}")));
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Render one stack directory; `None` when it holds no compose file or had problems.
+fn render_stack(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+    dir: &Path,
+    default_name: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::model::StackSpec> {
+    let main = find_file(tree, dir, COMPOSE_FILES, problems)?;
+    let mut files = vec![main];
+    if let Some(o) = find_file(tree, dir, OVERRIDE_FILES, problems) {
+        files.push(o);
+    }
+
+    // Interpolation scope: the stack's .env, then the agent's environment, which wins (as in Compose).
+    let mut scope: BTreeMap<String, String> = BTreeMap::new();
+    let env_path = if dir == Path::new(".") {
+        PathBuf::from(".env")
+    } else {
+        dir.join(".env")
+    };
+    if let Ok(Some(EntryKind::File | EntryKind::Symlink(_))) = tree.kind(&env_path) {
+        let resolved = match tree::resolve(tree, &env_path) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(Problem::at(&env_path, e));
+                return None;
+            }
+        };
+        match compose::read_capped(tree, &resolved) {
+            Ok(Some(bytes)) => {
+                match interpolate::parse_dotenv(&String::from_utf8_lossy(&bytes), &opts.env) {
+                    Ok(pairs) => scope.extend(pairs),
+                    Err((line, msg)) => {
+                        problems.push(Problem {
+                            line: Some(line),
+                            ..Problem::at(&env_path, msg)
+                        });
+                        return None;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                problems.push(Problem::at(&env_path, e));
+                return None;
+            }
+        }
+    }
+    scope.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+    let mut docs = Vec::new();
+    let mut merged: Option<Value> = None;
+    let mut failed = false;
+    for file in &files {
+        let text = match compose::read_capped(tree, file) {
+            Ok(Some(b)) => match String::from_utf8(b) {
+                Ok(t) => t,
+                Err(_) => {
+                    problems.push(Problem::at(file, "is not UTF-8 text"));
+                    failed = true;
+                    continue;
+                }
+            },
+            Ok(None) => {
+                problems.push(Problem::at(file, "cannot be read"));
+                failed = true;
+                continue;
+            }
+            Err(e) => {
+                problems.push(Problem::at(file, e));
+                failed = true;
+                continue;
+            }
+        };
+        let index = LineIndex::build(&text);
+        let mut value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            match serde_yaml::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    let loc = e.location();
+                    let msg = e.to_string();
+                    let msg = match msg.rfind(" at line ") {
+                        Some(i) => msg[..i].to_string(),
+                        None => msg,
+                    };
+                    problems.push(Problem {
+                        line: loc.as_ref().map(|l| l.line()),
+                        column: loc.as_ref().map(|l| l.column()),
+                        ..Problem::at(file, format!("invalid YAML: {msg}"))
+                    });
+                    failed = true;
+                    continue;
+                }
+            }
+        };
+        if let Err(e) = value.apply_merge() {
+            problems.push(Problem::at(file, format!("YAML merge key (<<): {e}")));
+            failed = true;
+            continue;
+        }
+        let mut vars = interpolate::Vars::new(&scope);
+        let before = problems.len();
+        interpolate_value(&mut value, &mut Vec::new(), &mut vars, &index, file, problems);
+        if problems.len() > before {
+            failed = true;
+            continue;
+        }
+        let mut unset = vars.unset;
+        unset.sort();
+        unset.dedup();
+        for var in unset {
+            tracing::warn!(file = %file.display(), variable = %var, "variable is not set; using an empty string");
+        }
+        docs.push(compose::Doc {
+            file: display_path(file),
+            index,
+        });
+        merged = Some(match merged {
+            None => merge::strip_tags(value),
+            Some(base) => merge::merge_documents(base, value),
+        });
+    }
+    if failed {
+        return None;
+    }
+    let doc = merged.unwrap_or(Value::Null);
+
+    let name = match doc.get("name").filter(|v| !v.is_null()) {
+        Some(Value::String(n)) if valid_stack_name(n) => n.clone(),
+        Some(other) => {
+            let line = docs
+                .iter()
+                .rev()
+                .find_map(|d| d.index.exact(&[Seg::Key("name".into())]).map(|l| (d, l)));
+            problems.push(Problem {
+                file: line.map(|(d, _)| d.file.clone()),
+                line: line.map(|(_, l)| l),
+                column: None,
+                stack: None,
+                service: None,
+                message: format!(
+                    "name: {} must be lowercase letters, digits, '_' or '-', starting with a letter or digit",
+                    serde_yaml::to_string(other).unwrap_or_default().trim()
+                ),
+            });
+            return None;
+        }
+        None => default_name.to_string(),
+    };
+    let input = compose::StackInput {
+        tree,
+        name,
+        dir: dir.to_path_buf(),
+        checkout_dir: &opts.checkout_dir,
+        docs: &docs,
+        doc: &doc,
+        env: &scope,
+    };
+    compose::convert(&input, problems)
+}
+
+/// Interpolate every string value (not keys) of a document; problems name the key path and line.
+fn interpolate_value(
+    v: &mut Value,
+    path: &mut KeyPath,
+    vars: &mut interpolate::Vars,
+    index: &LineIndex,
+    file: &Path,
+    problems: &mut Vec<Problem>,
+) {
+    match v {
+        Value::String(s) => match interpolate::interpolate(s, vars) {
+            Ok(out) => *s = out,
+            Err(e) => problems.push(Problem {
+                line: index.find(path),
+                ..Problem::at(file, format!("{}: {e}", lines::display(path)))
+            }),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(Seg::Index(i));
+                interpolate_value(item, path, vars, index, file, problems);
+                path.pop();
+            }
+        }
+        Value::Mapping(m) => {
+            for (k, item) in m.iter_mut() {
+                let key = match k {
+                    Value::String(s) => s.clone(),
+                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+                };
+                path.push(Seg::Key(key));
+                interpolate_value(item, path, vars, index, file, problems);
+                path.pop();
+            }
+        }
+        Value::Tagged(t) => interpolate_value(&mut t.value, path, vars, index, file, problems),
+        _ => {}
+    }
+}
+
+/// Compose's project-name rule for an explicit `name:`.
+pub fn valid_stack_name(n: &str) -> bool {
+    n.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Lowercase, and anything outside `[a-z0-9_-]` becomes `-`, like Compose's project-name normalisation.
+pub fn sanitize_stack_name(s: &str) -> String {
+    let out: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = out.trim_start_matches(['-', '_']).to_string();
+    if trimmed.is_empty() {
+        "default".into()
+    } else {
+        trimmed
+    }
+}
+
+/// Render a plain directory (for `berth render DIR` / `berth apply DIR`): the directory is the
+/// repository root and the followed directory; relative bind mounts point into it.
 pub fn render_dir(
     dir: &Path,
     root_stack_name: &str,
     env: BTreeMap<String, String>,
 ) -> Result<DesiredState, RenderError> {
-    let _ = (dir, root_stack_name, env);
-    Err(RenderError { problems: vec![] })
+    let root = match dir.canonicalize() {
+        Ok(r) if r.is_dir() => r,
+        Ok(r) => {
+            return Err(RenderError {
+                problems: vec![Problem::at(&r, "is not a directory")],
+            })
+        }
+        Err(e) => {
+            return Err(RenderError {
+                problems: vec![Problem::at(dir, format!("cannot read: {e}"))],
+            })
+        }
+    };
+    let opts = RenderOptions {
+        path: PathBuf::from("."),
+        checkout_dir: root.clone(),
+        root_stack_name: root_stack_name.to_string(),
+        env,
+    };
+    render(&DirTree::new(root), &opts)
 }

@@ -1,0 +1,231 @@
+//! Reading repository files safely: a [`Tree`] over a plain directory, and path resolution that follows
+//! repository symlinks but never lets a path or a symlink lead outside the repository.
+
+use super::{Entry, EntryKind, Tree};
+use std::path::{Component, Path, PathBuf};
+
+/// A plain directory as a [`Tree`] (for `berth render DIR` / `berth apply DIR`). `.git` is not listed.
+pub struct DirTree {
+    root: PathBuf,
+}
+
+impl DirTree {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirTree { root: root.into() }
+    }
+
+    fn full(&self, path: &Path) -> PathBuf {
+        if path.as_os_str().is_empty() || path == Path::new(".") {
+            self.root.clone()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+impl Tree for DirTree {
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        let full = self.full(path);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_file() => std::fs::read(&full).map(Some),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>> {
+        let full = self.full(path);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                Ok(Some(EntryKind::Symlink(std::fs::read_link(&full)?)))
+            }
+            Ok(m) if m.is_dir() => Ok(Some(EntryKind::Dir)),
+            Ok(_) => Ok(Some(EntryKind::File)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>> {
+        let full = self.full(path);
+        let rd = match std::fs::read_dir(&full) {
+            Ok(rd) => rd,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.kind() == std::io::ErrorKind::NotADirectory =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name == ".git" {
+                continue;
+            }
+            let ft = entry.file_type()?;
+            let kind = if ft.is_symlink() {
+                EntryKind::Symlink(std::fs::read_link(entry.path())?)
+            } else if ft.is_dir() {
+                EntryKind::Dir
+            } else {
+                EntryKind::File
+            };
+            out.push(Entry { name, kind });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// `base` joined with the relative `rel`, normalised; `None` when it climbs above the repository root.
+/// The root itself is `.`.
+pub fn join_rel(base: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut parts: Vec<std::ffi::OsString> = Vec::new();
+    for c in base.components().chain(rel.components()) {
+        match c {
+            Component::Normal(n) => parts.push(n.to_os_string()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(if parts.is_empty() {
+        PathBuf::from(".")
+    } else {
+        parts.iter().collect()
+    })
+}
+
+/// Resolve every symlink along a repository path. A symlink with an absolute target, or one whose target
+/// climbs out of the repository, is an error (naming the symlink); so is a chain of more than 40 links.
+/// A path that does not exist resolves to itself.
+pub fn resolve(tree: &dyn Tree, path: &Path) -> Result<PathBuf, String> {
+    let mut pending: Vec<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            _ => None,
+        })
+        .collect();
+    pending.reverse();
+    let mut done = PathBuf::new();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        let candidate = if done.as_os_str().is_empty() {
+            PathBuf::from(&part)
+        } else {
+            done.join(&part)
+        };
+        match tree.kind(&candidate) {
+            Ok(Some(EntryKind::Symlink(target))) => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(format!("{}: too many levels of symlinks", path.display()));
+                }
+                if target.is_absolute() {
+                    return Err(format!(
+                        "symlink {} points outside the repository (to {})",
+                        candidate.display(),
+                        target.display()
+                    ));
+                }
+                let Some(joined) = join_rel(&done, &target) else {
+                    return Err(format!(
+                        "symlink {} points outside the repository (to {})",
+                        candidate.display(),
+                        target.display()
+                    ));
+                };
+                done = PathBuf::new();
+                let mut rest: Vec<std::ffi::OsString> = joined
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        _ => None,
+                    })
+                    .collect();
+                rest.reverse();
+                pending.extend(rest);
+            }
+            Ok(Some(_)) => done = candidate,
+            Ok(None) => {
+                // Missing: nothing below it can be a symlink.
+                done = candidate;
+                while let Some(p) = pending.pop() {
+                    done.push(p);
+                }
+            }
+            Err(e) => return Err(format!("{}: {e}", candidate.display())),
+        }
+    }
+    Ok(if done.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        done
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_rel_refuses_climbing_out() {
+        assert_eq!(
+            join_rel(Path::new("a/b"), Path::new("../c")).unwrap(),
+            PathBuf::from("a/c")
+        );
+        assert_eq!(
+            join_rel(Path::new("."), Path::new("./x/./y")).unwrap(),
+            PathBuf::from("x/y")
+        );
+        assert_eq!(
+            join_rel(Path::new("a"), Path::new("..")).unwrap(),
+            PathBuf::from(".")
+        );
+        assert!(join_rel(Path::new("a"), Path::new("../..")).is_none());
+        assert!(join_rel(Path::new("a"), Path::new("/etc")).is_none());
+    }
+
+    #[test]
+    fn resolve_follows_inner_symlinks_and_refuses_outer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("shared/conf")).unwrap();
+        std::fs::write(root.join("shared/conf/app.conf"), "x").unwrap();
+        std::fs::create_dir_all(root.join("hosts/a")).unwrap();
+        std::os::unix::fs::symlink("../../shared/conf", root.join("hosts/a/conf")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("hosts/a/etc")).unwrap();
+        std::os::unix::fs::symlink("../../../outside", root.join("hosts/a/up")).unwrap();
+        std::os::unix::fs::symlink("loop2", root.join("hosts/a/loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", root.join("hosts/a/loop2")).unwrap();
+        let t = DirTree::new(root);
+        assert_eq!(
+            resolve(&t, Path::new("hosts/a/conf/app.conf")).unwrap(),
+            PathBuf::from("shared/conf/app.conf")
+        );
+        assert_eq!(
+            resolve(&t, Path::new("hosts/a/missing/x")).unwrap(),
+            PathBuf::from("hosts/a/missing/x")
+        );
+        let e = resolve(&t, Path::new("hosts/a/etc/passwd")).unwrap_err();
+        assert!(e.contains("hosts/a/etc") && e.contains("outside"), "{e}");
+        assert!(resolve(&t, Path::new("hosts/a/up")).unwrap_err().contains("outside"));
+        assert!(resolve(&t, Path::new("hosts/a/loop1"))
+            .unwrap_err()
+            .contains("too many"));
+        let names: Vec<String> = t
+            .list(Path::new("hosts/a"))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, vec!["conf", "etc", "loop1", "loop2", "up"]);
+    }
+}
