@@ -157,9 +157,19 @@ impl Ctx<'_> {
                 return (Some(d.file.clone()), Some(line));
             }
         }
-        match self.docs.first() {
-            Some(d) => (Some(d.file.clone()), d.index.find(path)),
-            None => (None, None),
+        // Not literally in any file (a merged sequence, a key reached through an anchor): the file that
+        // holds the deepest part of the path, the later file on a tie (it overrides).
+        let mut best: Option<(usize, &Doc, usize)> = None;
+        for d in self.docs {
+            if let Some((depth, line)) = d.index.deepest(path) {
+                if best.is_none_or(|(b, _, _)| depth >= b) {
+                    best = Some((depth, d, line));
+                }
+            }
+        }
+        match best {
+            Some((_, d, line)) => (Some(d.file.clone()), Some(line)),
+            None => (self.docs.first().map(|d| d.file.clone()), None),
         }
     }
 

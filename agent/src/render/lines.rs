@@ -146,6 +146,13 @@ impl LineIndex {
             .find_map(|n| self.lines.get(&path[..n]).copied())
     }
 
+    /// The line of the longest indexed prefix of `path`, with that prefix's length.
+    pub fn deepest(&self, path: &[Seg]) -> Option<(usize, usize)> {
+        (0..=path.len())
+            .rev()
+            .find_map(|n| self.lines.get(&path[..n]).map(|l| (n, *l)))
+    }
+
     /// The line of exactly `path`.
     pub fn exact(&self, path: &[Seg]) -> Option<usize> {
         self.lines.get(path).copied()

@@ -539,3 +539,6 @@ pub fn render_dir(
     };
     render(&DirTree::new(root), &opts)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,438 @@
+//! Render over real directories: stacks, overrides, interpolation, problems with file and line.
+
+use super::*;
+use crate::model::MountKind;
+use std::path::Path;
+
+struct Repo(tempfile::TempDir);
+
+impl Repo {
+    fn new() -> Repo {
+        Repo(tempfile::tempdir().unwrap())
+    }
+    fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.0.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+    fn link(&self, rel: &str, target: &str) -> &Self {
+        let p = self.0.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+        self
+    }
+    fn opts(&self, path: &str, env: &[(&str, &str)]) -> RenderOptions {
+        RenderOptions {
+            path: PathBuf::from(path),
+            checkout_dir: PathBuf::from("/var/lib/berth/repo"),
+            root_stack_name: "edge".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+    fn render(&self, path: &str, env: &[(&str, &str)]) -> Result<DesiredState, RenderError> {
+        render(&DirTree::new(self.0.path()), &self.opts(path, env))
+    }
+    fn ok(&self) -> DesiredState {
+        self.render(".", &[]).unwrap_or_else(|e| panic!("render failed:\n{e}"))
+    }
+    fn problems(&self) -> Vec<Problem> {
+        match self.render(".", &[]) {
+            Ok(d) => panic!("expected problems, rendered {d:?}"),
+            Err(e) => e.problems,
+        }
+    }
+}
+
+fn container<'a>(d: &'a DesiredState, name: &str) -> &'a crate::model::ContainerSpec {
+    d.containers()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name} in {:?}", d.containers().map(|c| &c.name).collect::<Vec<_>>()))
+}
+
+#[test]
+fn stacks_are_the_followed_dir_and_its_immediate_subdirs() {
+    let r = Repo::new();
+    r.write("hosts/a/compose.yaml", "services: {app: {image: busybox}}\n")
+        .write("hosts/a/web/docker-compose.yml", "services: {web: {image: busybox}}\n")
+        .write("hosts/a/named/compose.yml", "name: custom\nservices: {x: {image: busybox}}\n")
+        .write("hosts/a/deep/er/compose.yaml", "services: {no: {image: busybox}}\n")
+        .write("hosts/a/.hidden/compose.yaml", "services: {no: {image: busybox}}\n")
+        .write("hosts/a/notes/readme.txt", "not a stack\n")
+        .write("hosts/b/compose.yaml", "services: {other: {image: busybox}}\n");
+    let d = r.render("hosts/a", &[]).unwrap();
+    assert_eq!(
+        d.stacks.keys().collect::<Vec<_>>(),
+        vec!["custom", "edge", "web"]
+    );
+    assert_eq!(d.stacks["web"].dir, "hosts/a/web");
+    let names: Vec<&str> = d.containers().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["custom-x-1", "edge-app-1", "web-web-1"]);
+    // Each stack gets its default network, used implicitly.
+    assert_eq!(d.stacks["web"].networks[0].name, "web_default");
+    assert_eq!(
+        container(&d, "web-web-1").networks[0].aliases,
+        vec!["web".to_string()]
+    );
+}
+
+#[test]
+fn broken_yaml_names_file_line_and_column() {
+    let r = Repo::new();
+    r.write("compose.yaml", "services:\n  app:\n    image: busybox\n   bad: [\n");
+    let p = r.problems();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].file.as_deref(), Some("compose.yaml"));
+    assert!(p[0].line.is_some());
+    assert!(p[0].message.contains("invalid YAML"), "{}", p[0]);
+}
+
+#[test]
+fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
+    let r = Repo::new();
+    r.write(
+        "svc/compose.yaml",
+        "services:\n  app:\n    image: busybox\n    imgae: typo\n    build: .\n    sysctls: {a: 1}\nconfigs: {}\nfoo: 1\nx-ok: {anything: 1}\n",
+    );
+    let p = r.problems();
+    let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    let find = |needle: &str| {
+        p.iter()
+            .find(|p| p.message.contains(needle))
+            .unwrap_or_else(|| panic!("no problem mentioning {needle}: {text:#?}"))
+    };
+    let typo = find("imgae");
+    assert_eq!(typo.file.as_deref(), Some("svc/compose.yaml"));
+    assert_eq!(typo.line, Some(4));
+    assert_eq!(typo.stack.as_deref(), Some("svc"));
+    assert_eq!(typo.service.as_deref(), Some("app"));
+    assert!(typo.message.contains("unknown key"));
+    assert_eq!(find("`build` is refused").line, Some(5));
+    assert_eq!(find("sysctls").line, Some(6));
+    assert!(find("sysctls").message.contains("does not support yet"));
+    assert_eq!(find("`configs`").line, Some(7));
+    assert_eq!(find("`foo`").line, Some(8));
+    assert_eq!(p.len(), 5, "{text:#?}");
+    assert!(text[0].starts_with("svc/compose.yaml:"), "{}", text[0]);
+}
+
+#[test]
+fn override_file_merges_and_its_problems_point_at_it() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox:1\n    environment: [A=1, B=2]\n    ports: ['80:80']\n",
+    )
+    .write(
+        "compose.override.yaml",
+        "services:\n  app:\n    image: busybox:2\n    environment: {B: '3'}\n",
+    );
+    let d = r.ok();
+    let c = container(&d, "edge-app-1");
+    assert_eq!(c.image, "busybox:2");
+    assert_eq!(c.env, vec!["A=1", "B=3"]);
+    assert_eq!(c.ports.len(), 1);
+
+    r.write(
+        "compose.override.yaml",
+        "services:\n  app:\n    environment: {B: '3'}\n    ports: ['nope']\n",
+    );
+    let p = r.problems();
+    assert_eq!(p[0].file.as_deref(), Some("compose.override.yaml"));
+    assert_eq!(p[0].line, Some(4));
+}
+
+#[test]
+fn interpolation_uses_dotenv_and_the_agent_environment_wins() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox:${TAG:-latest}\n    environment:\n      - GREETING=${GREETING}\n      - FROM_ENV\n      - LITERAL=$$HOME\n",
+    )
+    .write(".env", "TAG=1.36\nGREETING=hello\n");
+    let d = r.render(".", &[]).unwrap();
+    let c = container(&d, "edge-app-1");
+    assert_eq!(c.image, "busybox:1.36");
+    assert_eq!(c.env, vec!["GREETING=hello", "LITERAL=$HOME"]);
+    let d = r
+        .render(".", &[("GREETING", "agent"), ("FROM_ENV", "x")])
+        .unwrap();
+    assert_eq!(
+        container(&d, "edge-app-1").env,
+        vec!["FROM_ENV=x", "GREETING=agent", "LITERAL=$HOME"]
+    );
+    r.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n    environment:\n      - KEY=${REQUIRED:?set REQUIRED in .env}\n",
+    );
+    let p = r.problems();
+    assert_eq!(p[0].line, Some(5), "{}", p[0]);
+    assert!(p[0].message.contains("set REQUIRED in .env"), "{}", p[0]);
+}
+
+#[test]
+fn env_file_is_read_relative_to_the_stack_and_environment_overrides_it() {
+    let r = Repo::new();
+    r.write(
+        "w/compose.yaml",
+        "services:\n  app:\n    image: busybox\n    env_file: [app.env, {path: missing.env, required: false}]\n    environment: {B: over}\n",
+    )
+    .write("w/app.env", "A=1\nB=2\n");
+    let d = r.ok();
+    assert_eq!(container(&d, "w-app-1").env, vec!["A=1", "B=over"]);
+    r.write(
+        "w/compose.yaml",
+        "services:\n  app:\n    image: busybox\n    env_file: ../../outside.env\n",
+    );
+    assert!(r.problems()[0].message.contains("climbs out"));
+    r.write(
+        "w/compose.yaml",
+        "services:\n  app:\n    image: busybox\n    env_file: gone.env\n",
+    );
+    assert!(r.problems()[0].message.contains("does not exist"));
+}
+
+#[test]
+fn bind_mounts_resolve_in_the_checkout_and_their_content_is_hashed() {
+    let r = Repo::new();
+    r.write(
+        "web/compose.yaml",
+        "services:\n  web:\n    image: busybox\n    volumes: ['./conf:/etc/app:ro', './data:/data', '/lib/modules:/lib/modules:ro', 'cache:/cache']\n  other:\n    image: busybox\nvolumes:\n  cache: {}\n",
+    )
+    .write("web/conf/app.conf", "a=1\n");
+    let d1 = r.ok();
+    let web = container(&d1, "web-web-1");
+    let m: Vec<(MountKind, &str, &str, bool)> = web
+        .mounts
+        .iter()
+        .map(|m| (m.kind, m.source.as_str(), m.target.as_str(), m.read_only))
+        .collect();
+    assert_eq!(
+        m,
+        vec![
+            (MountKind::Volume, "web_cache", "/cache", false),
+            (MountKind::Bind, "/var/lib/berth/repo/web/data", "/data", false),
+            (MountKind::Bind, "/var/lib/berth/repo/web/conf", "/etc/app", true),
+            (MountKind::Bind, "/lib/modules", "/lib/modules", true),
+        ]
+    );
+    assert!(web.content_digest.is_some());
+    let other_hash = container(&d1, "web-other-1").spec_hash();
+
+    r.write("web/conf/app.conf", "a=2\n");
+    let d2 = r.ok();
+    assert_ne!(
+        container(&d1, "web-web-1").spec_hash(),
+        container(&d2, "web-web-1").spec_hash(),
+        "a changed mounted file changes the hash"
+    );
+    assert_eq!(container(&d2, "web-other-1").spec_hash(), other_hash);
+    // Rendering twice gives the same hashes (no recreate loop).
+    assert_eq!(d2, r.ok());
+
+    r.write(
+        "web/compose.yaml",
+        "services:\n  web:\n    image: busybox\n    volumes: ['../../etc:/x']\n",
+    );
+    assert!(r.problems()[0].message.contains("climbs out"));
+    r.link("web/evil", "/etc").write(
+        "web/compose.yaml",
+        "services:\n  web:\n    image: busybox\n    volumes: ['./evil:/x']\n",
+    );
+    let p = r.problems();
+    assert!(p[0].message.contains("points outside the repository"), "{}", p[0]);
+    r.link("web/conf/escape", "../../../../etc/passwd").write(
+        "web/compose.yaml",
+        "services:\n  web:\n    image: busybox\n    volumes: ['./conf:/x']\n",
+    );
+    let p = r.problems();
+    assert!(p[0].message.contains("web/conf/escape"), "{}", p[0]);
+}
+
+#[test]
+fn symlinked_shared_base_inside_the_repository_is_followed() {
+    let r = Repo::new();
+    r.write("shared/conf/app.conf", "x\n")
+        .write(
+            "hosts/a/compose.yaml",
+            "services:\n  web:\n    image: busybox\n    volumes: ['./conf:/etc/app']\n",
+        )
+        .link("hosts/a/conf", "../../shared/conf");
+    let d = r.render("hosts/a", &[]).unwrap();
+    let web = container(&d, "edge-web-1");
+    assert_eq!(web.mounts[0].source, "/var/lib/berth/repo/shared/conf");
+    assert!(web.content_digest.is_some());
+}
+
+#[test]
+fn references_must_be_declared_and_dependency_cycles_are_refused() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        "services:\n  a:\n    image: busybox\n    networks: [nope]\n    volumes: ['undeclared:/data', '/anon']\n    depends_on: [ghost]\n",
+    );
+    let p = r.problems();
+    let all: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+    assert!(all.iter().any(|m| m.contains("network \"nope\"")), "{all:#?}");
+    assert!(all.iter().any(|m| m.contains("volume \"undeclared\"")), "{all:#?}");
+    assert!(all.iter().any(|m| m.contains("anonymous volume")), "{all:#?}");
+    assert!(all.iter().any(|m| m.contains("\"ghost\"")), "{all:#?}");
+
+    r.write(
+        "compose.yaml",
+        "services:\n  a: {image: busybox, depends_on: [b]}\n  b: {image: busybox, depends_on: [c]}\n  c: {image: busybox, depends_on: [a]}\n",
+    );
+    let p = r.problems();
+    assert!(p[0].message.contains("dependency cycle"), "{}", p[0]);
+}
+
+#[test]
+fn the_keys_of_this_release_normalise_to_one_form() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        r#"
+x-common: &common
+  restart: unless-stopped
+  labels: {team: edge}
+services:
+  app:
+    <<: *common
+    image: busybox
+    command: sh -c 'echo "hi there"'
+    entrypoint: ["/bin/sh"]
+    user: 1000
+    working_dir: /srv
+    hostname: app
+    extra_hosts: ["db.local=10.0.0.2", "gw:10.0.0.1"]
+    cap_add: [NET_ADMIN, SYS_TIME, NET_ADMIN]
+    cap_drop: [ALL]
+    privileged: "false"
+    read_only: true
+    init: true
+    devices: ["/dev/null:/dev/mynull:r"]
+    tmpfs: /run
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    healthcheck:
+      test: wget -q -O- http://localhost/ || exit 1
+      interval: 10s
+      retries: 3
+    deploy: {replicas: 2}
+    ports:
+      - target: 80
+        published: "8080"
+        host_ip: 127.0.0.1
+    networks:
+      back: {aliases: [api]}
+  side:
+    image: busybox
+    network_mode: service:app
+    healthcheck: {disable: true}
+networks:
+  back: {internal: true, labels: [tier=back]}
+"#,
+    );
+    let d = r.ok();
+    let a = container(&d, "edge-app-2");
+    assert_eq!(a.replica, 2);
+    assert_eq!(a.restart, "unless-stopped");
+    assert_eq!(a.labels.get("team").map(String::as_str), Some("edge"));
+    assert_eq!(
+        a.command.as_deref().unwrap(),
+        ["sh", "-c", "echo \"hi there\""]
+    );
+    assert_eq!(a.user.as_deref(), Some("1000"));
+    assert_eq!(a.extra_hosts, vec!["db.local:10.0.0.2", "gw:10.0.0.1"]);
+    assert_eq!(a.cap_add, vec!["NET_ADMIN", "SYS_TIME"]);
+    assert!(!a.privileged && a.read_only && a.init == Some(true));
+    assert_eq!(a.devices[0].container, "/dev/mynull");
+    assert_eq!(a.devices[0].permissions, "r");
+    assert_eq!(a.tmpfs, vec!["/run"]);
+    assert_eq!(a.stop_grace_period, Some(90));
+    let h = a.healthcheck.as_ref().unwrap();
+    assert_eq!(h.test[0], "CMD-SHELL");
+    assert_eq!(h.interval_ns, 10_000_000_000);
+    assert_eq!(h.retries, 3);
+    assert_eq!(a.ports[0].host_port, Some(8080));
+    assert_eq!(a.networks.len(), 1);
+    assert_eq!(a.networks[0].name, "edge_back");
+    assert_eq!(a.networks[0].aliases, vec!["api", "app"]);
+    let s = container(&d, "edge-side-1");
+    assert_eq!(s.network_mode.as_deref(), Some("container:edge-app-1"));
+    assert!(s.networks.is_empty());
+    assert_eq!(s.depends_on, vec!["app"]);
+    assert_eq!(s.healthcheck.as_ref().unwrap().test, vec!["NONE"]);
+    // Only the declared network is created; nobody uses the default one.
+    let nets: Vec<&str> = d.stacks["edge"].networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(nets, vec!["edge_back"]);
+    assert!(d.stacks["edge"].networks[0].internal);
+}
+
+#[test]
+fn namespace_sharing_container_follows_its_peer() {
+    let r = Repo::new();
+    let text = |img: &str| {
+        format!("services:\n  app: {{image: {img}}}\n  side: {{image: busybox, network_mode: 'service:app'}}\n")
+    };
+    r.write("compose.yaml", &text("busybox:1"));
+    let d1 = r.ok();
+    r.write("compose.yaml", &text("busybox:2"));
+    let d2 = r.ok();
+    assert_ne!(
+        container(&d1, "edge-side-1").spec_hash(),
+        container(&d2, "edge-side-1").spec_hash(),
+        "recreating app must recreate the container in its namespace"
+    );
+}
+
+#[test]
+fn stack_and_container_name_collisions_are_refused() {
+    let r = Repo::new();
+    r.write("a/compose.yaml", "name: same\nservices: {x: {image: busybox}}\n")
+        .write("b/compose.yaml", "name: same\nservices: {y: {image: busybox}}\n");
+    assert!(r.problems()[0].message.contains("also used by"));
+    let r = Repo::new();
+    r.write("compose.yaml", "name: Bad Name\nservices: {}\n");
+    assert_eq!(r.problems()[0].line, Some(1));
+}
+
+#[test]
+fn empty_and_missing_pieces() {
+    let r = Repo::new();
+    assert!(r.ok().stacks.is_empty(), "a directory without compose files has no stacks");
+    r.write("compose.yaml", "");
+    assert!(r.ok().stacks["edge"].containers.is_empty());
+    r.write("compose.yaml", "services:\n  a:\n    command: sleep 1\n");
+    let p = r.problems();
+    assert!(p[0].message.contains("`image` is required"), "{}", p[0]);
+    assert_eq!(p[0].line, Some(2));
+    r.write("compose.yaml", "- just\n- a list\n");
+    assert!(r.problems()[0].message.contains("must be a mapping"));
+}
+
+#[test]
+fn oversized_files_are_refused() {
+    let r = Repo::new();
+    let big = format!("services: {{}}\n# {}\n", "x".repeat(MAX_FILE_BYTES));
+    r.write("compose.yaml", &big);
+    assert!(r.problems()[0].message.contains("larger than"));
+}
+
+#[test]
+fn render_dir_uses_the_directory_as_checkout() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        "services:\n  a:\n    image: busybox\n    volumes: ['./conf:/c']\n",
+    );
+    let d = render_dir(r.0.path(), "mine", Default::default()).unwrap();
+    let root = r.0.path().canonicalize().unwrap();
+    assert_eq!(
+        Path::new(&container(&d, "mine-a-1").mounts[0].source),
+        root.join("conf")
+    );
+}
