@@ -1,0 +1,1278 @@
+//! Tests against real Git repositories made with the `git` CLI, served over file://, plain paths,
+//! `git daemon` (git://) and `git http-backend` (http:// with Basic auth), all on loopback.
+
+use super::*;
+use crate::render::{EntryKind, Tree};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------- helpers ----------
+
+fn git_cmd(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Ada Lovelace")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Lovelace")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    c
+}
+
+/// Run git in `dir`; panic with its stderr on failure; stdout trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_cmd(dir).args(args).output().expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn git_ok(dir: &Path, args: &[&str]) -> bool {
+    git_cmd(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The upstream repository (non-bare, branch `main`) under `<tmp>/srv/up`.
+struct Upstream {
+    tmp: TempDir,
+}
+
+impl Upstream {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("srv/up")).unwrap();
+        let u = Upstream { tmp };
+        git(&u.path(), &["init", "-q", "-b", "main"]);
+        u
+    }
+    fn base(&self) -> PathBuf {
+        self.tmp.path().join("srv")
+    }
+    fn path(&self) -> PathBuf {
+        self.base().join("up")
+    }
+    fn file_url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+    /// Write (`Some`) or delete (`None`) files, commit everything, return the commit id.
+    fn commit(&self, files: &[(&str, Option<&str>)], message: &str) -> String {
+        for (path, content) in files {
+            let p = self.path().join(path);
+            match content {
+                Some(c) => {
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    std::fs::write(&p, c).unwrap();
+                }
+                None => {
+                    if p.is_dir() {
+                        std::fs::remove_dir_all(&p).unwrap();
+                    } else {
+                        std::fs::remove_file(&p).unwrap();
+                    }
+                }
+            }
+        }
+        git(&self.path(), &["add", "-A"]);
+        git(
+            &self.path(),
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(&self.path(), &["rev-parse", "HEAD"])
+    }
+    fn git(&self, args: &[&str]) -> String {
+        git(&self.path(), args)
+    }
+}
+
+fn settings(url: &str, reference: GitRef) -> SourceSettings {
+    SourceSettings {
+        url: url.to_string(),
+        reference,
+        path: PathBuf::from("."),
+        interval: Duration::from_secs(60),
+        timeout: TIMEOUT,
+        ssh_key: None,
+        known_hosts: None,
+        token_file: None,
+        username: None,
+    }
+}
+
+fn branch(b: &str) -> GitRef {
+    GitRef::Branch(b.into())
+}
+
+/// A loopback `git daemon`: our own listener (no port race), one `git daemon --inetd` per connection.
+fn git_daemon(base: &Path) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = base.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            let Ok(out) = stream.try_clone() else {
+                continue;
+            };
+            let child = git_cmd(&base)
+                .arg("daemon")
+                .arg("--inetd")
+                .arg("--export-all")
+                .arg(format!("--base-path={}", base.display()))
+                .stdin(Stdio::from(OwnedFd::from(stream)))
+                .stdout(Stdio::from(OwnedFd::from(out)))
+                .stderr(Stdio::null())
+                .spawn();
+            if let Ok(mut child) = child {
+                std::thread::spawn(move || child.wait());
+            }
+        }
+    });
+    port
+}
+
+/// A port with nothing listening on it.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    let mut b = known_hosts::base64_encode_nopad(format!("{user}:{pass}").as_bytes());
+    while !b.len().is_multiple_of(4) {
+        b.push('=');
+    }
+    format!("Basic {b}")
+}
+
+/// A loopback HTTP server running `git http-backend` (smart HTTP) for repositories under `root`, requiring
+/// Basic auth `user:password`. Returns the port and the number of requests answered 401.
+fn http_git_server(root: &Path, user: &str, password: &str) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let denied = Arc::new(AtomicUsize::new(0));
+    let (root, expected, d) = (root.to_path_buf(), basic(user, password), denied.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            let (root, expected, d) = (root.clone(), expected.clone(), d.clone());
+            std::thread::spawn(move || {
+                let _ = serve_http(stream, &root, &expected, &d);
+            });
+        }
+    });
+    (port, denied)
+}
+
+fn serve_http(
+    stream: TcpStream,
+    root: &Path,
+    expected_auth: &str,
+    denied: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut out = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    if header("authorization").as_deref() != Some(expected_auth) {
+        denied.fetch_add(1, Ordering::SeqCst);
+        out.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
+              Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cmd = Command::new("git");
+    cmd.arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_USER", "test")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(ct) = header("content-type") {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    if let Some(p) = header("git-protocol") {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    if let Some(e) = header("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", e);
+    }
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&body));
+    let mut cgi = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut cgi)?;
+    let _ = writer.join();
+    let _ = child.wait();
+    let split = cgi
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| cgi.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let (head, payload) = match split {
+        Some((i, n)) => (
+            String::from_utf8_lossy(&cgi[..i]).to_string(),
+            &cgi[i + n..],
+        ),
+        None => (String::new(), &cgi[..]),
+    };
+    let mut status = "200 OK".to_string();
+    let mut response = Vec::new();
+    let mut extra = String::new();
+    for h in head.lines() {
+        match h.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
+            Some(_) => {
+                extra.push_str(h.trim_end());
+                extra.push_str("\r\n");
+            }
+            None => {}
+        }
+    }
+    write!(
+        response,
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    )?;
+    response.extend_from_slice(payload);
+    out.write_all(&response)?;
+    Ok(())
+}
+
+// ---------- redact ----------
+
+#[test]
+fn redact_hides_passwords_and_tokens() {
+    assert_eq!(redact("https://user:tok@host/x"), "https://user:***@host/x");
+    assert_eq!(
+        redact("fetch https://u:s3cr3t@git.example.com:8443/a/b.git failed: x"),
+        "fetch https://u:***@git.example.com:8443/a/b.git failed: x"
+    );
+    assert_eq!(
+        redact("https://ghp_abcdef123@github.com/o/r"),
+        "https://***@github.com/o/r"
+    );
+    assert_eq!(
+        redact("http://oauth2:glpat-xyz@gitlab/x"),
+        "http://oauth2:***@gitlab/x"
+    );
+    assert_eq!(
+        redact("ssh://git@example.com/x.git"),
+        "ssh://git@example.com/x.git"
+    );
+    assert_eq!(
+        redact("ssh://git:pw@example.com/x.git"),
+        "ssh://git:***@example.com/x.git"
+    );
+    assert_eq!(
+        redact("git@example.com:fleet.git"),
+        "git@example.com:fleet.git"
+    );
+    assert_eq!(redact("https://host/x?y=z"), "https://host/x?y=z");
+    assert_eq!(redact("/srv/git/fleet.git"), "/srv/git/fleet.git");
+    assert_eq!(
+        redact("file:///srv/git/fleet.git"),
+        "file:///srv/git/fleet.git"
+    );
+    assert_eq!(
+        redact("a https://a:b@h1/x and 'https://c:d@h2' end"),
+        "a https://a:***@h1/x and 'https://c:***@h2' end"
+    );
+    assert_eq!(redact("https://u:p@ss@host/x"), "https://u:***@host/x");
+    assert_eq!(redact("no url here: 'a:b@c'"), "no url here: 'a:b@c'");
+    assert_eq!(redact("HTTPS://U:P@H/"), "HTTPS://U:***@H/");
+}
+
+// ---------- open ----------
+
+#[test]
+fn open_initialises_then_reopens_and_follows_url_changes() {
+    let up = Upstream::new();
+    up.commit(&[("a", Some("1"))], "one");
+    let state = tempfile::tempdir().unwrap();
+    let src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    assert_eq!(src.workdir(), state.path().join("repo"));
+    assert!(state.path().join("repo/.git").is_dir());
+    drop(src);
+    let other = format!("{}/", up.path().display());
+    let _src = GitSource::open(state.path(), &settings(&other, branch("main"))).unwrap();
+    assert_eq!(
+        git(&state.path().join("repo"), &["remote", "get-url", "origin"]),
+        other
+    );
+}
+
+#[test]
+fn open_refuses_a_directory_that_is_not_a_repository_and_deletes_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(state.path().join("repo")).unwrap();
+    std::fs::write(state.path().join("repo/precious"), "data").unwrap();
+    let err = GitSource::open(state.path(), &settings("/nonexistent", branch("main")))
+        .err()
+        .expect("not a repository");
+    let msg = err.to_string();
+    assert!(matches!(err, SourceError::Local { .. }), "{msg}");
+    assert!(msg.contains("not a Git repository"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("repo/precious")).unwrap(),
+        "data"
+    );
+
+    // A corrupt .git is reported, not replaced.
+    let state = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(state.path().join("repo/.git")).unwrap();
+    std::fs::write(state.path().join("repo/.git/HEAD"), "garbage").unwrap();
+    let err = GitSource::open(state.path(), &settings("/nonexistent", branch("main")))
+        .err()
+        .expect("corrupt repository");
+    assert!(
+        err.to_string().contains("not a usable Git repository"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("repo/.git/HEAD")).unwrap(),
+        "garbage"
+    );
+
+    // A file where the repository should be.
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("repo"), "x").unwrap();
+    assert!(GitSource::open(state.path(), &settings("/x", branch("main"))).is_err());
+}
+
+#[test]
+fn open_removes_stale_lock_files() {
+    let up = Upstream::new();
+    let c1 = up.commit(&[("a", Some("1"))], "one");
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    src.fetch().unwrap();
+    drop(src);
+    let gitdir = state.path().join("repo/.git");
+    std::fs::write(gitdir.join("index.lock"), "").unwrap();
+    std::fs::write(gitdir.join("refs/remotes/origin/main.lock"), "").unwrap();
+    let src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    src.checkout(&c1).unwrap();
+    src.keep(1, &c1).unwrap();
+    assert!(!gitdir.join("index.lock").exists());
+}
+
+// ---------- fetch ----------
+
+/// Follows a branch through `url`; fetch_count moves only when the branch does.
+fn follow_branch(url: &str, up: &Upstream) {
+    let c1 = up.commit(&[("compose.yaml", Some("services: {}\n"))], "one");
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &settings(url, branch("main"))).unwrap();
+    assert_eq!(src.fetch_count(), 0);
+    let o = src.fetch().unwrap();
+    assert_eq!(
+        o,
+        FetchOutcome {
+            commit: c1.clone(),
+            fetched: true
+        }
+    );
+    assert_eq!(src.fetch_count(), 1);
+    assert!(src.has_commit(&c1));
+
+    // Nothing moved: the remote ref is checked, nothing is fetched.
+    let o = src.fetch().unwrap();
+    assert_eq!(
+        o,
+        FetchOutcome {
+            commit: c1.clone(),
+            fetched: false
+        }
+    );
+    assert_eq!(src.fetch_count(), 1);
+
+    // It moved: fetched once more.
+    let c2 = up.commit(&[("compose.yaml", Some("services: {a: {}}\n"))], "two");
+    let o = src.fetch().unwrap();
+    assert_eq!(
+        o,
+        FetchOutcome {
+            commit: c2.clone(),
+            fetched: true
+        }
+    );
+    assert_eq!(src.fetch_count(), 2);
+    assert!(!src.fetch().unwrap().fetched);
+    assert_eq!(src.fetch_count(), 2);
+
+    // Force-pushed back to a commit we already have: no download needed.
+    up.git(&["reset", "-q", "--hard", &c1]);
+    let o = src.fetch().unwrap();
+    assert_eq!(
+        o,
+        FetchOutcome {
+            commit: c1.clone(),
+            fetched: false
+        }
+    );
+    assert_eq!(src.fetch_count(), 2);
+
+    // A fresh open of the existing clone knows what it has.
+    drop(src);
+    let mut src = GitSource::open(state.path(), &settings(url, branch("main"))).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: c1,
+            fetched: false
+        }
+    );
+    assert_eq!(src.fetch_count(), 0);
+}
+
+#[test]
+fn branch_over_file_url() {
+    let up = Upstream::new();
+    follow_branch(&up.file_url(), &up);
+}
+
+#[test]
+fn branch_over_local_path() {
+    let up = Upstream::new();
+    follow_branch(&up.path().display().to_string(), &up);
+}
+
+#[test]
+fn branch_over_git_daemon_is_shallow() {
+    let up = Upstream::new();
+    up.commit(&[("old", Some("0"))], "zero");
+    let port = git_daemon(&up.base());
+    let url = format!("git://127.0.0.1:{port}/up");
+    follow_branch(&url, &up);
+
+    // Depth 1: a fresh clone has the tip only.
+    let tip = up.commit(&[("x", Some("x"))], "tip");
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &settings(&url, branch("main"))).unwrap();
+    assert_eq!(src.fetch().unwrap().commit, tip);
+    let repo = state.path().join("repo");
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".git/shallow"))
+            .unwrap()
+            .trim(),
+        tip
+    );
+    assert_eq!(git(&repo, &["rev-list", "--count", "--all"]), "1");
+}
+
+#[test]
+fn missing_branch_and_empty_remote_are_ref_not_found() {
+    let up = Upstream::new();
+    let state = tempfile::tempdir().unwrap();
+    // Empty repository: no refs at all.
+    let mut src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    let err = src.fetch().unwrap_err();
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+    up.commit(&[("a", Some("1"))], "one");
+    let mut src = GitSource::open(state.path(), &settings(&up.file_url(), branch("nope"))).unwrap();
+    let err = src.fetch().unwrap_err();
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("branch nope") && msg.contains(&up.file_url()),
+        "{msg}"
+    );
+    assert_eq!(src.fetch_count(), 0);
+}
+
+fn follow_tags(url: &str, up: &Upstream) {
+    let a = up.commit(&[("f", Some("a"))], "a");
+    up.git(&["tag", "-a", "-m", "release one", "v1"]);
+    let b = up.commit(&[("f", Some("b"))], "b");
+    up.git(&["tag", "v2"]);
+    up.commit(&[("f", Some("c"))], "c");
+
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &settings(url, GitRef::Tag("v1".into()))).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: true
+        }
+    );
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: false
+        }
+    );
+    assert_eq!(src.fetch_count(), 1);
+
+    let mut src = GitSource::open(state.path(), &settings(url, GitRef::Tag("v2".into()))).unwrap();
+    // libgit2's local transport copies the objects of every ref, so b may already be here.
+    let local = remote::is_local(url);
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: b.clone(),
+            fetched: !local
+        }
+    );
+    assert!(!src.fetch().unwrap().fetched);
+
+    // The annotated tag is moved to a new commit.
+    let d = up.commit(&[("f", Some("d"))], "d");
+    up.git(&["tag", "-f", "-a", "-m", "release one again", "v1"]);
+    let mut src = GitSource::open(state.path(), &settings(url, GitRef::Tag("v1".into()))).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: d,
+            fetched: true
+        }
+    );
+    assert!(!src.fetch().unwrap().fetched);
+
+    let mut src = GitSource::open(state.path(), &settings(url, GitRef::Tag("v9".into()))).unwrap();
+    let err = src.fetch().unwrap_err();
+    assert!(err.to_string().contains("tag v9 not found"), "{err}");
+}
+
+#[test]
+fn tags_over_file_url() {
+    let up = Upstream::new();
+    follow_tags(&up.file_url(), &up);
+}
+
+#[test]
+fn tags_over_git_daemon() {
+    let up = Upstream::new();
+    let port = git_daemon(&up.base());
+    follow_tags(&format!("git://127.0.0.1:{port}/up"), &up);
+}
+
+fn pinned_commits(url: &str, up: &Upstream) {
+    let a = up.commit(&[("f", Some("a"))], "a");
+    let b = up.commit(&[("f", Some("b"))], "b");
+    let c = up.commit(&[("f", Some("c"))], "c");
+    let state = tempfile::tempdir().unwrap();
+
+    // Full id of a commit that is no ref's tip.
+    let mut src = GitSource::open(state.path(), &settings(url, GitRef::Commit(a.clone()))).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: true
+        }
+    );
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: false
+        }
+    );
+    assert_eq!(src.fetch_count(), 1);
+
+    // Abbreviated, upper case.
+    let state2 = tempfile::tempdir().unwrap();
+    let short_b = b[..7].to_ascii_uppercase();
+    let mut src = GitSource::open(state2.path(), &settings(url, GitRef::Commit(short_b))).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: b.clone(),
+            fetched: true
+        }
+    );
+
+    // Abbreviated tip.
+    let state3 = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(
+        state3.path(),
+        &settings(url, GitRef::Commit(c[..10].to_string())),
+    )
+    .unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: c.clone(),
+            fetched: true
+        }
+    );
+
+    // Present locally: no network at all (the remote is unreachable now).
+    let gone = format!("git://127.0.0.1:{}/up", closed_port());
+    let mut src = GitSource::open(
+        state.path(),
+        &settings(&gone, GitRef::Commit(a[..8].into())),
+    )
+    .unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: false
+        }
+    );
+
+    // A commit the remote does not have.
+    let state4 = tempfile::tempdir().unwrap();
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let mut src = GitSource::open(
+        state4.path(),
+        &settings(url, GitRef::Commit(missing.into())),
+    )
+    .unwrap();
+    let err = src.fetch().unwrap_err();
+    assert!(matches!(err, SourceError::RefNotFound { .. }), "{err}");
+    assert!(err.to_string().contains(missing), "{err}");
+
+    let mut src =
+        GitSource::open(state4.path(), &settings(url, GitRef::Commit("xyz".into()))).unwrap();
+    assert!(src.fetch().is_err());
+}
+
+#[test]
+fn pinned_commits_over_file_url() {
+    let up = Upstream::new();
+    pinned_commits(&up.file_url(), &up);
+}
+
+#[test]
+fn pinned_commits_over_git_daemon() {
+    let up = Upstream::new();
+    let port = git_daemon(&up.base());
+    pinned_commits(&format!("git://127.0.0.1:{port}/up"), &up);
+}
+
+/// A shallow clone pinned to an old commit unshallows; then switching the URL to the local transport
+/// (which rewrites the `shallow` file) still leaves history walkable.
+#[test]
+fn shallow_clone_then_old_pin_then_local_url() {
+    let up = Upstream::new();
+    let a = up.commit(&[("f", Some("a"))], "a");
+    up.commit(&[("f", Some("b"))], "b");
+    let c = up.commit(&[("f", Some("c"))], "c");
+    let port = git_daemon(&up.base());
+    let url = format!("git://127.0.0.1:{port}/up");
+    let state = tempfile::tempdir().unwrap();
+    let repo = state.path().join("repo");
+
+    let mut src = GitSource::open(state.path(), &settings(&url, branch("main"))).unwrap();
+    assert_eq!(src.fetch().unwrap().commit, c);
+    src.keep(1, &c).unwrap();
+    assert!(repo.join(".git/shallow").exists());
+
+    // Local transport after a shallow fetch: the boundary stays listed.
+    let d = up.commit(&[("f", Some("d"))], "d");
+    let mut src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    assert_eq!(src.fetch().unwrap().commit, d);
+    assert!(
+        git_ok(&repo, &["rev-list", "--all"]),
+        "history must stay walkable"
+    );
+    src.checkout(&c).unwrap();
+
+    // Pinning an old commit over the network unshallows.
+    let mut src =
+        GitSource::open(state.path(), &settings(&url, GitRef::Commit(a.clone()))).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: true
+        }
+    );
+    src.checkout(&a).unwrap();
+    assert!(git_ok(&repo, &["rev-list", "--all"]));
+}
+
+// ---------- errors, timeouts, auth ----------
+
+#[test]
+fn unreachable_remote_fails_fast_with_the_redacted_url() {
+    let state = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    for url in [
+        format!("git://127.0.0.1:{port}/up"),
+        format!("http://user:hunter2@127.0.0.1:{port}/up.git"),
+    ] {
+        let mut src = GitSource::open(state.path(), &settings(&url, branch("main"))).unwrap();
+        let started = Instant::now();
+        let err = src.fetch().unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let msg = err.to_string();
+        assert!(matches!(err, SourceError::Fetch { .. }), "{msg}");
+        assert!(msg.contains(&redact(&url)), "{msg}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert_eq!(src.fetch_count(), 0);
+    }
+}
+
+#[test]
+fn a_silent_server_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s); // accept, never answer
+        }
+    });
+    let state = tempfile::tempdir().unwrap();
+    let mut s = settings(&format!("git://127.0.0.1:{port}/up"), branch("main"));
+    s.timeout = Duration::from_secs(3);
+    let mut src = GitSource::open(state.path(), &s).unwrap();
+    let started = Instant::now();
+    let err = src.fetch().unwrap_err();
+    // libgit2's socket timeout is process-wide: a test running in parallel may have set a longer one.
+    assert!(
+        started.elapsed() < TIMEOUT + Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+}
+
+#[test]
+fn http_token_auth() {
+    let up = Upstream::new();
+    let c1 = up.commit(&[("a", Some("1"))], "one");
+    let token = "tok-9f8e7d6c5b4a";
+    let (port, denied) = http_git_server(&up.base(), "deploy", token);
+    let url = format!("http://127.0.0.1:{port}/up");
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+
+    // The right token (with whitespace around it in the file) and user name.
+    std::fs::write(&token_file, format!("  {token}\n")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut s = settings(&url, branch("main"));
+    s.token_file = Some(token_file.clone());
+    s.username = Some("deploy".into());
+    let mut src = GitSource::open(state.path(), &s).unwrap();
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: c1.clone(),
+            fetched: true
+        }
+    );
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: c1.clone(),
+            fetched: false
+        }
+    );
+    assert_eq!(src.fetch_count(), 1);
+    let c2 = up.commit(&[("a", Some("2"))], "two");
+    assert_eq!(
+        src.fetch().unwrap(),
+        FetchOutcome {
+            commit: c2,
+            fetched: true
+        }
+    );
+
+    // A wrong token: bounded attempts, a clear error, no token in it.
+    let wrong = "wrong-token-0123456789";
+    std::fs::write(&token_file, wrong).unwrap();
+    let before = denied.load(Ordering::SeqCst);
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &s).unwrap();
+    let err = src.fetch().unwrap_err();
+    let msg = format!("{err} {err:?}");
+    let attempts = denied.load(Ordering::SeqCst) - before;
+    assert!(msg.contains("authentication failed"), "{msg}");
+    assert!(!msg.contains(wrong) && !msg.contains(token), "{msg}");
+    assert!(
+        (2..=1 + remote::MAX_AUTH_ATTEMPTS as usize).contains(&attempts),
+        "{attempts} requests denied"
+    );
+
+    // The default user name is not the one the server wants.
+    std::fs::write(&token_file, token).unwrap();
+    let mut s2 = s.clone();
+    s2.username = None;
+    let mut src = GitSource::open(state.path(), &s2).unwrap();
+    assert!(src
+        .fetch()
+        .unwrap_err()
+        .to_string()
+        .contains("authentication failed"));
+
+    // No token at all.
+    let mut s3 = s.clone();
+    s3.token_file = None;
+    let mut src = GitSource::open(state.path(), &s3).unwrap();
+    let err = src.fetch().unwrap_err().to_string();
+    assert!(err.contains("token_file"), "{err}");
+
+    // An unreadable token file.
+    let mut s4 = s.clone();
+    s4.token_file = Some(secrets.path().join("missing"));
+    let mut src = GitSource::open(state.path(), &s4).unwrap();
+    let err = src.fetch().unwrap_err().to_string();
+    assert!(err.contains("cannot read source.token_file"), "{err}");
+
+    // Credentials in the URL itself never show.
+    let bad_url = format!("http://deploy:{wrong}@127.0.0.1:{port}/up");
+    let mut src = GitSource::open(state.path(), &settings(&bad_url, branch("main"))).unwrap();
+    let err = src.fetch().unwrap_err();
+    let msg = format!("{err} {err:?}");
+    assert!(!msg.contains(wrong), "{msg}");
+    assert!(msg.contains("deploy:***@"), "{msg}");
+}
+
+// ---------- checkout, keep ----------
+
+fn state_with(up: &Upstream) -> (TempDir, GitSource) {
+    let state = tempfile::tempdir().unwrap();
+    let src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    (state, src)
+}
+
+fn read(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok()
+}
+
+#[test]
+fn checkout_replaces_tracked_keeps_untracked_and_detaches() {
+    let up = Upstream::new();
+    let c1 = up.commit(
+        &[
+            ("compose.yaml", Some("v1")),
+            ("conf/app.conf", Some("conf v1")),
+            ("old/only.txt", Some("old")),
+        ],
+        "one",
+    );
+    let (state, mut src) = state_with(&up);
+    let wd = state.path().join("repo");
+    assert_eq!(src.fetch().unwrap().commit, c1);
+    src.checkout(&c1).unwrap();
+    assert_eq!(read(&wd.join("compose.yaml")).as_deref(), Some("v1"));
+
+    // Containers write data into untracked places; someone edits a tracked file by hand.
+    std::fs::create_dir_all(wd.join("data/db")).unwrap();
+    std::fs::write(wd.join("data/db/file"), "precious").unwrap();
+    std::fs::write(wd.join("old/cache.bin"), "untracked in a tracked dir").unwrap();
+    std::fs::write(wd.join("conf/app.conf"), "hand edit").unwrap();
+    std::fs::write(wd.join("compose.yaml"), "hand edit too").unwrap();
+
+    let c2 = up.commit(
+        &[
+            ("compose.yaml", Some("v2")),
+            ("old", None),
+            ("new/n.txt", Some("new")),
+        ],
+        "two",
+    );
+    assert_eq!(src.fetch().unwrap().commit, c2);
+    src.checkout(&c2).unwrap();
+    assert_eq!(read(&wd.join("compose.yaml")).as_deref(), Some("v2"));
+    assert_eq!(
+        read(&wd.join("conf/app.conf")).as_deref(),
+        Some("conf v1"),
+        "hand edit reset"
+    );
+    assert_eq!(read(&wd.join("new/n.txt")).as_deref(), Some("new"));
+    assert!(
+        !wd.join("old/only.txt").exists(),
+        "tracked file deleted in the commit"
+    );
+    assert_eq!(
+        read(&wd.join("old/cache.bin")).as_deref(),
+        Some("untracked in a tracked dir")
+    );
+    assert_eq!(read(&wd.join("data/db/file")).as_deref(), Some("precious"));
+    assert_eq!(git(&wd, &["rev-parse", "HEAD"]), c2);
+    assert!(
+        !git_ok(&wd, &["symbolic-ref", "-q", "HEAD"]),
+        "HEAD is detached"
+    );
+    assert_eq!(
+        git(&wd, &["status", "--porcelain", "--untracked-files=no"]),
+        ""
+    );
+
+    // Rollback to the older revision, after a fresh open of the existing clone.
+    drop(src);
+    let src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    src.checkout(&c1).unwrap();
+    assert_eq!(read(&wd.join("compose.yaml")).as_deref(), Some("v1"));
+    assert_eq!(read(&wd.join("old/only.txt")).as_deref(), Some("old"));
+    assert!(!wd.join("new/n.txt").exists());
+    assert_eq!(read(&wd.join("data/db/file")).as_deref(), Some("precious"));
+    assert_eq!(git(&wd, &["rev-parse", "HEAD"]), c1);
+    // Same commit again: idempotent, resets hand edits.
+    std::fs::write(wd.join("compose.yaml"), "edit").unwrap();
+    src.checkout(&c1).unwrap();
+    assert_eq!(read(&wd.join("compose.yaml")).as_deref(), Some("v1"));
+}
+
+#[test]
+fn checkout_between_unrelated_histories_and_symlinks() {
+    let up = Upstream::new();
+    let c1 = up.commit(&[("a/x", Some("x")), ("b", Some("b"))], "one");
+    std::os::unix::fs::symlink("a/x", up.path().join("link")).unwrap();
+    let c1l = up.commit(&[], "link");
+    up.git(&["checkout", "-q", "--orphan", "other"]);
+    up.git(&["rm", "-q", "-rf", "."]);
+    let c2 = up.commit(&[("a", Some("now a file")), ("z", Some("z"))], "unrelated");
+    let (state, mut src) = state_with(&up);
+    let wd = state.path().join("repo");
+    let mut s = settings(&up.file_url(), branch("main"));
+    assert_eq!(src.fetch().unwrap().commit, c1l);
+    s.reference = branch("other");
+    let mut src2 = GitSource::open(state.path(), &s).unwrap();
+    assert_eq!(src2.fetch().unwrap().commit, c2);
+    src.checkout(&c1l).unwrap();
+    assert_eq!(
+        std::fs::read_link(wd.join("link")).unwrap(),
+        PathBuf::from("a/x")
+    );
+    src.checkout(&c2).unwrap();
+    assert_eq!(read(&wd.join("a")).as_deref(), Some("now a file"));
+    assert!(!wd.join("b").exists() && !wd.join("link").exists());
+    src.checkout(&c1).unwrap();
+    assert_eq!(read(&wd.join("a/x")).as_deref(), Some("x"));
+}
+
+#[test]
+fn checkout_never_overwrites_untracked_files() {
+    let up = Upstream::new();
+    let c1 = up.commit(
+        &[("compose.yaml", Some("v1")), ("conf/a", Some("a"))],
+        "one",
+    );
+    let (state, mut src) = state_with(&up);
+    let wd = state.path().join("repo");
+    src.fetch().unwrap();
+    src.checkout(&c1).unwrap();
+
+    // An untracked file where the next commit puts a file with other content.
+    std::fs::create_dir_all(wd.join("data")).unwrap();
+    std::fs::write(wd.join("data/state.json"), "container data").unwrap();
+    let c2 = up.commit(&[("data/state.json", Some("{}"))], "adds data/state.json");
+    src.fetch().unwrap();
+    let err = src.checkout(&c2).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, SourceError::Local { .. }), "{msg}");
+    assert!(
+        msg.contains("data/state.json") && msg.contains("untracked"),
+        "{msg}"
+    );
+    assert_eq!(
+        read(&wd.join("data/state.json")).as_deref(),
+        Some("container data")
+    );
+    assert_eq!(git(&wd, &["rev-parse", "HEAD"]), c1, "nothing changed");
+
+    // Same content: nothing is lost, the checkout proceeds.
+    std::fs::write(wd.join("data/state.json"), "{}").unwrap();
+    src.checkout(&c2).unwrap();
+    assert_eq!(git(&wd, &["rev-parse", "HEAD"]), c2);
+
+    // A tracked directory that becomes a file while it holds untracked data.
+    std::fs::write(wd.join("conf/runtime.db"), "written by a container").unwrap();
+    let c3 = up.commit(&[("conf", None)], "rm conf");
+    let c4 = up.commit(&[("conf", Some("now a file"))], "conf is a file");
+    src.fetch().unwrap();
+    let err = src.checkout(&c4).unwrap_err().to_string();
+    assert!(err.contains("conf"), "{err}");
+    assert_eq!(
+        read(&wd.join("conf/runtime.db")).as_deref(),
+        Some("written by a container")
+    );
+    // Deleting the tracked directory keeps the untracked file in it.
+    src.checkout(&c3).unwrap();
+    assert!(!wd.join("conf/a").exists());
+    assert_eq!(
+        read(&wd.join("conf/runtime.db")).as_deref(),
+        Some("written by a container")
+    );
+
+    // An untracked file where the commit needs a directory.
+    std::fs::remove_dir_all(wd.join("conf")).unwrap();
+    std::fs::write(wd.join("conf"), "untracked file").unwrap();
+    let err = src.checkout(&c1).unwrap_err().to_string();
+    assert!(err.contains("conf"), "{err}");
+    assert_eq!(read(&wd.join("conf")).as_deref(), Some("untracked file"));
+}
+
+#[test]
+fn kept_commits_survive_the_remote_and_force_pushes() {
+    let up = Upstream::new();
+    let c1 = up.commit(&[("f", Some("one"))], "one");
+    let (state, mut src) = state_with(&up);
+    let wd = state.path().join("repo");
+    src.fetch().unwrap();
+    src.checkout(&c1).unwrap();
+    src.keep(1, &c1).unwrap();
+    let c2 = up.commit(&[("f", Some("two"))], "two");
+    src.fetch().unwrap();
+    src.checkout(&c2).unwrap();
+    src.keep(2, &c2).unwrap();
+    assert_eq!(git(&wd, &["rev-parse", "refs/berth/applied/1"]), c1);
+
+    // Force-push an unrelated history, fetch it: the kept commits are still there.
+    up.git(&["checkout", "-q", "--orphan", "tmp"]);
+    let c3 = up.commit(&[("g", Some("new world"))], "rewritten");
+    up.git(&["branch", "-f", "main", &c3]);
+    assert_eq!(src.fetch().unwrap().commit, c3);
+    src.checkout(&c3).unwrap();
+
+    // The remote disappears: fetch fails clearly, rollback works offline from a fresh open.
+    std::fs::remove_dir_all(up.path()).unwrap();
+    drop(src);
+    let mut src = GitSource::open(state.path(), &settings(&up.file_url(), branch("main"))).unwrap();
+    let err = src.fetch().unwrap_err();
+    assert!(err.to_string().contains(&up.file_url()), "{err}");
+    assert!(src.has_commit(&c1) && src.has_commit(&c2));
+    src.checkout(&c1).unwrap();
+    assert_eq!(read(&wd.join("f")).as_deref(), Some("one"));
+    assert!(!wd.join("g").exists());
+    assert_eq!(src.commit_info(&c1).unwrap().summary, "one");
+    assert!(git_ok(&wd, &["fsck", "--connectivity-only"]));
+}
+
+#[test]
+fn missing_commits_are_local_errors() {
+    let up = Upstream::new();
+    up.commit(&[("f", Some("one"))], "one");
+    let (_state, src) = state_with(&up);
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    assert!(!src.has_commit(missing));
+    for err in [
+        src.checkout(missing).unwrap_err(),
+        src.keep(1, missing).unwrap_err(),
+        src.commit_info(missing).unwrap_err(),
+        src.tree(missing).err().unwrap(),
+    ] {
+        assert!(matches!(err, SourceError::Local { .. }), "{err}");
+        assert!(
+            err.to_string().contains("not in the local repository"),
+            "{err}"
+        );
+    }
+}
+
+// ---------- commit info, tree ----------
+
+#[test]
+fn commit_info_has_author_summary_time() {
+    let up = Upstream::new();
+    let c = {
+        std::fs::write(up.path().join("f"), "x").unwrap();
+        up.git(&["add", "-A"]);
+        let out = git_cmd(&up.path())
+            .env("GIT_COMMITTER_DATE", "1700000000 +0000")
+            .args(["commit", "-q", "-m", "Deploy web 2.0\n\nLonger text."])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        up.git(&["rev-parse", "HEAD"])
+    };
+    let (_state, mut src) = state_with(&up);
+    src.fetch().unwrap();
+    let info = src.commit_info(&c).unwrap();
+    assert_eq!(
+        info,
+        CommitInfo {
+            id: c.clone(),
+            author: "Ada Lovelace <ada@example.com>".into(),
+            summary: "Deploy web 2.0".into(),
+            time: 1_700_000_000,
+        }
+    );
+    assert_eq!(src.commit_info(&c[..9]).unwrap().id, c);
+}
+
+#[test]
+fn tree_reads_files_dirs_symlinks_and_submodules() {
+    let up = Upstream::new();
+    up.commit(
+        &[
+            ("compose.yaml", Some("services: {}\n")),
+            ("web/compose.yaml", Some("web")),
+            ("web/conf/nginx.conf", Some("conf")),
+            ("b-dir/x", Some("x")),
+        ],
+        "files",
+    );
+    std::os::unix::fs::symlink("conf/nginx.conf", up.path().join("web/link")).unwrap();
+    std::os::unix::fs::symlink("../../etc/passwd", up.path().join("escape")).unwrap();
+    let sub = up.commit(&[], "links");
+    up.git(&[
+        "update-index",
+        "--add",
+        "--cacheinfo",
+        &format!("160000,{sub},vendor/sub"),
+    ]);
+    up.git(&["commit", "-q", "-m", "submodule"]);
+    let c = up.git(&["rev-parse", "HEAD"]);
+    let (_state, mut src) = state_with(&up);
+    src.fetch().unwrap();
+    let t = src.tree(&c).unwrap();
+    assert_eq!(t.commit(), c);
+
+    let p = Path::new;
+    assert_eq!(
+        t.read(p("compose.yaml")).unwrap().unwrap(),
+        b"services: {}\n"
+    );
+    assert_eq!(
+        t.read(p("./web/conf/../compose.yaml")).unwrap().unwrap(),
+        b"web"
+    );
+    assert_eq!(t.read(p("nope.yaml")).unwrap(), None);
+    assert_eq!(t.read(p("web/nope/x")).unwrap(), None);
+    assert!(t.read(p("web")).is_err(), "a directory is not a file");
+    let err = t.read(p("web/link")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert_eq!(
+        t.read(p("web/link/x")).unwrap(),
+        None,
+        "symlinks are not followed"
+    );
+    assert!(t.read(p("../x")).is_err());
+    assert!(t.read(p("/etc/passwd")).is_err());
+
+    assert_eq!(t.kind(p(".")).unwrap(), Some(EntryKind::Dir));
+    assert_eq!(t.kind(p("")).unwrap(), Some(EntryKind::Dir));
+    assert_eq!(t.kind(p("web")).unwrap(), Some(EntryKind::Dir));
+    assert_eq!(
+        t.kind(p("web/compose.yaml")).unwrap(),
+        Some(EntryKind::File)
+    );
+    assert_eq!(
+        t.kind(p("web/link")).unwrap(),
+        Some(EntryKind::Symlink(PathBuf::from("conf/nginx.conf")))
+    );
+    assert_eq!(
+        t.kind(p("escape")).unwrap(),
+        Some(EntryKind::Symlink(PathBuf::from("../../etc/passwd")))
+    );
+    assert_eq!(t.kind(p("missing")).unwrap(), None);
+    assert_eq!(t.kind(p("vendor/sub")).unwrap(), Some(EntryKind::Dir));
+
+    let names = |dir: &str| -> Vec<(String, EntryKind)> {
+        t.list(p(dir))
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect()
+    };
+    assert_eq!(
+        names("."),
+        vec![
+            ("b-dir".into(), EntryKind::Dir),
+            ("compose.yaml".into(), EntryKind::File),
+            (
+                "escape".into(),
+                EntryKind::Symlink(PathBuf::from("../../etc/passwd"))
+            ),
+            ("vendor".into(), EntryKind::Dir),
+            ("web".into(), EntryKind::Dir),
+        ]
+    );
+    assert_eq!(
+        names("web"),
+        vec![
+            ("compose.yaml".into(), EntryKind::File),
+            ("conf".into(), EntryKind::Dir),
+            (
+                "link".into(),
+                EntryKind::Symlink(PathBuf::from("conf/nginx.conf"))
+            ),
+        ]
+    );
+    assert_eq!(names("vendor"), vec![("sub".into(), EntryKind::Dir)]);
+    assert!(names("vendor/sub").is_empty());
+    assert!(names("missing").is_empty());
+    assert!(names("compose.yaml").is_empty());
+    assert!(names("web/link").is_empty());
+
+    // The tree is Send + 'static: made and used in another thread.
+    let t = src.tree(&c).unwrap();
+    let got = std::thread::spawn(move || t.read(Path::new("web/compose.yaml")).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(got.unwrap(), b"web");
+
+    // Checking out a commit with a submodule leaves it as an (empty) directory.
+    src.checkout(&c).unwrap();
+}
