@@ -117,6 +117,13 @@ impl<'s> Session<'s> {
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             let Some(path) = &s.token_file else {
+                if url_password(&s.url).is_some() {
+                    return Err(self.fail(
+                        "authentication failed: the user name and password in source.url were \
+                         rejected (a token belongs in source.token_file)"
+                            .into(),
+                    ));
+                }
                 return Err(self.fail(
                     "the remote asks for credentials; set source.token_file (and source.username)"
                         .into(),
@@ -190,7 +197,10 @@ impl<'s> Session<'s> {
 
     /// A redacted, human message for a failed libgit2 call.
     pub(crate) fn describe(&self, e: &git2::Error) -> String {
-        let message = if self.timed_out.get() || e.code() == ErrorCode::Timeout {
+        let message = if self.timed_out.get()
+            || e.code() == ErrorCode::Timeout
+            || e.message().contains("timed out")
+        {
             format!(
                 "timed out after {}s (source.timeout): {}",
                 self.settings.timeout.as_secs_f64(),
