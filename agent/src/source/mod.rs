@@ -9,9 +9,11 @@
 //!   the commit the followed ref names is not in the local object database. A pinned commit that is
 //!   present locally needs no network at all.
 //! - **Shallow.** Branches and tags are fetched with depth 1 over the network; libgit2's local transport
-//!   (`file://` and plain paths) cannot do shallow fetches, so those fetch fully (nothing is transferred over
-//!   a network anyway), and a server that refuses shallow gets a full fetch. An abbreviated or unadvertised
-//!   pinned commit fetches every branch and tag with full history (unshallowing a shallow clone).
+//!   (`file://` and plain paths) cannot do shallow fetches (and copies the objects of every ref), so those
+//!   fetch fully (nothing crosses a network anyway), and a server that refuses shallow gets a full fetch.
+//!   A pinned commit that is an advertised tip (or a prefix of exactly one) is fetched shallow through that
+//!   ref; a full id that is not advertised is asked for by id (servers that allow it); otherwise every
+//!   branch and tag is fetched with full history (unshallowing a shallow clone) and the id resolved.
 //!   libgit2 never deletes objects, `refs/berth/applied/<seq>` keeps applied commits reachable for
 //!   `git gc`, and the `shallow` file keeps listing the boundary commits whose parents are absent (a
 //!   local-transport fetch would otherwise drop it), so kept commits stay usable offline.
@@ -19,7 +21,7 @@
 //!   also a deadline for the whole fetch, checked in the progress and credential callbacks.
 //! - **Auth.** HTTPS: the token of `source.token_file` (read when the server asks, trimmed) is the password,
 //!   with `source.username`, else the URL's user, else `x-access-token`. SSH: `source.ssh_key`, else the
-//!   ssh-agent, with the URL's user (default `git`). At most 3 credentials per connection, then
+//!   ssh-agent, with the URL's user, else `source.username`, else `git` (no key passphrases). At most 3 credentials per connection, then
 //!   "authentication failed". Host keys: checked against `source.known_hosts` when set; otherwise libgit2
 //!   checks the service user's `~/.ssh/known_hosts` and refuses unknown hosts (never trust on first use).
 //!   TLS certificates are checked by libgit2 against the system store.
@@ -30,6 +32,8 @@
 //!   checkout that would overwrite or delete an untracked file (a file of the commit where an untracked one
 //!   with other content lies, or a tracked directory turned into a file while it holds untracked data) is
 //!   refused with the paths named: container data is never destroyed.
+//! - **Crash safety.** `open` removes lock files (`index.lock`, `refs/**.lock`...) a power loss can leave
+//!   behind: the agent holds the store lock, so nothing else writes this repository.
 //! - **Submodules** are not fetched or checked out; in a [`GitTree`] they are empty directories.
 
 mod known_hosts;
