@@ -1,13 +1,13 @@
 #!/bin/sh
 # Run every test: unit tests and the integration tests in tests/, against a real Docker engine and real
-# Git repositories. Installs what is missing (apt-get), starts dockerd if none runs, builds the test image.
+# Git repositories and Git servers on loopback (git daemon, git http-backend, sshd). Installs what is missing (apt-get), starts dockerd if none runs, builds the test image.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh converge`).
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_packages git:git systemd-analyze:systemd gcc:gcc pkg-config:pkg-config \
-    /usr/include/openssl/ssl.h:libssl-dev
+    /usr/include/openssl/ssl.h:libssl-dev /usr/sbin/sshd:openssh-server
 ensure_cargo
 ensure_dockerd
 ensure_test_image
