@@ -107,14 +107,14 @@ impl Agent {
         self.shared.clone()
     }
 
-    /// Run until SIGTERM/SIGINT. `once`: one cycle, then return its result.
+    /// Run forever (the caller stops it on SIGTERM/SIGINT by dropping this future, which may happen in the
+    /// middle of a cycle: that is as safe as a crash, which berth must survive anyway). `once`: one cycle,
+    /// then return its result.
     pub async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
         once: bool,
     ) -> anyhow::Result<Option<CycleResult>> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut watchdog =
             tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
 
@@ -133,8 +133,6 @@ impl Agent {
                     _ = &mut sleep => break None,
                     c = commands.recv() => break c,
                     _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
-                    _ = term.recv() => { notify::notify("STOPPING=1"); return Ok(None) },
-                    _ = int.recv() => { notify::notify("STOPPING=1"); return Ok(None) },
                 }
             };
             match cmd {

@@ -3,6 +3,7 @@
 use super::exit;
 use crate::reconcile::Agent;
 use std::path::Path;
+use tokio::signal::unix::{signal, SignalKind};
 
 pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
     let settings = match crate::config::load(config) {
@@ -47,12 +48,22 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
                 }
             });
         }
-        let result = agent.run(commands, once).await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let result = tokio::select! {
+            r = agent.run(commands, once) => r?,
+            _ = term.recv() => None,
+            _ = int.recv() => None,
+        };
+        crate::notify::notify("STOPPING=1");
+        tracing::info!("berth agent stopped");
         Ok(match result {
             Some(r) if r.outcome == crate::store::Outcome::Failed => exit::FAILED,
             _ => exit::OK,
         })
     });
+    // A git task on the blocking pool may still run (a slow fetch): do not wait for it forever.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
     let _ = std::fs::remove_file(&settings.socket);
     match result {
         Ok(code) => code,
