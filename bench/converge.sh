@@ -306,7 +306,7 @@ EOF
 AGENT_PID=$!
 i=0
 until "$BERTH" status --json --socket "$WORK/berth.sock" 2>/dev/null | tr -d ' \n' \
-        | grep -q '"applied_commit":"[0-9a-f]\{40\}".*"outcome":"applied"'; do
+        | grep -q '"applied_commit":"[0-9a-f]\{40\}".*"outcome":"applied".*"cycles":[1-9]'; do
     i=$((i + 1))
     if ! kill -0 "$AGENT_PID" 2>/dev/null || [ "$i" -gt 1200 ]; then
         log "the agent did not apply the repository; its log:"; tail -n 30 "$WORK/agent.log" >&2

@@ -50,9 +50,13 @@ demo_git() {
 
 status_json() { "$BERTH" status --json --socket "$SOCKET" 2>/dev/null; }
 
-# Prints the applied commit (40 hex) once the agent has applied one; nothing before.
+# Prints the applied commit (40 hex) once this agent process has finished a cycle and runs a revision;
+# nothing before. (Right after a restart the status already names the revision stored by the last run.)
 applied_commit() {
-    status_json | tr -d ' \n' | sed -n 's/.*"applied_commit":"\([0-9a-f]\{40\}\)".*/\1/p'
+    s="$(status_json | tr -d ' \n')"
+    cycles="$(printf '%s' "$s" | sed -n 's/.*"cycles":\([0-9]*\).*/\1/p')"
+    [ "${cycles:-0}" -ge 1 ] || return 0
+    printf '%s' "$s" | sed -n 's/.*"applied_commit":"\([0-9a-f]\{40\}\)".*/\1/p'
 }
 
 stop() {
