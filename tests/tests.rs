@@ -5,4 +5,7 @@ mod util;
 
 mod agent;
 mod cli;
+mod conformance;
+mod dependencies;
+mod registry;
 mod systemd;
