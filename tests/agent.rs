@@ -386,37 +386,67 @@ fn next_cycle_restores_stopped_and_removed_containers() {
     assert_applied(&agent, &c1);
 }
 
-/// 5b. The drift watcher (engine events) restores a container stopped by hand without any trigger.
-#[test]
-fn drift_watcher_restarts_a_stopped_container() {
-    if duplicate_target() {
-        return;
-    }
+/// 5b. The drift watcher (engine events) corrects a hand-made change to `web` without any trigger (the
+/// interval is 1h): `web` runs again, twice in a row, and `api` is not touched.
+fn drift_is_corrected_without_a_trigger(name: &str, action: &[&str]) {
     let repo = GitRepo::new();
     repo.write(
         "compose.yaml",
         &compose(&[service("web", ""), service("api", "")]),
     );
     repo.commit_push("two");
-    let agent = Agent::start("drift-watcher", &repo);
+    let agent = Agent::start(name, &repo);
     agent.reconcile_ok();
     let web = agent.container("web");
     let api_id = container_id(&agent.container("api"));
+    let cycles = agent.status_json()["cycles"].as_u64().unwrap_or(0);
 
-    docker_ok(&["stop", &web]);
-    wait_until(
-        TIMEOUT,
-        "the drift watcher to start the stopped container again",
-        || is_running(&web),
+    for round in 1..=2 {
+        let mut args = action.to_vec();
+        args.push(&web);
+        docker_ok(&args);
+        assert!(!is_running(&web), "docker {args:?} did not take effect");
+        wait_until(
+            TIMEOUT,
+            &format!("round {round}: the drift watcher to correct `docker {action:?}` of {web}"),
+            || is_running(&web),
+        );
+    }
+    assert_eq!(
+        container_id(&agent.container("api")),
+        api_id,
+        "api untouched"
     );
-    assert_eq!(container_id(&agent.container("api")), api_id);
-
-    // Again: a second hand-made stop is corrected too.
-    docker_ok(&["stop", &web]);
-    wait_until(TIMEOUT, "a second stop to be corrected", || {
-        is_running(&web)
-    });
     assert_eq!(agent.owned().len(), 2, "{:#?}", agent.owned());
+    let st = agent.status_json();
+    assert!(
+        st["cycles"].as_u64().unwrap_or(0) > cycles,
+        "corrected by a cycle of the agent: {st:#}"
+    );
+}
+
+#[test]
+fn drift_watcher_restarts_a_stopped_container() {
+    if duplicate_target() {
+        return;
+    }
+    drift_is_corrected_without_a_trigger("drift-stop", &["stop"]);
+}
+
+#[test]
+fn drift_watcher_restarts_a_killed_container() {
+    if duplicate_target() {
+        return;
+    }
+    drift_is_corrected_without_a_trigger("drift-kill", &["kill"]);
+}
+
+#[test]
+fn drift_watcher_recreates_a_removed_container() {
+    if duplicate_target() {
+        return;
+    }
+    drift_is_corrected_without_a_trigger("drift-rm", &["rm", "-f"]);
 }
 
 /// 6. Rollback works with the remote gone and pins; a new commit is fetched but not applied while
