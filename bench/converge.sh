@@ -323,7 +323,9 @@ for _ in 1 2 3 4 5; do
     [ "$r" -gt "$idle_rss_kib" ] && idle_rss_kib="$r"
     sleep 1
 done
+# The kernel updates VmHWM lazily: never report a peak below a sample.
 peak_rss_kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")"
+[ "$peak_rss_kib" -ge "$idle_rss_kib" ] || peak_rss_kib="$idle_rss_kib"
 
 # --- the table ------------------------------------------------------------------------------------------
 
