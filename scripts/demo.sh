@@ -213,7 +213,7 @@ The demo agent (agent_id $AGENT_ID) follows hosts/edge-01 of $REPO every 10s.
 
   Look:      $BERTH status --config $CONFIG
              $BERTH history --config $CONFIG
-             wget -q -O - http://127.0.0.1:18080/
+             busybox wget -q -O - http://127.0.0.1:18080/
   Change:    cd $CLONE
              sed -i 's/Hello/Hello again/' hosts/edge-01/web/html/index.html
              git commit -qam "Say hello again" && git push -q
