@@ -1,13 +1,21 @@
 //! Executes a [`Plan`] through a [`Runtime`]. Failures are isolated per step: a failed step is reported
 //! and its dependents are skipped; nothing else is torn down because of it.
+//!
+//! [`converge`] is the whole of one convergence: images (by pull policy) → observe → plan → apply.
 
+use crate::images::{self, PullLog};
+use crate::model::{Condition, ContainerSpec, DesiredState};
 use crate::plan::{ContainerStep, Plan};
 use crate::runtime::{Owner, Runtime, RuntimeError};
 use futures_util::future::join_all;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 /// Suffix of the old container's name while it is being replaced.
 pub const OLD_SUFFIX: &str = "_berth-old";
+
+/// How long a container waits for a dependency to become healthy or to complete, by default.
+pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
@@ -15,6 +23,8 @@ pub struct ApplyReport {
     pub done: Vec<String>,
     /// One message per failed or skipped step, naming the object (and stack/service for containers).
     pub errors: Vec<String>,
+    /// Problems that did not stop anything (a pull that failed while a local image exists).
+    pub warnings: Vec<String>,
 }
 
 impl ApplyReport {
@@ -27,7 +37,65 @@ impl ApplyReport {
     }
 }
 
-pub async fn apply<R: Runtime>(rt: &R, plan: &Plan, owner: &Owner) -> ApplyReport {
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Bound on a `service_healthy` / `service_completed_successfully` wait.
+    pub dependency_timeout: Duration,
+}
+
+impl ApplyOptions {
+    /// The defaults, with `BERTH_DEPENDENCY_TIMEOUT` (a duration like `90s`) read from the environment.
+    pub fn from_env() -> Self {
+        let mut o = ApplyOptions::default();
+        if let Some(d) = std::env::var("BERTH_DEPENDENCY_TIMEOUT")
+            .ok()
+            .and_then(|v| crate::config::parse_duration(&v).ok())
+        {
+            o.dependency_timeout = d;
+        }
+        o
+    }
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            dependency_timeout: DEPENDENCY_TIMEOUT,
+        }
+    }
+}
+
+/// Images by pull policy, then observe, plan and apply. `log` remembers when each image was pulled;
+/// `progress` receives `(image, status line)` while pulling.
+pub async fn converge<R: Runtime>(
+    rt: &R,
+    desired: &DesiredState,
+    owner: &Owner,
+    log: &mut PullLog,
+    opts: &ApplyOptions,
+    progress: &(dyn Fn(&str, &str) + Sync),
+) -> Result<(Plan, ApplyReport), RuntimeError> {
+    let prepared = images::prepare(rt, desired, log, progress).await;
+    let mut actual = rt.observe(&owner.agent_id).await?;
+    actual.images = prepared.ids.clone();
+    let plan = crate::plan::plan(desired, &actual);
+    let mut report = apply(rt, &plan, owner, opts).await;
+    // Say why an image is missing (the steps that needed it name the image).
+    for image in &plan.missing_images {
+        if let Some(e) = prepared.errors.get(image) {
+            report.errors.insert(0, e.clone());
+        }
+    }
+    report.warnings.extend(prepared.warnings);
+    Ok((plan, report))
+}
+
+pub async fn apply<R: Runtime>(
+    rt: &R,
+    plan: &Plan,
+    owner: &Owner,
+    opts: &ApplyOptions,
+) -> ApplyReport {
     let mut report = ApplyReport::default();
 
     for net in &plan.create_networks {
@@ -46,21 +114,7 @@ pub async fn apply<R: Runtime>(rt: &R, plan: &Plan, owner: &Owner) -> ApplyRepor
                 .push(format!("stack {}: create volume: {e}", vol.stack)),
         }
     }
-
-    // Images first, before anything is stopped: a missing image fails while the old container runs.
-    let pulls = join_all(
-        plan.pull
-            .iter()
-            .map(|image| async move { (image, rt.ensure_image(image).await) }),
-    )
-    .await;
-    let mut bad_images = BTreeSet::new();
-    for (image, result) in pulls {
-        if let Err(e) = result {
-            report.errors.push(e.to_string());
-            bad_images.insert(image.clone());
-        }
-    }
+    let missing: BTreeSet<&str> = plan.missing_images.iter().map(String::as_str).collect();
 
     let removals = join_all(plan.remove_containers.iter().map(|c| async move {
         let r = async {
@@ -81,25 +135,30 @@ pub async fn apply<R: Runtime>(rt: &R, plan: &Plan, owner: &Owner) -> ApplyRepor
         }
     }
 
+    // Container ids by (stack, service), for dependency waits: the existing ones, updated as steps
+    // replace them.
+    let mut ids: BTreeMap<(String, String), Vec<String>> = plan.existing.clone();
+
     // (stack, service) pairs that failed: their dependents are skipped.
     let mut failed: BTreeSet<(String, String)> = BTreeSet::new();
     for wave in &plan.waves {
         let results = join_all(wave.iter().map(|step| {
             let spec = step.spec();
-            let blocked = if bad_images.contains(&spec.image)
-                && !matches!(step, ContainerStep::Start { .. })
-            {
+            let blocked = if step.needs_image() && missing.contains(spec.image.as_str()) {
                 Some(format!("image {} is not available", spec.image))
             } else {
-                spec.depends_on
-                    .iter()
-                    .find(|d| failed.contains(&(spec.stack.clone(), (*d).clone())))
+                spec.dependency_names()
+                    .find(|d| failed.contains(&(spec.stack.clone(), d.to_string())))
                     .map(|d| format!("skipped: dependency {d} failed"))
             };
+            let ids = &ids;
             async move {
                 let r = match blocked {
                     Some(msg) => Err(msg),
-                    None => run_step(rt, step, owner).await.map_err(|e| e.to_string()),
+                    None => match wait_for_dependencies(rt, spec, ids, opts).await {
+                        Err(e) => Err(e),
+                        Ok(()) => run_step(rt, step, owner).await.map_err(|e| e.to_string()),
+                    },
                 };
                 (step, r)
             }
@@ -108,9 +167,20 @@ pub async fn apply<R: Runtime>(rt: &R, plan: &Plan, owner: &Owner) -> ApplyRepor
         for (step, r) in results {
             let spec = step.spec();
             match r {
-                Ok(()) => report
-                    .done
-                    .push(format!("{} container {}", step.verb(), spec.name)),
+                Ok(id) => {
+                    report
+                        .done
+                        .push(format!("{} container {}", step.verb(), spec.name));
+                    let list = ids
+                        .entry((spec.stack.clone(), spec.service.clone()))
+                        .or_default();
+                    if let ContainerStep::Recreate { old_id, .. } = step {
+                        list.retain(|i| i != old_id);
+                    }
+                    if !list.contains(&id) {
+                        list.push(id);
+                    }
+                }
                 Err(e) => {
                     report.errors.push(format!(
                         "stack {}, service {}: {} {}: {e}",
@@ -134,20 +204,114 @@ pub async fn apply<R: Runtime>(rt: &R, plan: &Plan, owner: &Owner) -> ApplyRepor
     report
 }
 
+/// Wait until every dependency with a condition holds: `service_healthy` — each of its containers
+/// reports healthy; `service_completed_successfully` — each has exited with code 0. Bounded by
+/// `opts.dependency_timeout`; the error names the dependency and what it was doing.
+async fn wait_for_dependencies<R: Runtime>(
+    rt: &R,
+    spec: &ContainerSpec,
+    ids: &BTreeMap<(String, String), Vec<String>>,
+    opts: &ApplyOptions,
+) -> Result<(), String> {
+    let waits: Vec<_> = spec
+        .depends_on
+        .iter()
+        .filter(|d| d.condition != Condition::ServiceStarted)
+        .collect();
+    if waits.is_empty() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + opts.dependency_timeout;
+    for dep in waits {
+        let key = (spec.stack.clone(), dep.service.clone());
+        let containers: Vec<String> = ids.get(&key).cloned().unwrap_or_default();
+        if containers.is_empty() {
+            return Err(format!("dependency {} has no container", dep.service));
+        }
+        for id in containers {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let st = rt.container_state(&id).await.map_err(|e| e.to_string())?;
+                let verdict = match dep.condition {
+                    Condition::ServiceHealthy => match st.health.as_deref() {
+                        Some("healthy") => Some(Ok(())),
+                        Some("unhealthy") => Some(Err(format!(
+                            "dependency {} is unhealthy",
+                            dep.service
+                        ))),
+                        None if st.running => Some(Err(format!(
+                            "dependency {} has no healthcheck, so it can never be service_healthy",
+                            dep.service
+                        ))),
+                        _ if !st.running && st.status == "exited" => Some(Err(format!(
+                            "dependency {} exited (code {}) before it became healthy",
+                            dep.service,
+                            st.exit_code.unwrap_or(-1)
+                        ))),
+                        _ => None,
+                    },
+                    Condition::ServiceCompletedSuccessfully => {
+                        if st.status == "exited" {
+                            match st.exit_code {
+                                Some(0) => Some(Ok(())),
+                                code => Some(Err(format!(
+                                    "dependency {} did not complete successfully (exit code {})",
+                                    dep.service,
+                                    code.unwrap_or(-1)
+                                ))),
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                    Condition::ServiceStarted => Some(Ok(())),
+                };
+                match verdict {
+                    Some(Ok(())) => break,
+                    Some(Err(e)) => return Err(e),
+                    None if Instant::now() >= deadline => {
+                        let what = match dep.condition {
+                            Condition::ServiceHealthy => "healthy",
+                            _ => "complete",
+                        };
+                        return Err(format!(
+                            "dependency {} did not become {what} within {}s (it is {}{})",
+                            dep.service,
+                            opts.dependency_timeout.as_secs(),
+                            st.status,
+                            st.health.map(|h| format!(", {h}")).unwrap_or_default()
+                        ));
+                    }
+                    None => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one step; returns the id of the container the service now has.
 async fn run_step<R: Runtime>(
     rt: &R,
     step: &ContainerStep,
     owner: &Owner,
-) -> Result<(), RuntimeError> {
+) -> Result<String, RuntimeError> {
     match step {
-        ContainerStep::Start { id, .. } => rt.start_container(id).await,
+        ContainerStep::Start { id, .. } => rt.start_container(id).await.map(|_| id.clone()),
+        ContainerStep::Restart { id, spec } => {
+            rt.stop_container(id, spec.stop_grace_period).await?;
+            rt.start_container(id).await.map(|_| id.clone())
+        }
         ContainerStep::Create { spec } => {
             let id = rt.create_container(spec, &spec.name, owner).await?;
             if let Err(e) = rt.start_container(&id).await {
                 let _ = rt.remove_container(&id).await;
                 return Err(e);
             }
-            Ok(())
+            Ok(id)
         }
         ContainerStep::Recreate { spec, old_id, .. } => {
             // Stop the old one and move it aside; only once the new one runs is the old one removed. If the
@@ -171,7 +335,8 @@ async fn run_step<R: Runtime>(
                 restore().await;
                 return Err(e);
             }
-            rt.remove_container(old_id).await
+            rt.remove_container(old_id).await?;
+            Ok(id)
         }
     }
 }

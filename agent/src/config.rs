@@ -42,6 +42,7 @@ struct RawSource {
 #[serde(deny_unknown_fields)]
 struct RawDocker {
     host: Option<String>,
+    auth_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -101,6 +102,9 @@ pub struct Settings {
     pub socket: PathBuf,
     /// `unix:///var/run/docker.sock` style; `None` = Docker's defaults (`DOCKER_HOST`).
     pub docker_host: Option<String>,
+    /// Registry credentials (Docker `config.json` format); `None`: `$DOCKER_CONFIG/config.json`, then
+    /// `~/.docker/config.json` when present.
+    pub docker_auth_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
 }
@@ -236,7 +240,17 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             socket.display()
         ));
     }
-    let docker_host = raw.docker.and_then(|d| d.host);
+    let docker = raw.docker.unwrap_or_default();
+    let docker_host = docker.host;
+    let docker_auth_file = docker.auth_file;
+    if let Some(f) = &docker_auth_file {
+        if !f.is_absolute() {
+            problems.push(format!(
+                "docker.auth_file: {} must be an absolute path",
+                f.display()
+            ));
+        }
+    }
     if let Some(h) = &docker_host {
         if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
             problems.push(format!(
@@ -279,6 +293,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         state_dir,
         socket,
         docker_host,
+        docker_auth_file,
         log_format,
         log_level,
     })

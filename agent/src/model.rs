@@ -50,7 +50,7 @@ pub struct StackSpec {
     pub volumes: Vec<VolumeSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     /// Engine name, e.g. `shop_default`.
     pub name: String,
@@ -58,15 +58,43 @@ pub struct NetworkSpec {
     pub driver: Option<String>,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<IpamSpec>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub attachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_ipv6: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamSpec {
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamPool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamPool {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux_addresses: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeSpec {
     /// Engine name, e.g. `shop_data`.
     pub name: String,
     pub stack: String,
     pub driver: Option<String>,
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// One container, fully normalised. Field order matters: it is the canonical serialisation.
@@ -103,9 +131,9 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthcheckSpec>,
-    /// Services of the same stack this one starts after, sorted.
+    /// Services of the same stack this one starts after, sorted by service. Not part of the spec hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Dependency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +167,142 @@ pub struct ContainerSpec {
     /// bytes), so that changing a mounted config file changes the spec hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_digest: Option<String>,
+    /// `port/protocol`, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    /// In the order written (resolver order matters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_opt: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_cgroup_rules: Vec<String>,
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<i64>,
+    /// Sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<UlimitSpec>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// Bytes (`mem_limit`, `deploy.resources.limits.memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    /// Bytes; -1 is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i64>,
+    /// CPUs × 10⁹ (`cpus`, `deploy.resources.limits.cpus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_cpus: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSpec>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tty: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdin_open: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Files copied into the container before it starts (secrets and configs from `environment` or
+    /// `content`). Only digests of secret values are kept here, never the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<InjectedFile>,
+    /// `always`, `missing` (default), `never`, `daily`, `weekly`, `every_<duration>`. Not hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
+    /// A one-shot job: another service waits for it with `service_completed_successfully`, so having
+    /// exited with code 0 is its converged state (it is not started again). Not hashed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub run_once: bool,
+}
+
+/// A `depends_on` entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+    /// Restart this container when berth recreates or restarts the dependency.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub restart: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UlimitSpec {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggingSpec {
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InjectedFile {
+    /// Absolute path in the container.
+    pub target: String,
+    pub source: FileSource,
+    /// SHA-256 of the content, so a changed value recreates the container.
+    pub digest: String,
+    pub mode: u32,
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileSource {
+    /// The value of this variable of the agent's environment, read when the container is created.
+    Env(String),
+    /// Inline content from the compose file (configs), already in Git in clear.
+    Content(String),
+}
+
+impl ContainerSpec {
+    /// Names of the services this one depends on.
+    pub fn dependency_names(&self) -> impl Iterator<Item = &str> {
+        self.depends_on.iter().map(|d| d.service.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -155,6 +319,7 @@ pub struct PortSpec {
 pub enum MountKind {
     Bind,
     Volume,
+    Tmpfs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -164,6 +329,52 @@ pub struct MountSpec {
     pub source: String,
     pub target: String,
     pub read_only: bool,
+    /// Bind propagation (`rprivate`, `rshared`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<String>,
+    /// SELinux relabel: `z` or `Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
+    /// `Some(false)`: a missing bind source is an error instead of an empty directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_host_path: Option<bool>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nocopy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subpath: Option<String>,
+    /// tmpfs size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs_mode: Option<u32>,
+}
+
+impl MountSpec {
+    pub fn new(kind: MountKind, source: impl Into<String>, target: impl Into<String>, read_only: bool) -> Self {
+        MountSpec {
+            kind,
+            source: source.into(),
+            target: target.into(),
+            read_only,
+            propagation: None,
+            selinux: None,
+            create_host_path: None,
+            nocopy: false,
+            subpath: None,
+            tmpfs_size: None,
+            tmpfs_mode: None,
+        }
+    }
+
+    /// Whether the engine's `Mounts` API is needed rather than a `Binds` string — the same choice Docker
+    /// Compose makes, so containers look the same in `docker inspect`.
+    pub fn needs_mount_api(&self) -> bool {
+        match self.kind {
+            MountKind::Tmpfs => true,
+            MountKind::Bind => self.create_host_path == Some(false) || self.propagation.is_some(),
+            MountKind::Volume => self.nocopy || self.subpath.is_some(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -172,6 +383,19 @@ pub struct NetworkAttachment {
     pub name: String,
     /// Always includes the service name, like Compose; sorted.
     pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
+    /// Higher first: the first network is attached at create time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +407,8 @@ pub struct HealthcheckSpec {
     pub timeout_ns: i64,
     pub start_period_ns: i64,
     pub retries: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval_ns: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -208,6 +434,8 @@ impl ContainerSpec {
     pub fn spec_hash(&self) -> String {
         let mut view = self.clone();
         view.depends_on.clear();
+        view.pull_policy = None;
+        view.run_once = false;
         let bytes = serde_json::to_vec(&view).expect("ContainerSpec serialises");
         hex(&Sha256::digest(&bytes))
     }
@@ -231,6 +459,10 @@ pub struct ActualState {
     pub networks: Vec<ActualObject>,
     /// Engine names of owned volumes.
     pub volumes: Vec<ActualObject>,
+    /// Local image ids (`sha256:…`) of the images the desired state names, after pulling; an image that
+    /// is not here is not available on the engine.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,7 +474,13 @@ pub struct ActualContainer {
     pub service: String,
     pub replica: u32,
     pub spec_hash: String,
+    /// The image id the container was created from (`sha256:…`).
+    #[serde(default)]
+    pub image_id: String,
     pub running: bool,
+    /// Exit code of a container that exited (parsed from the engine's status), if known.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
     /// Engine state word: `running`, `exited`, `created`, `restarting`, ...
     pub state: String,
 }

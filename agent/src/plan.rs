@@ -2,11 +2,11 @@
 //!
 //! Order of a plan, and why:
 //! 1. create missing networks and volumes (containers need them);
-//! 2. pull the images of every container to create or recreate — before anything is stopped, so a missing
-//!    image fails while the old container still runs;
+//! 2. (images were pulled before planning, by pull policy, before anything is stopped: a container whose
+//!    image is not available is not touched, and its step fails with the image named);
 //! 3. remove owned containers that are no longer desired (frees names and host ports for what follows);
-//! 4. create / recreate / start containers, in waves: a container's wave comes after the waves of the
-//!    services it depends on; containers in one wave are independent and may run concurrently;
+//! 4. create / recreate / start / restart containers, in waves: a container's wave comes after the waves
+//!    of the services it depends on; containers in one wave are independent and may run concurrently;
 //! 5. remove owned networks no longer desired (after their containers are gone).
 //!
 //! Volumes are never removed.
@@ -21,7 +21,8 @@ pub enum ContainerStep {
     Create {
         spec: ContainerSpec,
     },
-    /// The spec hash changed: replace `old_id` with a container made from `spec`.
+    /// The spec hash changed, or the image tag now names another image: replace `old_id` with a
+    /// container made from `spec`.
     Recreate {
         spec: ContainerSpec,
         old_id: String,
@@ -32,6 +33,11 @@ pub enum ContainerStep {
         spec: ContainerSpec,
         id: String,
     },
+    /// Up to date and running, but a dependency marked `restart: true` is being replaced.
+    Restart {
+        spec: ContainerSpec,
+        id: String,
+    },
 }
 
 impl ContainerStep {
@@ -39,7 +45,8 @@ impl ContainerStep {
         match self {
             ContainerStep::Create { spec }
             | ContainerStep::Recreate { spec, .. }
-            | ContainerStep::Start { spec, .. } => spec,
+            | ContainerStep::Start { spec, .. }
+            | ContainerStep::Restart { spec, .. } => spec,
         }
     }
     pub fn verb(&self) -> &'static str {
@@ -47,7 +54,15 @@ impl ContainerStep {
             ContainerStep::Create { .. } => "create",
             ContainerStep::Recreate { .. } => "recreate",
             ContainerStep::Start { .. } => "start",
+            ContainerStep::Restart { .. } => "restart",
         }
+    }
+    /// Whether the step makes a new container (and so needs its image).
+    pub fn needs_image(&self) -> bool {
+        matches!(
+            self,
+            ContainerStep::Create { .. } | ContainerStep::Recreate { .. }
+        )
     }
 }
 
@@ -55,12 +70,15 @@ impl ContainerStep {
 pub struct Plan {
     pub create_networks: Vec<NetworkSpec>,
     pub create_volumes: Vec<VolumeSpec>,
-    /// Distinct images, sorted.
-    pub pull: Vec<String>,
+    /// Images that create/recreate steps need but the engine does not have (sorted): those steps fail.
+    pub missing_images: Vec<String>,
     pub remove_containers: Vec<ActualContainer>,
     /// Waves in dependency order; each wave's steps are independent of each other.
     pub waves: Vec<Vec<ContainerStep>>,
     pub remove_networks: Vec<String>,
+    /// Ids of the desired containers that exist now, by (stack, service): what dependency waits look
+    /// at for services this plan does not touch.
+    pub existing: BTreeMap<(String, String), Vec<String>>,
 }
 
 impl Plan {
@@ -142,42 +160,81 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
         .cloned()
         .collect();
 
-    let mut pull = BTreeSet::new();
+    for c in &actual.containers {
+        if wanted.contains(c.name.as_str()) {
+            p.existing
+                .entry((c.stack.clone(), c.service.clone()))
+                .or_default()
+                .push(c.id.clone());
+        }
+    }
+
+    let mut missing = BTreeSet::new();
     for stack in desired.stacks.values() {
         let mut steps: BTreeMap<&str, Vec<ContainerStep>> = BTreeMap::new();
+        // Services that get a new container in this plan (for `depends_on: {restart: true}`).
+        let mut replaced: BTreeSet<&str> = BTreeSet::new();
+        let mut unchanged_running: Vec<(&ContainerSpec, &ActualContainer)> = Vec::new();
         for spec in &stack.containers {
             let step = match by_name.get(spec.name.as_str()) {
                 None => Some(ContainerStep::Create { spec: spec.clone() }),
                 Some(have) => {
                     let hash = spec.spec_hash();
-                    if have.spec_hash != hash {
+                    let image_moved = match actual.images.get(&spec.image) {
+                        Some(id) => !have.image_id.is_empty() && *id != have.image_id,
+                        None => false,
+                    };
+                    if have.spec_hash != hash || image_moved {
                         Some(ContainerStep::Recreate {
                             spec: spec.clone(),
                             old_id: have.id.clone(),
                             old_hash: have.spec_hash.clone(),
                         })
                     } else if !have.running {
-                        Some(ContainerStep::Start {
-                            spec: spec.clone(),
-                            id: have.id.clone(),
-                        })
+                        if spec.run_once && have.exit_code == Some(0) {
+                            None // a finished one-shot job
+                        } else {
+                            Some(ContainerStep::Start {
+                                spec: spec.clone(),
+                                id: have.id.clone(),
+                            })
+                        }
                     } else {
+                        unchanged_running.push((spec, have));
                         None
                     }
                 }
             };
             if let Some(step) = step {
-                if !matches!(step, ContainerStep::Start { .. }) {
-                    pull.insert(spec.image.clone());
+                if step.needs_image() {
+                    replaced.insert(spec.service.as_str());
+                    if !actual.images.contains_key(&spec.image) {
+                        missing.insert(spec.image.clone());
+                    }
                 }
                 steps.entry(spec.service.as_str()).or_default().push(step);
             }
         }
+        for (spec, have) in unchanged_running {
+            let restart = spec
+                .depends_on
+                .iter()
+                .any(|d| d.restart && replaced.contains(d.service.as_str()));
+            if restart {
+                steps
+                    .entry(spec.service.as_str())
+                    .or_default()
+                    .push(ContainerStep::Restart {
+                        spec: spec.clone(),
+                        id: have.id.clone(),
+                    });
+            }
+        }
         // Waves of this stack, by dependency depth of each service.
-        let deps: BTreeMap<&str, &[String]> = stack
+        let deps: BTreeMap<&str, Vec<&str>> = stack
             .containers
             .iter()
-            .map(|c| (c.service.as_str(), c.depends_on.as_slice()))
+            .map(|c| (c.service.as_str(), c.dependency_names().collect()))
             .collect();
         for (service, service_steps) in steps {
             let d = depth(service, &deps, &mut Vec::new());
@@ -187,7 +244,10 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
             p.waves[d].extend(service_steps);
         }
     }
-    p.pull = pull.into_iter().collect();
+    for wave in &mut p.waves {
+        wave.sort_by(|a, b| a.spec().name.cmp(&b.spec().name));
+    }
+    p.missing_images = missing.into_iter().collect();
     p.waves.retain(|w| !w.is_empty());
     p
 }
@@ -196,7 +256,7 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
 /// that got here anyway is cut rather than looping.
 fn depth<'a>(
     service: &'a str,
-    deps: &BTreeMap<&'a str, &'a [String]>,
+    deps: &BTreeMap<&'a str, Vec<&'a str>>,
     seen: &mut Vec<&'a str>,
 ) -> usize {
     if seen.contains(&service) {
@@ -207,7 +267,7 @@ fn depth<'a>(
         .get(service)
         .map(|ds| {
             ds.iter()
-                .map(|d| 1 + depth(d.as_str(), deps, seen))
+                .map(|d| 1 + depth(d, deps, seen))
                 .max()
                 .unwrap_or(0)
         })
@@ -219,7 +279,7 @@ fn depth<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ActualObject, StackSpec};
+    use crate::model::{ActualObject, Condition, Dependency, StackSpec};
 
     fn spec(stack: &str, service: &str, deps: &[&str]) -> ContainerSpec {
         ContainerSpec {
@@ -229,7 +289,14 @@ mod tests {
             replica: 1,
             image: format!("img-{service}"),
             restart: "no".into(),
-            depends_on: deps.iter().map(|s| s.to_string()).collect(),
+            depends_on: deps
+                .iter()
+                .map(|s| Dependency {
+                    service: s.to_string(),
+                    condition: Condition::ServiceStarted,
+                    restart: false,
+                })
+                .collect(),
             ..Default::default()
         }
     }
@@ -248,6 +315,7 @@ mod tests {
                         driver: None,
                         internal: false,
                         labels: Default::default(),
+                        ..Default::default()
                     }],
                     containers,
                     volumes: vec![VolumeSpec {
@@ -255,6 +323,7 @@ mod tests {
                         stack: name.into(),
                         driver: None,
                         labels: Default::default(),
+                        ..Default::default()
                     }],
                 },
             );
@@ -270,7 +339,9 @@ mod tests {
             service: spec.service.clone(),
             replica: spec.replica,
             spec_hash: spec.spec_hash(),
+            image_id: format!("sha256:{}", spec.image),
             running: true,
+            exit_code: None,
             state: "running".into(),
         }
     }
@@ -296,7 +367,14 @@ mod tests {
                     stack: v.stack.clone(),
                 })
                 .collect(),
+            images: images(d),
         }
+    }
+
+    fn images(d: &DesiredState) -> BTreeMap<String, String> {
+        d.containers()
+            .map(|c| (c.image.clone(), format!("sha256:{}", c.image)))
+            .collect()
     }
 
     #[test]
@@ -312,7 +390,12 @@ mod tests {
         let p = plan(&d, &ActualState::default());
         assert_eq!(p.create_networks.len(), 1);
         assert_eq!(p.create_volumes.len(), 1);
-        assert_eq!(p.pull, vec!["img-api", "img-db", "img-web"]);
+        assert_eq!(p.missing_images, vec!["img-api", "img-db", "img-web"]);
+        let with_images = ActualState {
+            images: images(&d),
+            ..Default::default()
+        };
+        assert!(plan(&d, &with_images).missing_images.is_empty());
         let waves: Vec<Vec<&str>> = p
             .waves
             .iter()
@@ -334,7 +417,7 @@ mod tests {
         )]);
         let p = plan(&d, &converged(&d));
         assert!(p.is_empty(), "{p:?}");
-        assert!(p.pull.is_empty());
+        assert!(p.missing_images.is_empty());
     }
 
     #[test]
@@ -360,18 +443,19 @@ mod tests {
             }
             other => panic!("expected recreate, got {other:?}"),
         }
-        assert_eq!(p.pull, vec!["img-b"]);
+        assert!(p.missing_images.is_empty());
         assert!(p.remove_containers.is_empty());
     }
 
     #[test]
-    fn stopped_container_is_started_without_pull() {
+    fn stopped_container_is_started_without_an_image() {
         let d = desired(vec![("s", vec![spec("s", "a", &[])])]);
         let mut actual = converged(&d);
         actual.containers[0].running = false;
         let p = plan(&d, &actual);
         assert!(matches!(p.waves[0][0], ContainerStep::Start { .. }));
-        assert!(p.pull.is_empty());
+        actual.images.clear();
+        assert!(plan(&d, &actual).missing_images.is_empty(), "a start needs no image");
     }
 
     #[test]
@@ -428,5 +512,55 @@ mod tests {
         let p = plan(&DesiredState::default(), &converged(&d));
         assert_eq!(p.remove_containers.len(), 1);
         assert_eq!(p.remove_networks.len(), 1);
+    }
+
+    #[test]
+    fn a_moved_image_tag_recreates_its_containers() {
+        let d = desired(vec![("s", vec![spec("s", "a", &[]), spec("s", "b", &[])])]);
+        let mut actual = converged(&d);
+        actual
+            .images
+            .insert("img-a".into(), "sha256:new-a".into());
+        let p = plan(&d, &actual);
+        let steps: Vec<_> = p.waves.iter().flatten().collect();
+        assert_eq!(steps.len(), 1);
+        assert!(matches!(steps[0], ContainerStep::Recreate { spec, .. } if spec.service == "a"));
+    }
+
+    #[test]
+    fn a_finished_one_shot_job_is_not_started_again_but_a_stopped_service_is() {
+        let mut job = spec("s", "migrate", &[]);
+        job.run_once = true;
+        let d = desired(vec![("s", vec![job, spec("s", "web", &[])])]);
+        let mut actual = converged(&d);
+        for c in &mut actual.containers {
+            c.running = false;
+            c.exit_code = Some(0);
+        }
+        let p = plan(&d, &actual);
+        let names: Vec<&str> = p.waves.iter().flatten().map(|s| s.spec().service.as_str()).collect();
+        assert_eq!(names, vec!["web"]);
+        // A job that failed is run again.
+        actual.containers[0].exit_code = Some(1);
+        assert_eq!(plan(&d, &actual).waves.iter().flatten().count(), 2);
+    }
+
+    #[test]
+    fn dependents_with_restart_true_restart_when_their_dependency_is_replaced() {
+        let mut web = spec("s", "web", &["db"]);
+        web.depends_on[0].restart = true;
+        let other = spec("s", "other", &["db"]);
+        let d = desired(vec![("s", vec![spec("s", "db", &[]), web, other])]);
+        let actual = converged(&d);
+        let mut d2 = d.clone();
+        let db = d2.stacks.get_mut("s").unwrap().containers.iter_mut().find(|c| c.service == "db").unwrap();
+        db.env = vec!["V=2".into()];
+        let p = plan(&d2, &actual);
+        let waves: Vec<Vec<(&str, &str)>> = p
+            .waves
+            .iter()
+            .map(|w| w.iter().map(|s| (s.verb(), s.spec().service.as_str())).collect())
+            .collect();
+        assert_eq!(waves, vec![vec![("recreate", "db")], vec![("restart", "web")]]);
     }
 }

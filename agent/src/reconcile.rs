@@ -9,10 +9,10 @@ use crate::api::{CycleResult, SourceInfo, Status};
 use crate::config::Settings;
 use crate::model::DesiredState;
 use crate::render::{self, RenderError, RenderOptions, Tree};
-use crate::runtime::{DockerRuntime, Owner, Runtime};
+use crate::runtime::{DockerRuntime, Owner};
 use crate::source::{self, GitSource};
 use crate::store::{Outcome, Revision, Store};
-use crate::{apply, notify, plan};
+use crate::{apply, notify};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -38,6 +38,9 @@ pub struct Agent {
     cycles: u64,
     /// The commit the working tree is known to hold (checked out by this process).
     checked_out: Option<String>,
+    /// When each image was last pulled (for `pull_policy: daily` and the like); kept in the store.
+    pull_log: crate::images::PullLog,
+    apply_options: apply::ApplyOptions,
 }
 
 /// What one cycle is asked to do.
@@ -55,13 +58,21 @@ impl Agent {
     pub async fn start(settings: Settings) -> anyhow::Result<(Agent, mpsc::Receiver<Command>)> {
         std::fs::create_dir_all(&settings.state_dir)
             .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
-        let runtime = DockerRuntime::connect(settings.docker_host.as_deref()).await?;
+        let auth = crate::runtime::auth::RegistryAuth::load(settings.docker_auth_file.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        let runtime = DockerRuntime::connect(settings.docker_host.as_deref())
+            .await?
+            .with_auth(auth);
         let store = Store::open(&settings.state_dir.join("store"))?;
         let source = {
             let (dir, s) = (settings.state_dir.clone(), settings.source.clone());
             tokio::task::spawn_blocking(move || GitSource::open(&dir, &s)).await??
         };
         let pointers = store.pointers()?;
+        let pull_log = store.pull_log().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read pull times; starting afresh");
+            Default::default()
+        });
         let current = match pointers.current {
             Some(seq) => store.get(seq)?,
             None => None,
@@ -99,6 +110,8 @@ impl Agent {
             failures: 0,
             cycles: 0,
             checked_out: None,
+            pull_log,
+            apply_options: apply::ApplyOptions::from_env(),
         };
         Ok((agent, rx))
     }
@@ -394,15 +407,37 @@ impl Agent {
                 agent_id: self.settings.agent_id.clone(),
                 revision: revision.clone(),
             };
-            match self.runtime.observe(&owner.agent_id).await {
-                Ok(actual) => {
-                    let plan = plan::plan(desired, &actual);
+            let throttle = crate::images::Throttle::new(Duration::from_secs(2));
+            let progress = |image: &str, line: &str| {
+                if throttle.pass(image, line) {
+                    tracing::info!(image, progress = line, "pulling");
+                }
+            };
+            let before = self.pull_log.clone();
+            let converged = apply::converge(
+                &self.runtime,
+                desired,
+                &owner,
+                &mut self.pull_log,
+                &self.apply_options,
+                &progress,
+            )
+            .await;
+            if self.pull_log != before {
+                if let Err(e) = self.store.set_pull_log(&self.pull_log) {
+                    tracing::warn!(error = %e, "cannot record pull times");
+                }
+            }
+            match converged {
+                Ok((plan, report)) => {
                     if !plan.is_empty() {
                         for step in plan.describe() {
                             tracing::info!(step = %step, "plan");
                         }
                     }
-                    let report = apply::apply(&self.runtime, &plan, &owner).await;
+                    for w in &report.warnings {
+                        tracing::warn!(warning = %w, "image");
+                    }
                     apply_errors = report.errors;
                 }
                 Err(e) => apply_errors.push(e.to_string()),

@@ -78,6 +78,7 @@ pub struct Store {
 const CURRENT: &[u8] = b"current";
 const LAST_GOOD: &[u8] = b"last_good";
 const PINNED: &[u8] = b"pinned";
+const PULLS: &[u8] = b"pulls";
 
 impl Store {
     /// Open `<dir>` (created if missing). When the existing store cannot be opened it is renamed to
@@ -171,6 +172,20 @@ impl Store {
             None => self.meta.remove(PINNED).map(|_| ()),
         }
         .map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    /// When each image was last pulled (seconds since the epoch).
+    pub fn pull_log(&self) -> Result<crate::images::PullLog, StoreError> {
+        match self.meta.get(PULLS).map_err(|e| self.err(e))? {
+            None => Ok(Default::default()),
+            Some(v) => serde_json::from_slice(&v).map_err(|e| self.err(format!("pull times: {e}"))),
+        }
+    }
+
+    pub fn set_pull_log(&self, log: &crate::images::PullLog) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(log).map_err(|e| self.err(e))?;
+        self.meta.insert(PULLS, v).map_err(|e| self.err(e))?;
         self.flush()
     }
 

@@ -1,7 +1,8 @@
 //! `berth apply DIR`: render a directory and converge the engine once, with no Git, daemon or history.
 
 use super::exit;
-use crate::runtime::{DockerRuntime, Owner, Runtime};
+use crate::runtime::{DockerRuntime, Owner};
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::Path;
 
@@ -35,10 +36,35 @@ pub fn run(
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref()).await?;
-        let actual = runtime.observe(&agent_id).await?;
-        let plan = crate::plan::plan(&desired, &actual);
-        if plan.is_empty() {
+        let auth = crate::runtime::auth::RegistryAuth::load(None).map_err(anyhow::Error::msg)?;
+        let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref())
+            .await?
+            .with_auth(auth);
+        let owner = Owner {
+            agent_id: agent_id.clone(),
+            revision: "dir".into(),
+        };
+        // Pull progress goes to a terminal only; a script sees the outcome.
+        let show_progress = std::io::stderr().is_terminal();
+        let throttle = crate::images::Throttle::new(std::time::Duration::from_millis(500));
+        let progress = |image: &str, line: &str| {
+            if show_progress && throttle.pass(image, line) {
+                eprintln!("pulling {image}: {line}");
+            }
+        };
+        let (plan, report) = crate::apply::converge(
+            &runtime,
+            &desired,
+            &owner,
+            &mut Default::default(),
+            &crate::apply::ApplyOptions::from_env(),
+            &progress,
+        )
+        .await?;
+        for w in &report.warnings {
+            writeln!(err, "warning: {w}")?;
+        }
+        if plan.is_empty() && report.ok() {
             writeln!(
                 out,
                 "up to date: {} container(s)",
@@ -46,11 +72,6 @@ pub fn run(
             )?;
             return Ok(exit::OK);
         }
-        let owner = Owner {
-            agent_id: agent_id.clone(),
-            revision: "dir".into(),
-        };
-        let report = crate::apply::apply(&runtime, &plan, &owner).await;
         for step in &report.done {
             writeln!(out, "{step}")?;
         }

@@ -3,14 +3,18 @@
 //! Rendering reads only through the [`Tree`] trait, so a new commit is rendered from its Git tree before
 //! any file on disk changes.
 
+mod assemble;
 pub mod compose;
 pub mod interpolate;
 pub mod lines;
 pub mod merge;
+mod service;
 pub mod tree;
+mod values;
+
 
 use crate::model::DesiredState;
-use lines::{KeyPath, LineIndex, Seg};
+use lines::Seg;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -305,7 +309,7 @@ fn render_stack(
                 return None;
             }
         };
-        match compose::read_capped(tree, &resolved) {
+        match values::read_capped(tree, &resolved) {
             Ok(Some(bytes)) => {
                 match interpolate::parse_dotenv(&String::from_utf8_lossy(&bytes), &opts.env) {
                     Ok(pairs) => scope.extend(pairs),
@@ -328,83 +332,7 @@ fn render_stack(
     scope.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     let mut docs = Vec::new();
-    let mut merged: Option<Value> = None;
-    let mut failed = false;
-    for file in &files {
-        let text = match compose::read_capped(tree, file) {
-            Ok(Some(b)) => match String::from_utf8(b) {
-                Ok(t) => t,
-                Err(_) => {
-                    problems.push(Problem::at(file, "is not UTF-8 text"));
-                    failed = true;
-                    continue;
-                }
-            },
-            Ok(None) => {
-                problems.push(Problem::at(file, "cannot be read"));
-                failed = true;
-                continue;
-            }
-            Err(e) => {
-                problems.push(Problem::at(file, e));
-                failed = true;
-                continue;
-            }
-        };
-        let index = LineIndex::build(&text);
-        let mut value: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            match serde_yaml::from_str(&text) {
-                Ok(v) => v,
-                Err(e) => {
-                    let loc = e.location();
-                    let msg = e.to_string();
-                    let msg = match msg.rfind(" at line ") {
-                        Some(i) => msg[..i].to_string(),
-                        None => msg,
-                    };
-                    problems.push(Problem {
-                        line: loc.as_ref().map(|l| l.line()),
-                        column: loc.as_ref().map(|l| l.column()),
-                        ..Problem::at(file, format!("invalid YAML: {msg}"))
-                    });
-                    failed = true;
-                    continue;
-                }
-            }
-        };
-        if let Err(e) = value.apply_merge() {
-            problems.push(Problem::at(file, format!("YAML merge key (<<): {e}")));
-            failed = true;
-            continue;
-        }
-        let mut vars = interpolate::Vars::new(&scope);
-        let before = problems.len();
-        interpolate_value(&mut value, &mut Vec::new(), &mut vars, &index, file, problems);
-        if problems.len() > before {
-            failed = true;
-            continue;
-        }
-        let mut unset = vars.unset;
-        unset.sort();
-        unset.dedup();
-        for var in unset {
-            tracing::warn!(file = %file.display(), variable = %var, "variable is not set; using an empty string");
-        }
-        docs.push(compose::Doc {
-            file: display_path(file),
-            index,
-        });
-        merged = Some(match merged {
-            None => merge::strip_tags(value),
-            Some(base) => merge::merge_documents(base, value),
-        });
-    }
-    if failed {
-        return None;
-    }
-    let doc = merged.unwrap_or(Value::Null);
+    let doc = assemble::assemble(tree, dir, &files, &scope, &mut docs, problems)?;
 
     let name = match doc.get("name").filter(|v| !v.is_null()) {
         Some(Value::String(n)) if valid_stack_name(n) => n.clone(),
@@ -438,46 +366,6 @@ fn render_stack(
         env: &scope,
     };
     compose::convert(&input, problems)
-}
-
-/// Interpolate every string value (not keys) of a document; problems name the key path and line.
-fn interpolate_value(
-    v: &mut Value,
-    path: &mut KeyPath,
-    vars: &mut interpolate::Vars,
-    index: &LineIndex,
-    file: &Path,
-    problems: &mut Vec<Problem>,
-) {
-    match v {
-        Value::String(s) => match interpolate::interpolate(s, vars) {
-            Ok(out) => *s = out,
-            Err(e) => problems.push(Problem {
-                line: index.find(path),
-                ..Problem::at(file, format!("{}: {e}", lines::display(path)))
-            }),
-        },
-        Value::Sequence(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(Seg::Index(i));
-                interpolate_value(item, path, vars, index, file, problems);
-                path.pop();
-            }
-        }
-        Value::Mapping(m) => {
-            for (k, item) in m.iter_mut() {
-                let key = match k {
-                    Value::String(s) => s.clone(),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
-                };
-                path.push(Seg::Key(key));
-                interpolate_value(item, path, vars, index, file, problems);
-                path.pop();
-            }
-        }
-        Value::Tagged(t) => interpolate_value(&mut t.value, path, vars, index, file, problems),
-        _ => {}
-    }
 }
 
 /// Compose's project-name rule for an explicit `name:`.

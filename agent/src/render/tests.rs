@@ -75,7 +75,7 @@ fn stacks_are_the_followed_dir_and_its_immediate_subdirs() {
     assert_eq!(d.stacks["web"].networks[0].name, "web_default");
     assert_eq!(
         container(&d, "web-web-1").networks[0].aliases,
-        vec!["web".to_string()]
+        vec!["web".to_string(), "web-web-1".to_string()]
     );
 }
 
@@ -95,7 +95,7 @@ fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
     let r = Repo::new();
     r.write(
         "svc/compose.yaml",
-        "services:\n  app:\n    image: busybox\n    imgae: typo\n    build: .\n    sysctls: {a: 1}\nconfigs: {}\nfoo: 1\nx-ok: {anything: 1}\n",
+        "services:\n  app:\n    image: busybox\n    imgae: typo\n    build: .\n    cgroup_parent: x\nmodels: {}\nfoo: 1\nx-ok: {anything: 1}\n",
     );
     let p = r.problems();
     let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
@@ -111,9 +111,9 @@ fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
     assert_eq!(typo.service.as_deref(), Some("app"));
     assert!(typo.message.contains("unknown key"));
     assert_eq!(find("`build` is refused").line, Some(5));
-    assert_eq!(find("sysctls").line, Some(6));
-    assert!(find("sysctls").message.contains("does not support yet"));
-    assert_eq!(find("`configs`").line, Some(7));
+    assert_eq!(find("cgroup_parent").line, Some(6));
+    assert!(find("cgroup_parent").message.contains("does not support yet"));
+    assert_eq!(find("`models`").line, Some(7));
     assert_eq!(find("`foo`").line, Some(8));
     assert_eq!(p.len(), 5, "{text:#?}");
     assert!(text[0].starts_with("svc/compose.yaml:"), "{}", text[0]);
@@ -360,11 +360,11 @@ networks:
     assert_eq!(a.ports[0].host_port, Some(8080));
     assert_eq!(a.networks.len(), 1);
     assert_eq!(a.networks[0].name, "edge_back");
-    assert_eq!(a.networks[0].aliases, vec!["api", "app"]);
+    assert_eq!(a.networks[0].aliases, vec!["api", "app", "edge-app-2"]);
     let s = container(&d, "edge-side-1");
     assert_eq!(s.network_mode.as_deref(), Some("container:edge-app-1"));
     assert!(s.networks.is_empty());
-    assert_eq!(s.depends_on, vec!["app"]);
+    assert_eq!(s.dependency_names().collect::<Vec<_>>(), vec!["app"]);
     assert_eq!(s.healthcheck.as_ref().unwrap().test, vec!["NONE"]);
     // Only the declared network is created; nobody uses the default one.
     let nets: Vec<&str> = d.stacks["edge"].networks.iter().map(|n| n.name.as_str()).collect();
@@ -435,4 +435,197 @@ fn render_dir_uses_the_directory_as_checkout() {
         Path::new(&container(&d, "mine-a-1").mounts[0].source),
         root.join("conf")
     );
+}
+
+#[test]
+fn include_and_extends_bring_services_with_rebased_paths() {
+    let r = Repo::new();
+    r.write("shared/base.yaml", "services:\n  base:\n    image: busybox\n    environment: [A=1]\n    volumes: ['./conf:/etc/base:ro']\n    env_file: base.env\n")
+        .write("shared/conf/x.conf", "x\n")
+        .write("shared/base.env", "FROM_BASE=1\n")
+        .write("hosts/a/inc/compose.yaml", "services:\n  extra:\n    image: busybox\n    volumes: ['./data:/data']\n")
+        .write(
+            "hosts/a/compose.yaml",
+            "include:\n  - inc/compose.yaml\nservices:\n  app:\n    extends: {file: ../../shared/base.yaml, service: base}\n    environment: [B=2]\n  twin:\n    extends: app\n    command: sleep 1\n",
+        );
+    let d = r.render("hosts/a", &[]).unwrap_or_else(|e| panic!("{e}"));
+    let app = container(&d, "edge-app-1");
+    assert_eq!(app.env, vec!["A=1", "B=2", "FROM_BASE=1"]);
+    assert_eq!(app.mounts[0].source, "/var/lib/berth/repo/shared/conf");
+    let twin = container(&d, "edge-twin-1");
+    assert_eq!(twin.env, app.env);
+    assert_eq!(twin.command.as_deref().unwrap(), ["sleep", "1"]);
+    let extra = container(&d, "edge-extra-1");
+    assert_eq!(extra.mounts[0].source, "/var/lib/berth/repo/hosts/a/inc/data");
+
+    r.write(
+        "hosts/a/compose.yaml",
+        "include: [inc/compose.yaml]\nservices:\n  extra: {image: busybox}\n",
+    );
+    let p = r.render("hosts/a", &[]).unwrap_err().problems;
+    assert!(p[0].message.contains("defined both here and in the included"), "{}", p[0]);
+    r.write(
+        "hosts/a/compose.yaml",
+        "services:\n  a: {image: busybox, extends: b}\n  b: {image: busybox, extends: a}\n",
+    );
+    let p = r.render("hosts/a", &[]).unwrap_err().problems;
+    assert!(p[0].message.contains("extends loop"), "{}", p[0]);
+}
+
+#[test]
+fn profiles_scale_container_name_and_one_shot_jobs() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        r#"
+services:
+  web:
+    image: busybox
+    scale: 2
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+      db: {condition: service_healthy, restart: true}
+  db:
+    image: busybox
+    container_name: the-db
+    healthcheck: {test: ["CMD", "true"], start_interval: 1s}
+  migrate:
+    image: busybox
+  debug:
+    image: busybox
+    profiles: [debug]
+"#,
+    );
+    let d = r.ok();
+    let names: Vec<&str> = d.containers().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["edge-migrate-1", "edge-web-1", "edge-web-2", "the-db"]);
+    assert!(container(&d, "edge-migrate-1").run_once);
+    assert!(!container(&d, "the-db").run_once);
+    let web = container(&d, "edge-web-1");
+    assert_eq!(web.depends_on[0].service, "db");
+    assert_eq!(web.depends_on[0].condition, crate::model::Condition::ServiceHealthy);
+    assert!(web.depends_on[0].restart);
+    let d = r.render(".", &[("COMPOSE_PROFILES", "debug")]).unwrap();
+    assert!(d.containers().any(|c| c.service == "debug"));
+
+    r.write(
+        "compose.yaml",
+        "services:\n  a: {image: busybox, container_name: x, deploy: {replicas: 2}}\n",
+    );
+    assert!(r.problems()[0].message.contains("more than one replica"));
+    r.write(
+        "compose.yaml",
+        "services:\n  a: {image: busybox, depends_on: [b]}\n  b: {image: busybox, profiles: [off]}\n",
+    );
+    assert!(r.problems()[0].message.contains("not enabled"));
+}
+
+#[test]
+fn resources_and_engine_options_are_normalised() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        r#"
+services:
+  a:
+    image: busybox
+    mem_limit: 64m
+    memswap_limit: -1
+    mem_reservation: 32m
+    cpus: "0.5"
+    cpu_shares: 512
+    cpuset: "0"
+    pids_limit: 100
+    shm_size: 1g
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 512}
+    sysctls: [net.core.somaxconn=1024]
+    security_opt: [no-new-privileges:true]
+    logging: {driver: json-file, options: {max-size: 10m}}
+    dns: 1.1.1.1
+    expose: ["9000-9001", "53/udp"]
+    tty: true
+    stdin_open: true
+    oom_score_adj: 100
+    group_add: [wheel]
+    pull_policy: daily
+  b:
+    image: busybox
+    deploy:
+      replicas: 1
+      resources:
+        limits: {cpus: "1.5", memory: 128M, pids: 50}
+        reservations: {memory: 64M, cpus: "0.1"}
+      restart_policy: {condition: on-failure, max_attempts: 3}
+"#,
+    );
+    let d = r.ok();
+    let a = container(&d, "edge-a-1");
+    assert_eq!(a.memory, Some(64 << 20));
+    assert_eq!(a.memory_swap, Some(-1));
+    assert_eq!(a.memory_reservation, Some(32 << 20));
+    assert_eq!(a.nano_cpus, Some(500_000_000));
+    assert_eq!(a.shm_size, Some(1 << 30));
+    assert_eq!(a.ulimits.len(), 2);
+    assert_eq!(a.ulimits[1].name, "nproc");
+    assert_eq!(a.ulimits[1].soft, 512);
+    assert_eq!(a.sysctls["net.core.somaxconn"], "1024");
+    assert_eq!(a.dns, vec!["1.1.1.1"]);
+    assert_eq!(a.expose, vec!["53/udp", "9000/tcp", "9001/tcp"]);
+    assert!(a.tty && a.stdin_open);
+    assert_eq!(a.logging.as_ref().unwrap().options["max-size"], "10m");
+    let hash = a.spec_hash();
+    let b = container(&d, "edge-b-1");
+    assert_eq!(b.nano_cpus, Some(1_500_000_000));
+    assert_eq!(b.memory, Some(128 << 20));
+    assert_eq!(b.pids_limit, Some(50));
+    assert_eq!(b.memory_reservation, Some(64 << 20));
+    assert_eq!(b.restart, "on-failure:3");
+    // pull_policy is not part of the hash: changing it recreates nothing.
+    r.write(
+        "compose.yaml",
+        &std::fs::read_to_string(r.0.path().join("compose.yaml"))
+            .unwrap()
+            .replace("pull_policy: daily", "pull_policy: always"),
+    );
+    assert_eq!(container(&r.ok(), "edge-a-1").spec_hash(), hash);
+    r.write("compose.yaml", "services:\n  a: {image: busybox, pull_policy: sometimes, mem_limit: lots, deploy: {placement: {}}}\n");
+    let p = r.problems();
+    assert_eq!(p.len(), 3, "{p:?}");
+}
+
+#[test]
+fn secrets_and_configs_mount_files_and_keep_values_out_of_the_spec() {
+    let r = Repo::new();
+    r.write("secrets/db.txt", "hunter2\n").write(
+        "compose.yaml",
+        r#"
+services:
+  a:
+    image: busybox
+    secrets: [db, {source: token, target: api-token, mode: 0400}]
+    configs: [{source: app, target: /etc/app.conf}]
+secrets:
+  db: {file: ./secrets/db.txt}
+  token: {environment: API_TOKEN}
+configs:
+  app: {content: "level=debug"}
+"#,
+    );
+    let d = r.render(".", &[("API_TOKEN", "t0ps3cret")]).unwrap();
+    let a = container(&d, "edge-a-1");
+    assert_eq!(a.mounts[0].target, "/run/secrets/db");
+    assert_eq!(a.mounts[0].source, "/var/lib/berth/repo/secrets/db.txt");
+    assert!(a.mounts[0].read_only && a.mounts[0].create_host_path == Some(false));
+    let json = serde_json::to_string(&d).unwrap();
+    assert!(!json.contains("t0ps3cret"), "a secret value must not reach the desired state");
+    let token = a.files.iter().find(|f| f.target == "/run/secrets/api-token").unwrap();
+    assert_eq!(token.mode, 0o400);
+    assert_eq!(token.source, crate::model::FileSource::Env("API_TOKEN".into()));
+    let d2 = r.render(".", &[("API_TOKEN", "other")]).unwrap();
+    assert_ne!(
+        container(&d2, "edge-a-1").spec_hash(),
+        a.spec_hash(),
+        "a changed secret value recreates the container"
+    );
+    assert!(r.problems()[0].message.contains("API_TOKEN is not set"));
 }

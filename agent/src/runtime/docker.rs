@@ -1,14 +1,16 @@
 //! [`Runtime`] over the Docker Engine API (bollard), negotiated down to what the engine speaks.
 
-use super::{Owner, Runtime, RuntimeError};
+use super::auth::RegistryAuth;
+use super::{ContainerState, ImageInfo, Owner, Runtime, RuntimeError};
 use crate::model::{
-    labels, ActualContainer, ActualObject, ActualState, ContainerSpec, MountKind, NetworkSpec,
-    VolumeSpec,
+    labels, ActualContainer, ActualObject, ActualState, ContainerSpec, MountKind, MountSpec,
+    NetworkSpec, VolumeSpec,
 };
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, DeviceMapping, EndpointSettings, HealthConfig,
-    HostConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, DeviceMapping, EndpointIpamConfig,
+    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -27,6 +29,7 @@ const FALLBACK_API: (usize, usize) = (1, 41);
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    auth: std::sync::Arc<RegistryAuth>,
 }
 
 impl DockerRuntime {
@@ -35,7 +38,10 @@ impl DockerRuntime {
     pub async fn connect(host: Option<&str>) -> Result<Self, RuntimeError> {
         let docker = Self::client_for(host, bollard::API_DEFAULT_VERSION)?;
         match docker.negotiate_version().await {
-            Ok(docker) => Ok(DockerRuntime { docker }),
+            Ok(docker) => Ok(DockerRuntime {
+                docker,
+                auth: Default::default(),
+            }),
             Err(e) => {
                 // The engine may simply not be up yet (boot order): keep a client that speaks an API
                 // version every supported engine understands, and let each cycle report the error.
@@ -46,6 +52,7 @@ impl DockerRuntime {
                 };
                 Ok(DockerRuntime {
                     docker: Self::client_for(host, &fallback)?,
+                    auth: Default::default(),
                 })
             }
         }
@@ -75,6 +82,52 @@ impl DockerRuntime {
             },
         }
         .map_err(|e| RuntimeError::Unreachable(e.to_string()))
+    }
+
+    /// After create: attach the networks beyond the first (the engine takes one at create time on API
+    /// versions before 1.44), in priority order, and copy in the injected files.
+    async fn finish_create(
+        &self,
+        spec: &ContainerSpec,
+        name: &str,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        if spec.network_mode.is_none() {
+            for net in spec.networks.iter().skip(1) {
+                let req = NetworkConnectRequest {
+                    container: id.to_string(),
+                    endpoint_config: Some(endpoint(net)),
+                };
+                self.docker
+                    .connect_network(&net.name, req)
+                    .await
+                    .map_err(engine_err(format!("container {name}, network {}", net.name)))?;
+            }
+        }
+        if !spec.files.is_empty() {
+            let tar = files_tar(&spec.files).map_err(|message| RuntimeError::Engine {
+                object: format!("container {name}"),
+                message,
+            })?;
+            self.docker
+                .upload_to_container(
+                    id,
+                    Some(bollard::query_parameters::UploadToContainerOptions {
+                        path: "/".into(),
+                        ..Default::default()
+                    }),
+                    bollard::body_full(tar.into()),
+                )
+                .await
+                .map_err(engine_err(format!("container {name}, secrets and configs")))?;
+        }
+        Ok(())
+    }
+
+    /// Use these registry credentials for pulls.
+    pub fn with_auth(mut self, auth: RegistryAuth) -> Self {
+        self.auth = std::sync::Arc::new(auth);
+        self
     }
 
     /// The underlying client, for read-only queries (status).
@@ -186,6 +239,8 @@ impl Runtime for DockerRuntime {
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(0),
                 spec_hash: labels.get(labels::SPEC_HASH).cloned().unwrap_or_default(),
+                image_id: c.image_id.clone().unwrap_or_default(),
+                exit_code: c.status.as_deref().and_then(exit_code_of_status),
                 running: matches!(
                     c.state,
                     Some(
@@ -220,62 +275,119 @@ impl Runtime for DockerRuntime {
         Ok(state)
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(engine_err(format!("image {image}"))(e)),
+            Ok(i) => Ok(Some(ImageInfo {
+                id: i.id.unwrap_or_default(),
+                tagged_at: i
+                    .metadata
+                    .and_then(|m| m.last_tag_time)
+                    .and_then(|t| parse_rfc3339(&t)),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine_err(format!("image {image}"))(e)),
         }
-        tracing::info!(image, "pulling image");
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), RuntimeError> {
         let (from_image, tag) = split_image(image);
+        let credentials = self.auth.for_image(image);
         let mut stream = self.docker.create_image(
             Some(CreateImageOptions {
                 from_image: Some(from_image),
                 tag: Some(tag),
+                platform: platform.unwrap_or_default().to_string(),
                 ..Default::default()
             }),
             None,
-            None,
+            credentials,
         );
+        let fail = |message: String| RuntimeError::Image {
+            image: image.to_string(),
+            message,
+        };
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail {
-                        return Err(RuntimeError::Image {
-                            image: image.to_string(),
-                            message: detail.message.unwrap_or_else(|| "pull failed".into()),
-                        });
+                        return Err(fail(
+                            detail.message.unwrap_or_else(|| "pull failed".into()),
+                        ));
                     }
                     if let Some(status) = info.status {
-                        tracing::debug!(image, status, "pull");
+                        let line = match (info.id, info.progress_detail) {
+                            (Some(id), Some(d)) if d.total.unwrap_or(0) > 0 => format!(
+                                "{id}: {status} {}/{} KiB",
+                                d.current.unwrap_or(0) / 1024,
+                                d.total.unwrap_or(0) / 1024
+                            ),
+                            (Some(id), _) => format!("{id}: {status}"),
+                            (None, _) => status,
+                        };
+                        progress(&line);
                     }
                 }
                 Err(BollardError::DockerResponseServerError { message, .. }) => {
-                    return Err(RuntimeError::Image {
-                        image: image.to_string(),
-                        message,
-                    })
+                    return Err(fail(message))
                 }
-                Err(e) => {
-                    return Err(RuntimeError::Image {
-                        image: image.to_string(),
-                        message: e.to_string(),
-                    })
-                }
+                Err(e) => return Err(fail(e.to_string())),
             }
         }
         Ok(())
+    }
+
+    async fn container_state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(engine_err(format!("container {id}")))?;
+        let st = c.state.unwrap_or_default();
+        Ok(ContainerState {
+            running: st.running.unwrap_or(false),
+            status: st.status.map(|s| s.to_string()).unwrap_or_default(),
+            health: st
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+            exit_code: st.exit_code,
+        })
     }
 
     async fn create_network(&self, spec: &NetworkSpec, owner: &Owner) -> Result<(), RuntimeError> {
         let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
         labels.insert(labels::AGENT.into(), owner.agent_id.clone());
         labels.insert(labels::STACK.into(), spec.stack.clone());
+        let ipam = spec.ipam.as_ref().map(|i| Ipam {
+            driver: i.driver.clone(),
+            config: Some(
+                i.config
+                    .iter()
+                    .map(|p| IpamConfig {
+                        subnet: p.subnet.clone(),
+                        ip_range: p.ip_range.clone(),
+                        gateway: p.gateway.clone(),
+                        auxiliary_addresses: non_empty_map(&p.aux_addresses),
+                    })
+                    .collect(),
+            ),
+            options: non_empty_map(&i.options),
+        });
         self.docker
             .create_network(NetworkCreateRequest {
                 name: spec.name.clone(),
                 driver: Some(spec.driver.clone().unwrap_or_else(|| "bridge".into())),
                 internal: Some(spec.internal),
+                attachable: Some(spec.attachable),
+                enable_ipv6: spec.enable_ipv6,
+                options: non_empty_map(&spec.driver_opts),
+                ipam,
                 labels: Some(labels),
                 ..Default::default()
             })
@@ -299,6 +411,7 @@ impl Runtime for DockerRuntime {
             .create_volume(VolumeCreateRequest {
                 name: Some(spec.name.clone()),
                 driver: spec.driver.clone(),
+                driver_opts: non_empty_map(&spec.driver_opts),
                 labels: Some(labels),
                 ..Default::default()
             })
@@ -319,31 +432,16 @@ impl Runtime for DockerRuntime {
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.to_string()),
-                    ..Default::default()
+                    platform: spec.platform.clone().unwrap_or_default(),
                 }),
                 body,
             )
             .await
             .map_err(engine_err(format!("container {name}")))?
             .id;
-        // The engine takes one network at create time on older API versions; attach the rest now.
-        if spec.network_mode.is_none() {
-            for net in spec.networks.iter().skip(1) {
-                let req = NetworkConnectRequest {
-                    container: id.clone(),
-                    endpoint_config: Some(EndpointSettings {
-                        aliases: Some(net.aliases.clone()),
-                        ..Default::default()
-                    }),
-                };
-                if let Err(e) = self.docker.connect_network(&net.name, req).await {
-                    let _ = self.remove_container(&id).await;
-                    return Err(engine_err(format!(
-                        "container {name}, network {}",
-                        net.name
-                    ))(e));
-                }
-            }
+        if let Err(e) = self.finish_create(spec, name, &id).await {
+            let _ = self.remove_container(&id).await;
+            return Err(e);
         }
         Ok(id)
     }
@@ -393,6 +491,166 @@ impl Runtime for DockerRuntime {
     }
 }
 
+fn non_empty_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    if m.is_empty() {
+        None
+    } else {
+        Some(m.clone().into_iter().collect())
+    }
+}
+
+/// `Exited (137) 5 minutes ago` → 137.
+fn exit_code_of_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+/// RFC 3339 (`2026-11-25T08:00:00.123456789Z`, or with an offset) → seconds since the epoch.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let (clock, offset) = match time.find(['Z', '+', '-']) {
+        Some(i) => (&time[..i], &time[i..]),
+        None => (time, "Z"),
+    };
+    let mut c = clock.split(':');
+    let (hh, mm): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
+    let ss: i64 = c.next()?.split('.').next()?.parse().ok()?;
+    let off = match offset {
+        "Z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (h, m) = o[1..].split_once(':')?;
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + hh * 3600 + mm * 60 + ss - off)
+}
+
+fn endpoint(net: &crate::model::NetworkAttachment) -> EndpointSettings {
+    let ipam = if net.ipv4_address.is_some() || net.ipv6_address.is_some() {
+        Some(EndpointIpamConfig {
+            ipv4_address: net.ipv4_address.clone(),
+            ipv6_address: net.ipv6_address.clone(),
+            ..Default::default()
+        })
+    } else {
+        None
+    };
+    EndpointSettings {
+        aliases: Some(net.aliases.clone()),
+        ipam_config: ipam,
+        mac_address: net.mac_address.clone(),
+        ..Default::default()
+    }
+}
+
+/// A tar archive of the injected files (ustar, paths relative to `/`). Values from the environment are
+/// read here, at create time, so they never pass through the desired state or the store.
+fn files_tar(files: &[crate::model::InjectedFile]) -> Result<Vec<u8>, String> {
+    use crate::model::FileSource;
+    let mut out = Vec::new();
+    for f in files {
+        let content = match &f.source {
+            FileSource::Content(c) => c.clone().into_bytes(),
+            FileSource::Env(var) => std::env::var(var)
+                .map_err(|_| format!("{}: variable {var} is not set in the agent's environment", f.target))?
+                .into_bytes(),
+        };
+        let path = f.target.trim_start_matches('/');
+        if path.len() > 99 {
+            return Err(format!("{}: path too long for a secret or config", f.target));
+        }
+        let mut h = [0u8; 512];
+        h[..path.len()].copy_from_slice(path.as_bytes());
+        let octal = |buf: &mut [u8], n: u64| {
+            let s = format!("{:0width$o}\0", n, width = buf.len() - 1);
+            buf.copy_from_slice(s.as_bytes());
+        };
+        let id = |s: &Option<String>| s.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        octal(&mut h[100..108], f.mode as u64);
+        octal(&mut h[108..116], id(&f.uid));
+        octal(&mut h[116..124], id(&f.gid));
+        octal(&mut h[124..136], content.len() as u64);
+        octal(&mut h[136..148], 0);
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| *b as u32).sum();
+        let s = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(s.as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&content);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    Ok(out)
+}
+
+/// A `Binds` entry the way Docker Compose writes it: `source:target:rw|ro[,z|Z][,propagation][,nocopy]`.
+fn bind_string(m: &MountSpec) -> String {
+    let mut opts = vec![if m.read_only { "ro" } else { "rw" }.to_string()];
+    opts.extend(m.selinux.clone());
+    opts.extend(m.propagation.clone());
+    if m.nocopy {
+        opts.push("nocopy".into());
+    }
+    format!("{}:{}:{}", m.source, m.target, opts.join(","))
+}
+
+fn mount_api(m: &MountSpec) -> Mount {
+    use bollard::models::{
+        MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
+        MountVolumeOptions,
+    };
+    let typ = match m.kind {
+        MountKind::Bind => MountType::BIND,
+        MountKind::Volume => MountType::VOLUME,
+        MountKind::Tmpfs => MountType::TMPFS,
+    };
+    Mount {
+        target: Some(m.target.clone()),
+        source: (m.kind != MountKind::Tmpfs).then(|| m.source.clone()),
+        typ: Some(typ),
+        read_only: Some(m.read_only),
+        bind_options: (m.kind == MountKind::Bind).then(|| MountBindOptions {
+            propagation: m
+                .propagation
+                .as_deref()
+                .and_then(|p| p.parse::<MountBindOptionsPropagationEnum>().ok()),
+            create_mountpoint: m.create_host_path,
+            ..Default::default()
+        }),
+        volume_options: (m.kind == MountKind::Volume).then(|| MountVolumeOptions {
+            no_copy: Some(m.nocopy),
+            subpath: m.subpath.clone(),
+            ..Default::default()
+        }),
+        tmpfs_options: (m.kind == MountKind::Tmpfs
+            && (m.tmpfs_size.is_some() || m.tmpfs_mode.is_some()))
+        .then(|| MountTmpfsOptions {
+            size_bytes: m.tmpfs_size,
+            mode: m.tmpfs_mode.map(i64::from),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// The engine's create body for a spec: the one place the model maps onto Docker's API.
 fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
     let mut all_labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
@@ -403,7 +661,7 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
     all_labels.insert(labels::SPEC_HASH.into(), spec.spec_hash());
     all_labels.insert(labels::REVISION.into(), owner.revision.clone());
 
-    let mut exposed = Vec::new();
+    let mut exposed: Vec<String> = spec.expose.clone();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
         let key = format!("{}/{}", p.container_port, p.protocol);
@@ -415,19 +673,21 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
             .or_insert_with(|| Some(Vec::new()))
             .get_or_insert_with(Vec::new)
             .push(PortBinding {
-                host_ip: p.host_ip.clone(),
-                host_port: p.host_port.map(|h| h.to_string()),
+                host_ip: Some(p.host_ip.clone().unwrap_or_default()),
+                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
     let binds: Vec<String> = spec
         .mounts
         .iter()
-        .map(|m| {
-            let mode = if m.read_only { ":ro" } else { "" };
-            match m.kind {
-                MountKind::Bind | MountKind::Volume => format!("{}:{}{mode}", m.source, m.target),
-            }
-        })
+        .filter(|m| !m.needs_mount_api())
+        .map(bind_string)
+        .collect();
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .filter(|m| m.needs_mount_api())
+        .map(mount_api)
         .collect();
     let tmpfs: HashMap<String, String> = spec
         .tmpfs
@@ -454,15 +714,17 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
         None => spec.networks.first().map(|n| n.name.clone()),
     };
     let networking_config = match (&spec.network_mode, spec.networks.first()) {
-        (None, Some(first)) => Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                first.name.clone(),
-                EndpointSettings {
-                    aliases: Some(first.aliases.clone()),
-                    ..Default::default()
-                },
-            )])),
-        }),
+        (None, Some(first)) => {
+            let mut ep = endpoint(first);
+            // The service-level `mac_address` is the primary endpoint's (Docker moved it there in API
+            // 1.44; bollard no longer has the container-level field).
+            if ep.mac_address.is_none() {
+                ep.mac_address = spec.mac_address.clone();
+            }
+            Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(first.name.clone(), ep)])),
+            })
+        }
         _ => None,
     };
     let non_empty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
@@ -475,24 +737,33 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
         user: spec.user.clone(),
         working_dir: spec.working_dir.clone(),
         hostname: spec.hostname.clone(),
+        domainname: spec.domainname.clone(),
+        tty: Some(spec.tty),
+        open_stdin: Some(spec.stdin_open),
         labels: Some(all_labels),
         exposed_ports: if exposed.is_empty() {
             None
         } else {
+            exposed.sort();
             Some(exposed)
         },
         stop_signal: spec.stop_signal.clone(),
         stop_timeout: spec.stop_grace_period.map(|s| s as i64),
         healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
-            test: Some(h.test.clone()),
+            test: if h.test.is_empty() {
+                None
+            } else {
+                Some(h.test.clone())
+            },
             interval: Some(h.interval_ns),
             timeout: Some(h.timeout_ns),
             start_period: Some(h.start_period_ns),
+            start_interval: Some(h.start_interval_ns),
             retries: Some(h.retries),
-            ..Default::default()
         }),
         host_config: Some(HostConfig {
             binds: non_empty(&binds),
+            mounts: if mounts.is_empty() { None } else { Some(mounts) },
             port_bindings: if bindings.is_empty() {
                 None
             } else {
@@ -509,6 +780,9 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
             readonly_rootfs: Some(spec.read_only),
             init: spec.init,
             extra_hosts: non_empty(&spec.extra_hosts),
+            dns: non_empty(&spec.dns),
+            dns_search: non_empty(&spec.dns_search),
+            dns_options: non_empty(&spec.dns_opt),
             tmpfs: if tmpfs.is_empty() { None } else { Some(tmpfs) },
             devices: if spec.devices.is_empty() {
                 None
@@ -524,6 +798,43 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
                         .collect(),
                 )
             },
+            device_cgroup_rules: non_empty(&spec.device_cgroup_rules),
+            shm_size: spec.shm_size,
+            ulimits: if spec.ulimits.is_empty() {
+                None
+            } else {
+                Some(
+                    spec.ulimits
+                        .iter()
+                        .map(|u| ResourcesUlimits {
+                            name: Some(u.name.clone()),
+                            soft: Some(u.soft),
+                            hard: Some(u.hard),
+                        })
+                        .collect(),
+                )
+            },
+            sysctls: non_empty_map(&spec.sysctls),
+            security_opt: non_empty(&spec.security_opt),
+            pid_mode: spec.pid.clone(),
+            ipc_mode: spec.ipc.clone(),
+            userns_mode: spec.userns_mode.clone(),
+            group_add: non_empty(&spec.group_add),
+            memory: spec.memory,
+            memory_swap: spec.memory_swap,
+            memory_reservation: spec.memory_reservation,
+            nano_cpus: spec.nano_cpus,
+            cpu_shares: spec.cpu_shares,
+            cpuset_cpus: spec.cpuset.clone(),
+            pids_limit: spec.pids_limit,
+            // Compose always sends it, false unless set.
+            oom_kill_disable: Some(spec.oom_kill_disable.unwrap_or(false)),
+            oom_score_adj: spec.oom_score_adj,
+            log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: l.driver.clone(),
+                config: non_empty_map(&l.options),
+            }),
+            runtime: spec.runtime.clone(),
             ..Default::default()
         }),
         networking_config,
@@ -561,9 +872,16 @@ mod tests {
 #[cfg(test)]
 mod engine_tests {
     use super::*;
-    use crate::apply::apply;
+    use crate::apply::{converge, ApplyOptions, ApplyReport};
     use crate::model::{DesiredState, MountSpec, NetworkAttachment, StackSpec};
     use crate::plan::plan;
+
+    async fn conv(rt: &DockerRuntime, d: &DesiredState, owner: &Owner) -> ApplyReport {
+        converge(rt, d, owner, &mut Default::default(), &ApplyOptions::default(), &|_, _| {})
+            .await
+            .expect("engine reachable")
+            .1
+    }
 
     fn spec(agent: &str, service: &str, env: &str) -> ContainerSpec {
         ContainerSpec {
@@ -579,13 +897,17 @@ mod engine_tests {
             networks: vec![NetworkAttachment {
                 name: format!("{agent}_default"),
                 aliases: vec![service.into()],
+                ipv4_address: None,
+                ipv6_address: None,
+                priority: 0,
+                mac_address: None,
             }],
-            mounts: vec![MountSpec {
-                kind: MountKind::Volume,
-                source: format!("{agent}_data"),
-                target: "/data".into(),
-                read_only: false,
-            }],
+            mounts: vec![MountSpec::new(
+                MountKind::Volume,
+                format!("{agent}_data"),
+                "/data",
+                false,
+            )],
             ..Default::default()
         }
     }
@@ -601,15 +923,12 @@ mod engine_tests {
                 networks: vec![NetworkSpec {
                     name: format!("{agent}_default"),
                     stack: agent.into(),
-                    driver: None,
-                    internal: false,
-                    labels: Default::default(),
+                    ..Default::default()
                 }],
                 volumes: vec![VolumeSpec {
                     name: format!("{agent}_data"),
                     stack: agent.into(),
-                    driver: None,
-                    labels: Default::default(),
+                    ..Default::default()
                 }],
             },
         );
@@ -628,7 +947,7 @@ mod engine_tests {
         };
 
         let d1 = desired(&agent, vec![spec(&agent, "a", "1"), spec(&agent, "b", "1")]);
-        let report = apply(&rt, &plan(&d1, &rt.observe(&agent).await.unwrap()), &owner).await;
+        let report = conv(&rt, &d1, &owner).await;
         assert!(report.ok(), "{report:?}");
         let a1 = rt.observe(&agent).await.unwrap();
         assert_eq!(a1.containers.len(), 2);
@@ -642,7 +961,7 @@ mod engine_tests {
 
         // Change b only: b is recreated, a keeps its id.
         let d2 = desired(&agent, vec![spec(&agent, "a", "1"), spec(&agent, "b", "2")]);
-        let report = apply(&rt, &plan(&d2, &a1), &owner).await;
+        let report = conv(&rt, &d2, &owner).await;
         assert!(report.ok(), "{report:?}");
         let a2 = rt.observe(&agent).await.unwrap();
         let id = |s: &ActualState, n: &str| {
@@ -660,7 +979,7 @@ mod engine_tests {
         );
 
         // Remove everything: containers and network go, the volume stays.
-        let report = apply(&rt, &plan(&DesiredState::default(), &a2), &owner).await;
+        let report = conv(&rt, &DesiredState::default(), &owner).await;
         assert!(report.ok(), "{report:?}");
         let a3 = rt.observe(&agent).await.unwrap();
         assert!(a3.containers.is_empty() && a3.networks.is_empty(), "{a3:?}");
@@ -684,7 +1003,7 @@ mod engine_tests {
         };
         let d1 = desired(&agent, vec![spec(&agent, "a", "1")]);
         assert!(
-            apply(&rt, &plan(&d1, &rt.observe(&agent).await.unwrap()), &owner)
+            conv(&rt, &d1, &owner)
                 .await
                 .ok()
         );
@@ -693,7 +1012,7 @@ mod engine_tests {
         let mut bad = spec(&agent, "a", "2");
         bad.image = "127.0.0.1:1/berth-missing/image:nope".into();
         let d2 = desired(&agent, vec![bad]);
-        let report = apply(&rt, &plan(&d2, &before), &owner).await;
+        let report = conv(&rt, &d2, &owner).await;
         assert!(!report.ok());
         assert!(
             report.error_text().contains("berth-missing/image"),
@@ -706,7 +1025,7 @@ mod engine_tests {
             "the running container is untouched"
         );
 
-        apply(&rt, &plan(&DesiredState::default(), &after), &owner).await;
+        conv(&rt, &DesiredState::default(), &owner).await;
         rt.client()
             .remove_volume(
                 &format!("{agent}_data"),

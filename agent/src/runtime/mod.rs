@@ -4,6 +4,7 @@
 //! create/start/stop/remove/rename. Anything an operator could call "owned" is decided by the owner label,
 //! which every method here sets or filters by.
 
+pub mod auth;
 pub mod docker;
 
 use crate::model::{ActualState, ContainerSpec, NetworkSpec, VolumeSpec};
@@ -32,13 +33,43 @@ pub enum RuntimeError {
     Engine { object: String, message: String },
 }
 
+/// A local image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `sha256:…`
+    pub id: String,
+    /// When the image was last tagged locally (a pull tags it), seconds since the epoch.
+    pub tagged_at: Option<i64>,
+}
+
+/// What a dependency wait needs to know of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub running: bool,
+    /// Engine status word: `created`, `running`, `exited`, ...
+    pub status: String,
+    /// `starting`, `healthy`, `unhealthy`; `None` without a healthcheck.
+    pub health: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
 /// Container engine operations. Implementations never touch objects without the caller's owner label,
 /// except through names the caller got from [`Runtime::observe`].
 pub trait Runtime {
     /// One list call for containers filtered by `io.berth.agent=<agent_id>`, plus owned networks/volumes.
     fn observe(&self, agent_id: &str) -> impl Future<Output = Result<ActualState, RuntimeError>>;
-    /// Pull `image` unless it is present.
-    fn ensure_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>>;
+    /// The local image a reference names, if the engine has it.
+    fn inspect_image(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<ImageInfo>, RuntimeError>>;
+    /// Pull an image (with the registry credentials the runtime was given), reporting progress lines.
+    fn pull_image(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> impl Future<Output = Result<(), RuntimeError>>;
     fn create_network(
         &self,
         spec: &NetworkSpec,
@@ -50,7 +81,8 @@ pub trait Runtime {
         spec: &VolumeSpec,
         owner: &Owner,
     ) -> impl Future<Output = Result<(), RuntimeError>>;
-    /// Create (not start) a container named `name` (usually `spec.name`); returns its id.
+    /// Create (not start) a container named `name` (usually `spec.name`), attached to its networks and
+    /// with its injected files in place; returns its id.
     fn create_container(
         &self,
         spec: &ContainerSpec,
@@ -71,4 +103,9 @@ pub trait Runtime {
         id: &str,
         new_name: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>>;
+    /// The state of one container (for `depends_on` conditions).
+    fn container_state(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<ContainerState, RuntimeError>>;
 }
