@@ -2,13 +2,8 @@
 //! converging the real Docker engine. Cycles are driven by `berth reconcile --wait` (the interval is 1h),
 //! except where a test is about what happens without a trigger.
 
-// Cargo also builds this file as a test target of its own (see `util::duplicate_target`), where there is no
-// `crate::util`: take the harness by path so both builds compile.
-#[path = "util.rs"]
-mod util;
-
+use crate::util::*;
 use std::collections::BTreeSet;
-use util::*;
 
 /// A service block: the test image, idling, plus `extra` lines (indented by 4 spaces).
 fn service(name: &str, extra: &str) -> String {
@@ -46,9 +41,6 @@ fn assert_applied(agent: &Agent, commit: &str) -> serde_json::Value {
 /// containers run with berth's labels.
 #[test]
 fn three_services_converge_with_labels() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write(
         "compose.yaml",
@@ -130,9 +122,6 @@ fn three_services_converge_with_labels() {
 /// 2. Changing one service's environment recreates that container only.
 #[test]
 fn env_change_recreates_only_that_container() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write(
         "compose.yaml",
@@ -185,9 +174,6 @@ fn env_change_recreates_only_that_container() {
 /// berth does not own are untouched.
 #[test]
 fn removed_service_keeps_volume_and_foreign_containers() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     let db = format!("{}    volumes:\n      - data:/data\n", env("1"));
     repo.write(
@@ -269,9 +255,6 @@ fn removed_service_keeps_volume_and_foreign_containers() {
 /// the next good commit applies.
 #[test]
 fn bad_commits_change_nothing_and_name_file_and_line() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     let good = |mode: &str| {
         format!(
@@ -355,9 +338,6 @@ fn bad_commits_change_nothing_and_name_file_and_line() {
 /// 5. A container stopped by hand and one removed by hand are restored by the next cycle.
 #[test]
 fn next_cycle_restores_stopped_and_removed_containers() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write(
         "compose.yaml",
@@ -427,25 +407,16 @@ fn drift_is_corrected_without_a_trigger(name: &str, action: &[&str]) {
 
 #[test]
 fn drift_watcher_restarts_a_stopped_container() {
-    if duplicate_target() {
-        return;
-    }
     drift_is_corrected_without_a_trigger("drift-stop", &["stop"]);
 }
 
 #[test]
 fn drift_watcher_restarts_a_killed_container() {
-    if duplicate_target() {
-        return;
-    }
     drift_is_corrected_without_a_trigger("drift-kill", &["kill"]);
 }
 
 #[test]
 fn drift_watcher_recreates_a_removed_container() {
-    if duplicate_target() {
-        return;
-    }
     drift_is_corrected_without_a_trigger("drift-rm", &["rm", "-f"]);
 }
 
@@ -453,9 +424,6 @@ fn drift_watcher_recreates_a_removed_container() {
 /// pinned; resume applies it.
 #[test]
 fn rollback_offline_pins_until_resume() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write(
         "compose.yaml",
@@ -557,9 +525,6 @@ fn rollback_offline_pins_until_resume() {
 /// leftovers, history complete.
 #[test]
 fn kill_9_mid_apply_then_restart_converges() {
-    if duplicate_target() {
-        return;
-    }
     const N: usize = 8;
     // A chain s1 <- s2 <- ... so the apply runs in N waves; each old container ignores SIGTERM (`sleep` as
     // PID 1) and is stopped after a 2 s grace period, so the apply takes well over N * 2 s.
@@ -651,9 +616,6 @@ fn kill_9_mid_apply_then_restart_converges() {
 /// container; data written into an untracked `./data` survives new revisions.
 #[test]
 fn bind_mounts_follow_the_repo_and_keep_untracked_data() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     let text = |db_mode: &str| {
         compose(&[
@@ -717,9 +679,6 @@ fn bind_mounts_follow_the_repo_and_keep_untracked_data() {
 /// 9. With no new commit, cycles do not fetch.
 #[test]
 fn cycles_without_a_new_commit_do_not_fetch() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write("compose.yaml", &compose(&[service("web", "")]));
     let c1 = repo.commit_push("one");
@@ -757,9 +716,6 @@ fn cycles_without_a_new_commit_do_not_fetch() {
 /// 10. A bad agent config exits 78 and names the key.
 #[test]
 fn bad_config_exits_78_naming_the_key() {
-    if duplicate_target() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let socket = dir.path().join("s.sock");

@@ -1,14 +1,9 @@
 //! The `berth` command line: `render` and `apply` on a plain directory, client commands with and without
 //! an agent, and the human and JSON output of `status` and `history`.
 
-// Cargo also builds this file as a test target of its own (see `util::duplicate_target`), where there is no
-// `crate::util`: take the harness by path so both builds compile.
-#[path = "util.rs"]
-mod util;
-
+use crate::util::*;
 use serde_json::Value;
 use std::path::PathBuf;
-use util::*;
 
 /// A plain directory named after the (unique) agent id holding `compose.yaml`: its stack is that name.
 struct Dir {
@@ -51,9 +46,6 @@ fn two_services(mode: &str) -> String {
 
 #[test]
 fn render_prints_stacks_and_containers() {
-    if duplicate_target() {
-        return;
-    }
     let dir = Dir::new("render-text", &two_services("1"));
     let o = berth(&["render", dir.arg()]);
     assert!(o.status.success(), "{}", show(&o));
@@ -69,9 +61,6 @@ fn render_prints_stacks_and_containers() {
 
 #[test]
 fn render_json_is_parseable() {
-    if duplicate_target() {
-        return;
-    }
     let dir = Dir::new("render-json", &two_services("7"));
     let o = berth(&["render", "--json", dir.arg()]);
     assert!(o.status.success(), "{}", show(&o));
@@ -107,9 +96,6 @@ fn render_json_is_parseable() {
 
 #[test]
 fn render_broken_file_exits_1_with_file_and_line() {
-    if duplicate_target() {
-        return;
-    }
     // Line 5 is not valid YAML.
     let text =
         format!("services:\n  web:\n    image: {IMAGE}\n    environment:\n      MODE: a: b\n");
@@ -147,9 +133,6 @@ fn render_broken_file_exits_1_with_file_and_line() {
 
 #[test]
 fn apply_converges_once_then_is_up_to_date() {
-    if duplicate_target() {
-        return;
-    }
     let dir = Dir::new("apply-dir", &two_services("1"));
     let _guard = OwnedGuard(dir.name.clone());
     let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
@@ -188,9 +171,6 @@ fn apply_converges_once_then_is_up_to_date() {
 
 #[test]
 fn apply_of_a_broken_dir_changes_nothing() {
-    if duplicate_target() {
-        return;
-    }
     let dir = Dir::new("apply-broken", &two_services("1"));
     let _guard = OwnedGuard(dir.name.clone());
     let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
@@ -209,9 +189,6 @@ fn apply_of_a_broken_dir_changes_nothing() {
 
 #[test]
 fn client_commands_without_an_agent_fail_clearly() {
-    if duplicate_target() {
-        return;
-    }
     let dir = tempfile::Builder::new()
         .prefix("b")
         .tempdir_in("/tmp")
@@ -243,9 +220,6 @@ fn client_commands_without_an_agent_fail_clearly() {
 
 #[test]
 fn status_table_names_the_containers() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write("compose.yaml", &two_services("1"));
     let c1 = repo.commit_push("two services");
@@ -278,9 +252,6 @@ fn status_table_names_the_containers() {
 
 #[test]
 fn history_json_uses_full_commit_ids() {
-    if duplicate_target() {
-        return;
-    }
     let repo = GitRepo::new();
     repo.write("compose.yaml", &two_services("1"));
     let c1 = repo.commit_push("first");

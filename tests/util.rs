@@ -28,19 +28,6 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The owner label key.
 pub const AGENT_LABEL: &str = "io.berth.agent";
 
-/// `tests/agent.rs` and `tests/cli.rs` are modules of the `tests` binary (tests/tests.rs), but Cargo also
-/// auto-discovers them as test targets of their own (Cargo.toml does not set `autotests = false`). Their
-/// tests run once, in the `tests` binary: in the other binaries they return at once.
-pub fn duplicate_target() -> bool {
-    let exe = std::env::current_exe().ok();
-    let name = exe
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    !name.starts_with("tests-")
-}
-
 /// The `berth` binary Cargo built for these tests.
 pub fn berth_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
