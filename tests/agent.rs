@@ -612,6 +612,60 @@ fn kill_9_mid_apply_then_restart_converges() {
     assert_eq!(h[0]["outcome"].as_str(), Some("applied"), "{h:#?}");
 }
 
+/// 7b. `kill -9` in the middle of the very first apply (nothing recorded yet), then a restart: every
+/// container exists exactly once and runs, and history holds the commit once, applied.
+#[test]
+fn kill_9_during_the_first_apply_then_restart_converges() {
+    const N: usize = 10;
+    let repo = GitRepo::new();
+    // The agent starts on an empty remote: its first cycle fails (no branch yet), nothing is recorded.
+    let mut agent = Agent::start("kill9-first", &repo);
+    let mut s = String::from("services:\n");
+    for i in 1..=N {
+        s.push_str(&format!(
+            "  s{i}:\n    image: {IMAGE}\n    command: {IDLE}\n"
+        ));
+        if i > 1 {
+            s.push_str(&format!("    depends_on: [s{}]\n", i - 1));
+        }
+    }
+    repo.write("compose.yaml", &s);
+    let c1 = repo.commit_push("ten services in a chain");
+    assert!(
+        agent.history_json().is_empty(),
+        "{:#?}",
+        agent.history_json()
+    );
+    let o = agent.cli(&["reconcile"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let seen = wait_for(TIMEOUT, "the first apply to be part done", || {
+        let n = agent.owned().len();
+        (1..N).contains(&n).then_some(n)
+    });
+    agent.kill9();
+    eprintln!("killed with {seen} of {N} containers created");
+
+    agent.spawn();
+    agent.reconcile_ok();
+    assert_applied(&agent, &c1);
+    let owned = agent.owned();
+    let names: Vec<String> = owned.iter().map(|c| c.name.clone()).collect();
+    let mut want: Vec<String> = (1..=N).map(|i| agent.container(&format!("s{i}"))).collect();
+    want.sort();
+    assert_eq!(names, want, "exactly one container per service: {owned:#?}");
+    assert!(
+        owned.iter().all(|c| c.state == "running"),
+        "all running: {owned:#?}"
+    );
+    let h = agent.history_json();
+    let applied: Vec<&serde_json::Value> = h
+        .iter()
+        .filter(|e| e["commit"].as_str() == Some(c1.as_str()) && e["outcome"] == "applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "c1 applied once in history: {h:#?}");
+    assert_eq!(h[0]["commit"].as_str(), Some(c1.as_str()), "{h:#?}");
+}
+
 /// 8. Bind mounts: a tracked `./conf` is seen by the container, and a change recreates exactly that
 /// container; data written into an untracked `./data` survives new revisions.
 #[test]
