@@ -73,9 +73,9 @@ fn unit_for_verify() -> String {
         .lines()
         .map(|l| match l.strip_prefix("ExecStart=") {
             Some(rest) => {
-                let rest = rest
-                    .strip_prefix(INSTALLED_BIN)
-                    .unwrap_or_else(|| panic!("ExecStart= does not start with {INSTALLED_BIN}: {l}"));
+                let rest = rest.strip_prefix(INSTALLED_BIN).unwrap_or_else(|| {
+                    panic!("ExecStart= does not start with {INSTALLED_BIN}: {l}")
+                });
                 found = true;
                 format!("ExecStart={bin}{rest}")
             }
@@ -94,12 +94,16 @@ fn timespan(text: &str) -> Duration {
         return Duration::from_secs(secs);
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let n: u64 = rest[..digits]
             .parse()
             .unwrap_or_else(|_| panic!("time span {text:?}: expected a number at {rest:?}"));
         rest = rest[digits..].trim_start();
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == ' ').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == ' ')
+            .unwrap_or(rest.len());
         let secs = match &rest[..unit_len] {
             "ms" | "msec" => {
                 total += Duration::from_millis(n);
@@ -137,7 +141,11 @@ fn unit_passes_systemd_analyze_verify() {
         .unwrap_or_else(|e| {
             panic!("cannot run systemd-analyze ({e}): install systemd (scripts/test.sh does)")
         });
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{}", show(&out));
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{}",
+        show(&out)
+    );
     // verify exits 0 even for an unknown or misspelt key ("Unknown key ..., ignoring"): any message fails.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -161,7 +169,10 @@ fn unit_has_the_directives_the_agent_relies_on() {
     assert_eq!(value(&d, "Service", "Type"), "notify");
     assert_eq!(
         value(&d, "Service", "ExecStart"),
-        format!("{INSTALLED_BIN} agent --config {}", berth::config::DEFAULT_CONFIG)
+        format!(
+            "{INSTALLED_BIN} agent --config {}",
+            berth::config::DEFAULT_CONFIG
+        )
     );
     let watchdog = value(&d, "Service", "WatchdogSec");
     let wd = timespan(&watchdog);
@@ -172,8 +183,16 @@ fn unit_has_the_directives_the_agent_relies_on() {
     assert_eq!(value(&d, "Service", "Restart"), "on-failure");
     has_words("Service", "RestartPreventExitStatus", &["78"]);
     assert_eq!(berth::cli::exit::CONFIG, 78);
-    has_words("Unit", "After", &["docker.service", "network-online.target"]);
-    has_words("Unit", "Wants", &["docker.service", "network-online.target"]);
+    has_words(
+        "Unit",
+        "After",
+        &["docker.service", "network-online.target"],
+    );
+    has_words(
+        "Unit",
+        "Wants",
+        &["docker.service", "network-online.target"],
+    );
     assert!(
         values(&d, "Unit", "Requires").is_empty() && values(&d, "Unit", "BindsTo").is_empty(),
         "a Docker restart must not stop the agent: use Wants=, not Requires=/BindsTo="
@@ -210,7 +229,10 @@ fn unit_has_the_directives_the_agent_relies_on() {
         );
     }
     for v in values(&d, "Service", "ProcSubset") {
-        assert_ne!(v, "pid", "ProcSubset=pid hides /proc/sys/kernel/hostname (default agent_id)");
+        assert_ne!(
+            v, "pid",
+            "ProcSubset=pid hides /proc/sys/kernel/hostname (default agent_id)"
+        );
     }
     for v in values(&d, "Service", "UMask") {
         let mask = u32::from_str_radix(&v, 8).unwrap();
@@ -230,11 +252,48 @@ fn unit_paths_match_agent_defaults_and_example_config() {
     let state = PathBuf::from("/var/lib").join(value(&d, "Service", "StateDirectory"));
     let runtime = PathBuf::from("/run").join(value(&d, "Service", "RuntimeDirectory"));
     assert_eq!(Path::new(berth::config::DEFAULT_STATE_DIR), state);
-    assert_eq!(Path::new(berth::config::DEFAULT_SOCKET).parent(), Some(runtime.as_path()));
+    assert_eq!(
+        Path::new(berth::config::DEFAULT_SOCKET).parent(),
+        Some(runtime.as_path())
+    );
 
-    // The README installs config-examples/config.yaml as /etc/berth/config.yaml.
+    // The README installs config-examples/config.yaml as /etc/berth/config.yaml. Its optional keys are
+    // commented out: enable them (but not tag/commit, which exclude branch) so they are checked too.
     let example = repo_file("config-examples/config.yaml");
-    let s = berth::config::load(&example).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&example).unwrap();
+    berth::config::parse(&text).unwrap_or_else(|e| panic!("{}: {e:?}", example.display()));
+    let optional = [
+        "ssh_key:",
+        "known_hosts:",
+        "token_file:",
+        "username:",
+        "auth_file:",
+    ];
+    let mut enabled = 0;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            let body = l.trim_start();
+            match body.strip_prefix("# ") {
+                Some(key) if optional.iter().any(|k| key.starts_with(k)) => {
+                    enabled += 1;
+                    format!("{}{key}\n", &l[..l.len() - body.len()])
+                }
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        enabled,
+        optional.len(),
+        "every optional key appears commented out once"
+    );
+    let s = berth::config::parse(&text).unwrap_or_else(|e| {
+        panic!(
+            "{} with its optional keys enabled: {e:?}",
+            example.display()
+        )
+    });
     assert!(
         s.state_dir.starts_with(&state),
         "example state_dir {} is not writable under the unit (only {} is)",
@@ -247,12 +306,19 @@ fn unit_paths_match_agent_defaults_and_example_config() {
         s.socket.display(),
         runtime.display()
     );
-    for secret in [&s.source.ssh_key, &s.source.known_hosts, &s.source.token_file]
-        .into_iter()
-        .flatten()
+    for secret in [
+        &s.source.ssh_key,
+        &s.source.known_hosts,
+        &s.source.token_file,
+        &s.docker_auth_file,
+    ]
+    .into_iter()
+    .flatten()
     {
         assert!(
-            !secret.starts_with("/home") && !secret.starts_with("/root") && !secret.starts_with("/tmp"),
+            !secret.starts_with("/home")
+                && !secret.starts_with("/root")
+                && !secret.starts_with("/tmp"),
             "{} is hidden by ProtectHome=/PrivateTmp=",
             secret.display()
         );
@@ -282,7 +348,9 @@ impl Notify {
             if left.is_zero() {
                 return (false, seen);
             }
-            self.sock.set_read_timeout(Some(left.min(Duration::from_millis(200)))).unwrap();
+            self.sock
+                .set_read_timeout(Some(left.min(Duration::from_millis(200))))
+                .unwrap();
             match self.sock.recv(&mut buf) {
                 Ok(n) => {
                     let msg = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -339,7 +407,11 @@ fn bad_config_exits_78_and_never_reports_ready() {
     let dir = tempfile::tempdir().unwrap();
     let notify = Notify::new(dir.path());
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "agent_id: sd-bad\nsource:\n  url: /nowhere\n  brnach: main\n").unwrap();
+    std::fs::write(
+        &config,
+        "agent_id: sd-bad\nsource:\n  url: /nowhere\n  brnach: main\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["agent", "--config"])
         .arg(&config)
@@ -348,7 +420,11 @@ fn bad_config_exits_78_and_never_reports_ready() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("brnach"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("brnach"),
+        "{}",
+        show(&out)
+    );
     let (ready, seen) = notify.until("READY=1", Duration::from_millis(300));
     assert!(!ready, "a bad config must not report READY=1: {seen:?}");
 }
@@ -380,7 +456,9 @@ fn agent_notifies_ready_watchdog_and_stopping() {
         .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(dir.path().join("agent.log")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.path().join("agent.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let pid = child.id();
@@ -398,7 +476,10 @@ fn agent_notifies_ready_watchdog_and_stopping() {
         }
         let exited = agent.0.as_mut().unwrap().try_wait().unwrap();
         if exited.is_some() || Instant::now() > deadline {
-            panic!("no READY=1 (exited: {exited:?}); got {seen:?}\n--- agent log\n{}", log());
+            panic!(
+                "no READY=1 (exited: {exited:?}); got {seen:?}\n--- agent log\n{}",
+                log()
+            );
         }
     }
 
@@ -411,13 +492,30 @@ fn agent_notifies_ready_watchdog_and_stopping() {
             pings += 1;
         }
     }
-    assert!(pings >= 3, "only {pings} WATCHDOG=1 in 3s with WATCHDOG_USEC=1s\n--- agent log\n{}", log());
+    assert!(
+        pings >= 3,
+        "only {pings} WATCHDOG=1 in 3s with WATCHDOG_USEC=1s\n--- agent log\n{}",
+        log()
+    );
 
     signal(pid, "-TERM");
     let (stopping, seen) = notify.until("STOPPING=1", Duration::from_secs(30));
-    assert!(stopping, "no STOPPING=1 after SIGTERM: {seen:?}\n--- agent log\n{}", log());
-    let st = wait_exit(agent.0.as_mut().unwrap(), Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("agent still running 30s after SIGTERM\n--- agent log\n{}", log()));
+    assert!(
+        stopping,
+        "no STOPPING=1 after SIGTERM: {seen:?}\n--- agent log\n{}",
+        log()
+    );
+    let st = wait_exit(agent.0.as_mut().unwrap(), Duration::from_secs(30)).unwrap_or_else(|| {
+        panic!(
+            "agent still running 30s after SIGTERM\n--- agent log\n{}",
+            log()
+        )
+    });
     agent.0 = None;
-    assert_eq!(st.code(), Some(0), "exit after SIGTERM\n--- agent log\n{}", log());
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit after SIGTERM\n--- agent log\n{}",
+        log()
+    );
 }
