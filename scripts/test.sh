@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-ensure_packages git:git systemd-analyze:systemd gcc:gcc pkg-config:pkg-config \
+ensure_packages git:git systemd-analyze:systemd gcc:gcc /usr/include/stdio.h:libc6-dev pkg-config:pkg-config \
     /usr/include/openssl/ssl.h:libssl-dev /usr/sbin/sshd:openssh-server
 ensure_cargo
 ensure_dockerd

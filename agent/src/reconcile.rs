@@ -678,24 +678,44 @@ pub async fn watch_drift(
             filters: Some(filters.clone()),
             ..Default::default()
         }));
+        // At most one cycle per DRIFT_DEBOUNCE, and never a lost one: an event inside the window (the
+        // `destroy` that follows the `kill` of `docker rm -f`) asks for a cycle at the window's end.
         let mut last: Option<Instant> = None;
-        while let Some(ev) = events.next().await {
-            match ev {
-                Ok(ev) => {
-                    backoff = Duration::from_secs(1);
-                    if last.is_some_and(|t| t.elapsed() < DRIFT_DEBOUNCE) {
-                        continue;
+        let mut pending = false;
+        loop {
+            let wake = match (pending, last) {
+                (true, Some(t)) => tokio::time::Instant::from_std(t + DRIFT_DEBOUNCE),
+                _ => tokio::time::Instant::now() + Duration::from_secs(86_400),
+            };
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        backoff = Duration::from_secs(1);
+                        tracing::debug!(action = ?ev.action, "engine event on an owned container");
+                        if last.is_some_and(|t| t.elapsed() < DRIFT_DEBOUNCE) {
+                            pending = true;
+                            continue;
+                        }
+                        last = Some(Instant::now());
+                        pending = false;
+                        // A full queue already holds a cycle that will see this.
+                        let _ = commands.try_send(Command::Drift);
                     }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "engine event stream ended");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake), if pending => {
                     last = Some(Instant::now());
-                    tracing::debug!(action = ?ev.action, "engine event on an owned container");
-                    // A full queue already holds a cycle that will see this.
+                    pending = false;
                     let _ = commands.try_send(Command::Drift);
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "engine event stream ended");
-                    break;
-                }
             }
+        }
+        if pending {
+            let _ = commands.try_send(Command::Drift);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(60));
