@@ -1,1 +1,668 @@
-//! (being written)
+//! `depends_on` conditions, end to end with `berth apply DIR --agent-id ID` against the real engine (the
+//! acceptance of the Compose-fidelity issue): `service_healthy` waits for the dependency's healthcheck,
+//! `service_completed_successfully` waits for a one-shot job (and does not run it again), waits are
+//! bounded (`BERTH_DEPENDENCY_TIMEOUT`) and a failed wait names the dependency and creates nothing after
+//! it, and `restart: true` restarts the dependent when its dependency is replaced.
+//!
+//! Ordering is checked twice: while `berth apply` runs, the test polls the engine and fails if the
+//! dependent exists while its dependency is not yet healthy; afterwards it compares the engine's own
+//! timestamps (`State.Health.Log[].End`, `State.FinishedAt`, `Created`, `State.StartedAt`).
+
+use crate::util::*;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A directory named after a unique id holding `compose.yaml`: its stack, and the agent id used to apply
+/// it, are that name. Everything the id owns on the engine is removed when dropped (also on failure).
+struct Stack {
+    _tmp: tempfile::TempDir,
+    /// An empty `DOCKER_CONFIG` for berth, so this machine's Docker config plays no part.
+    docker_config: tempfile::TempDir,
+    path: PathBuf,
+    id: String,
+}
+
+impl Stack {
+    fn new(name: &str, compose: &str) -> Stack {
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-deps-")
+            .tempdir()
+            .unwrap();
+        let id = agent_id(name);
+        let path = tmp.path().join(&id);
+        std::fs::create_dir_all(&path).unwrap();
+        let s = Stack {
+            _tmp: tmp,
+            docker_config: tempfile::Builder::new()
+                .prefix("berth-dc-")
+                .tempdir()
+                .unwrap(),
+            path,
+            id,
+        };
+        s.write(compose);
+        s
+    }
+
+    fn write(&self, compose: &str) {
+        std::fs::write(self.path.join("compose.yaml"), compose).unwrap();
+    }
+
+    /// `<stack>-<service>-1`.
+    fn container(&self, service: &str) -> String {
+        format!("{}-{service}-1", self.id)
+    }
+
+    /// `berth apply DIR --agent-id ID` with `env`, not yet started.
+    fn apply_cmd(&self, env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.arg("apply")
+            .arg(&self.path)
+            .arg("--agent-id")
+            .arg(&self.id)
+            .env("DOCKER_CONFIG", self.docker_config.path())
+            .env_remove("BERTH_DEPENDENCY_TIMEOUT")
+            .env_remove("BERTH_LOG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run `berth apply` to completion (killed, and the test failed, after [`TIMEOUT`]).
+    fn apply(&self, env: &[(&str, &str)]) -> Output {
+        run_with_deadline(&mut self.apply_cmd(env), TIMEOUT)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "===== containers of {} =====\n{:#?}",
+                self.id,
+                owned_containers(&self.id)
+            );
+        }
+        remove_owned(&self.id);
+    }
+}
+
+/// `docker inspect NAME` (the object, not the one-element array), if the container exists.
+fn inspect(name: &str) -> Option<Value> {
+    let o = docker(&["container", "inspect", name]);
+    if !o.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).expect("docker inspect prints JSON");
+    v.as_array().and_then(|a| a.first()).cloned()
+}
+
+fn inspect_ok(name: &str) -> Value {
+    inspect(name).unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {v:#}"))
+}
+
+fn bad(s: &str) -> ! {
+    panic!("not an RFC 3339 time: {s:?}")
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time as Docker prints it
+/// (`2026-11-25T08:51:00.496182229Z`, or with a `+hh:mm` offset).
+fn ts(s: &str) -> i128 {
+    let (date, time) = s.split_once('T').unwrap_or_else(|| bad(s));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().unwrap_or_else(|_| bad(s)))
+        .collect();
+    if d.len() != 3 {
+        bad(s);
+    }
+    let (clock, offset_s) = if let Some(c) = time.strip_suffix('Z') {
+        (c, 0i64)
+    } else {
+        let at = time.rfind(['+', '-']).unwrap_or_else(|| bad(s));
+        let (c, off) = time.split_at(at);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (h, m) = off[1..].split_once(':').unwrap_or_else(|| bad(s));
+        let secs = h.parse::<i64>().unwrap_or_else(|_| bad(s)) * 3600
+            + m.parse::<i64>().unwrap_or_else(|_| bad(s)) * 60;
+        (c, sign * secs)
+    };
+    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().unwrap_or_else(|_| bad(s)))
+        .collect();
+    if t.len() != 3 {
+        bad(s);
+    }
+    let mut nanos = String::from(frac);
+    nanos.truncate(9);
+    while nanos.len() < 9 {
+        nanos.push('0');
+    }
+    let nanos: i64 = nanos.parse().unwrap_or_else(|_| bad(s));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m, day) = (d[0], d[1], d[2]);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = (if y >= 0 { y } else { y - 399 }) / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] - offset_s;
+    secs as i128 * 1_000_000_000 + nanos as i128
+}
+
+#[test]
+fn timestamps_parse() {
+    assert_eq!(ts("1970-01-01T00:00:00Z"), 0);
+    assert_eq!(ts("1970-01-01T00:00:01.5Z"), 1_500_000_000);
+    assert_eq!(ts("2000-03-01T00:00:00+01:00"), 951_865_200 * 1_000_000_000);
+    assert!(ts("2026-11-25T08:51:01.058128501Z") > ts("2026-11-25T08:51:01.004129522Z"));
+}
+
+/// `(End, ExitCode)` of every entry of `State.Health.Log` (Docker keeps only the last five).
+fn health_log(c: &Value) -> Vec<(String, i64)> {
+    c.pointer("/State/Health/Log")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["End"].as_str().unwrap_or_default().to_string(),
+                        e["ExitCode"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn health_status(c: &Value) -> Option<&str> {
+    c.pointer("/State/Health/Status").and_then(Value::as_str)
+}
+
+#[test]
+fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
+    let s = Stack::new(
+        "dep-healthy",
+        &format!(
+            r#"services:
+  db:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 3; touch /tmp/ready; trap 'exit 0' TERM; sleep 3600 & wait"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 500ms
+      timeout: 5s
+      retries: 1000
+  web:
+    image: {IMAGE}
+    command: {IDLE}
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    );
+    let (db, web) = (s.container("db"), s.container("web"));
+
+    let mut child = s
+        .apply_cmd(&[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth apply");
+    // Watch the engine while berth works: web must not exist before db is healthy. web is looked at first,
+    // then db, so "web exists and db is not healthy yet" is a real overlap, not a race of the two reads.
+    let start = Instant::now();
+    let mut healthy_ends: Vec<i128> = Vec::new();
+    let mut saw_waiting = false;
+    let mut violation: Option<String> = None;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("berth apply still running after {TIMEOUT:?}: {}", show(&o));
+        }
+        let web_exists = container_id(&web).is_some();
+        if let Some(d) = inspect(&db) {
+            healthy_ends.extend(
+                health_log(&d)
+                    .iter()
+                    .filter(|(_, code)| *code == 0)
+                    .map(|(end, _)| ts(end)),
+            );
+            let h = health_status(&d).unwrap_or("none").to_string();
+            if h != "healthy" {
+                if web_exists {
+                    violation.get_or_insert(format!(
+                        "{web} exists while {db} is {h} ({:?} after the start of berth apply)",
+                        start.elapsed()
+                    ));
+                } else {
+                    saw_waiting = true;
+                }
+            }
+        } else if web_exists {
+            violation.get_or_insert(format!("{web} exists before {db} does"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert!(status.success(), "berth apply: {}", show(&o));
+    assert!(violation.is_none(), "{}\n{}", violation.unwrap(), show(&o));
+    assert!(
+        saw_waiting,
+        "never saw {db} not yet healthy with {web} absent: the wait was not observed\n{}",
+        show(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("create container {web}")),
+        "{}",
+        show(&o)
+    );
+
+    let d = inspect_ok(&db);
+    let w = inspect_ok(&web);
+    healthy_ends.extend(
+        health_log(&d)
+            .iter()
+            .filter(|(_, code)| *code == 0)
+            .map(|(end, _)| ts(end)),
+    );
+    let first_healthy = *healthy_ends
+        .iter()
+        .min()
+        .unwrap_or_else(|| panic!("{db} never had a successful health probe: {d:#}"));
+    assert_eq!(health_status(&d), Some("healthy"), "{d:#}");
+    assert!(
+        first_healthy >= ts(text(&d, "/State/StartedAt")) + 3_000_000_000,
+        "db cannot be healthy before its 3 s sleep is over: {d:#}"
+    );
+    let created = ts(text(&w, "/Created"));
+    let started = ts(text(&w, "/State/StartedAt"));
+    assert!(
+        created > first_healthy,
+        "{web} was created {} ms before {db}'s first healthy probe ended",
+        (first_healthy - created) / 1_000_000
+    );
+    assert!(
+        started > first_healthy,
+        "{web} started {} ms before {db}'s first healthy probe ended",
+        (first_healthy - started) / 1_000_000
+    );
+    assert_eq!(text(&w, "/State/Status"), "running", "{w:#}");
+}
+
+#[test]
+fn service_completed_successfully_runs_the_job_first_and_only_once() {
+    let compose = format!(
+        r#"services:
+  migrate:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 1; echo migrated > /data/done"]
+    volumes:
+      - data:/data
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "test -f /data/done || exit 3; trap 'exit 0' TERM; sleep 3600 & wait"]
+    volumes:
+      - data:/data
+    depends_on:
+      migrate:
+        condition: service_completed_successfully
+volumes:
+  data: {{}}
+"#
+    );
+    let s = Stack::new("dep-completed", &compose);
+    let (migrate, app) = (s.container("migrate"), s.container("app"));
+    let o = s.apply(&[]);
+    assert!(o.status.success(), "berth apply: {}", show(&o));
+
+    let m = inspect_ok(&migrate);
+    assert_eq!(text(&m, "/State/Status"), "exited", "{m:#}");
+    assert_eq!(
+        m.pointer("/State/ExitCode").and_then(Value::as_i64),
+        Some(0),
+        "{m:#}"
+    );
+    let a = inspect_ok(&app);
+    let finished = ts(text(&m, "/State/FinishedAt"));
+    assert!(
+        ts(text(&a, "/Created")) > finished,
+        "{app} was created before {migrate} exited: {a:#}"
+    );
+    assert!(
+        ts(text(&a, "/State/StartedAt")) > finished,
+        "{app} started before {migrate} exited: {a:#}"
+    );
+    assert_eq!(exec(&app, "cat /data/done"), "migrated");
+    assert!(is_running(&app), "{:#}", inspect_ok(&app));
+
+    // Converged: the finished job is its desired state; it is not run again.
+    let o = s.apply(&[]);
+    assert!(o.status.success(), "second berth apply: {}", show(&o));
+    assert!(
+        stdout(&o).contains("up to date"),
+        "second berth apply: {}",
+        show(&o)
+    );
+    let m2 = inspect_ok(&migrate);
+    assert_eq!(m2["Id"], m["Id"], "{migrate} was replaced");
+    assert_eq!(
+        text(&m2, "/State/StartedAt"),
+        text(&m, "/State/StartedAt"),
+        "{migrate} ran again"
+    );
+    assert_eq!(text(&m2, "/State/Status"), "exited");
+    assert_eq!(
+        m2.pointer("/State/ExitCode").and_then(Value::as_i64),
+        Some(0)
+    );
+    let a2 = inspect_ok(&app);
+    assert_eq!(a2["Id"], a["Id"], "{app} was replaced");
+    assert_eq!(text(&a2, "/State/StartedAt"), text(&a, "/State/StartedAt"));
+
+    // The dependent changes: it is recreated (its wait sees the finished job), the job is not run again.
+    let changed = compose.replace(
+        "    volumes:\n      - data:/data\n    depends_on:",
+        "    environment:\n      MODE: \"2\"\n    volumes:\n      - data:/data\n    depends_on:",
+    );
+    assert_ne!(changed, compose);
+    s.write(&changed);
+    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "20s")]);
+    assert!(
+        o.status.success(),
+        "berth apply of the changed app: {}",
+        show(&o)
+    );
+    assert!(
+        stdout(&o).contains(&format!("recreate container {app}")),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        !stdout(&o).contains(&migrate),
+        "{migrate} must not be touched: {}",
+        show(&o)
+    );
+    let m3 = inspect_ok(&migrate);
+    assert_eq!(m3["Id"], m["Id"], "{migrate} was replaced");
+    assert_eq!(
+        text(&m3, "/State/StartedAt"),
+        text(&m, "/State/StartedAt"),
+        "{migrate} ran again"
+    );
+    assert!(container_env(&app).contains(&"MODE=2".to_string()));
+    assert!(is_running(&app));
+}
+
+#[test]
+fn service_healthy_on_a_dependency_without_healthcheck_fails_naming_it() {
+    let s = Stack::new(
+        "dep-no-healthcheck",
+        &format!(
+            r#"services:
+  db:
+    image: {IMAGE}
+    command: {IDLE}
+  web:
+    image: {IMAGE}
+    command: {IDLE}
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    );
+    let start = Instant::now();
+    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "must not wait out the bound: {}",
+        show(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("dependency db") && err.contains("healthcheck"),
+        "the error must say db has no healthcheck: {}",
+        show(&o)
+    );
+    assert_eq!(
+        container_id(&s.container("web")),
+        None,
+        "web must not be created"
+    );
+}
+
+#[test]
+fn a_dependency_that_never_becomes_healthy_fails_within_the_bound() {
+    let s = Stack::new(
+        "dep-never-healthy",
+        &format!(
+            r#"services:
+  db:
+    image: {IMAGE}
+    command: {IDLE}
+    healthcheck:
+      test: ["CMD-SHELL", "exit 1"]
+      interval: 500ms
+      retries: 10000
+  web:
+    image: {IMAGE}
+    command: {IDLE}
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    );
+    let start = Instant::now();
+    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "5s")]);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        took >= Duration::from_millis(4500),
+        "failed after {took:?}, before the 5 s bound: {}",
+        show(&o)
+    );
+    assert!(
+        took < Duration::from_secs(25),
+        "took {took:?} with a 5 s bound: {}",
+        show(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("dependency db"),
+        "the error must name db: {}",
+        show(&o)
+    );
+    assert!(
+        err.contains("web"),
+        "the error must name the waiting service: {}",
+        show(&o)
+    );
+    assert_eq!(
+        container_id(&s.container("web")),
+        None,
+        "web must not be created"
+    );
+    // Nothing is torn down because of the failure.
+    assert!(is_running(&s.container("db")), "db must be left running");
+}
+
+#[test]
+fn a_dependency_that_turns_unhealthy_fails_without_waiting_out_the_bound() {
+    let s = Stack::new(
+        "dep-unhealthy",
+        &format!(
+            r#"services:
+  db:
+    image: {IMAGE}
+    command: {IDLE}
+    healthcheck:
+      test: ["CMD-SHELL", "exit 1"]
+      interval: 500ms
+      retries: 1
+  web:
+    image: {IMAGE}
+    command: {IDLE}
+    depends_on:
+      db:
+        condition: service_healthy
+"#
+        ),
+    );
+    let start = Instant::now();
+    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?}: {}",
+        show(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("dependency db") && err.contains("unhealthy"),
+        "the error must say db is unhealthy: {}",
+        show(&o)
+    );
+    assert_eq!(
+        container_id(&s.container("web")),
+        None,
+        "web must not be created"
+    );
+}
+
+#[test]
+fn a_job_that_fails_blocks_its_dependents_with_an_error_naming_it() {
+    let s = Stack::new(
+        "dep-job-fails",
+        &format!(
+            r#"services:
+  migrate:
+    image: {IMAGE}
+    command: ["sh", "-c", "exit 7"]
+  app:
+    image: {IMAGE}
+    command: {IDLE}
+    depends_on:
+      migrate:
+        condition: service_completed_successfully
+"#
+        ),
+    );
+    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "30s")]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("dependency migrate"),
+        "the error must name migrate: {}",
+        show(&o)
+    );
+    assert!(
+        err.contains("7"),
+        "the error should give the exit code: {}",
+        show(&o)
+    );
+    assert_eq!(
+        container_id(&s.container("app")),
+        None,
+        "app must not be created"
+    );
+    let m = inspect_ok(&s.container("migrate"));
+    assert_eq!(
+        m.pointer("/State/ExitCode").and_then(Value::as_i64),
+        Some(7)
+    );
+}
+
+fn restart_stack(version: &str) -> String {
+    format!(
+        r#"services:
+  db:
+    image: {IMAGE}
+    command: {IDLE}
+    environment:
+      VERSION: "{version}"
+  web:
+    image: {IMAGE}
+    command: {IDLE}
+    depends_on:
+      db:
+        condition: service_started
+        restart: true
+"#
+    )
+}
+
+#[test]
+fn restart_true_restarts_the_dependent_when_the_dependency_is_replaced() {
+    let s = Stack::new("dep-restart", &restart_stack("1"));
+    let (db, web) = (s.container("db"), s.container("web"));
+    let o = s.apply(&[]);
+    assert!(o.status.success(), "berth apply: {}", show(&o));
+    let d1 = inspect_ok(&db);
+    let w1 = inspect_ok(&web);
+    assert_eq!(text(&w1, "/State/Status"), "running");
+
+    s.write(&restart_stack("2"));
+    let o = s.apply(&[]);
+    assert!(
+        o.status.success(),
+        "berth apply of the changed db: {}",
+        show(&o)
+    );
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("recreate container {db}")),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        out.contains(&format!("restart container {web}")),
+        "{}",
+        show(&o)
+    );
+    let d2 = inspect_ok(&db);
+    let w2 = inspect_ok(&web);
+    assert_ne!(d2["Id"], d1["Id"], "db must be recreated");
+    assert!(container_env(&db).contains(&"VERSION=2".to_string()));
+    assert_eq!(w2["Id"], w1["Id"], "web is restarted, not recreated");
+    assert!(
+        ts(text(&w2, "/State/StartedAt")) > ts(text(&w1, "/State/StartedAt")),
+        "web's StartedAt did not move: {} then {}",
+        text(&w1, "/State/StartedAt"),
+        text(&w2, "/State/StartedAt")
+    );
+    assert!(
+        ts(text(&w2, "/State/StartedAt")) > ts(text(&d2, "/State/StartedAt")),
+        "web must restart after the new db started"
+    );
+    assert_eq!(text(&w2, "/State/Status"), "running");
+
+    // Nothing changed: nothing restarts.
+    let o = s.apply(&[]);
+    assert!(o.status.success(), "third berth apply: {}", show(&o));
+    assert!(stdout(&o).contains("up to date"), "{}", show(&o));
+    let w3 = inspect_ok(&web);
+    assert_eq!(text(&w3, "/State/StartedAt"), text(&w2, "/State/StartedAt"));
+}
