@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_packages git:git systemd-analyze:systemd gcc:gcc /usr/include/stdio.h:libc6-dev pkg-config:pkg-config \
-    /usr/include/openssl/ssl.h:libssl-dev /usr/sbin/sshd:openssh-server
+    /usr/include/openssl/ssl.h:libssl-dev /usr/sbin/sshd:openssh-server \
+    /usr/bin/docker-registry:docker-registry htpasswd:apache2-utils
 ensure_cargo
 ensure_dockerd
 ensure_test_image

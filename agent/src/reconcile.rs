@@ -58,11 +58,9 @@ impl Agent {
     pub async fn start(settings: Settings) -> anyhow::Result<(Agent, mpsc::Receiver<Command>)> {
         std::fs::create_dir_all(&settings.state_dir)
             .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
-        let auth = crate::runtime::auth::RegistryAuth::load(settings.docker_auth_file.as_deref())
-            .map_err(anyhow::Error::msg)?;
         let runtime = DockerRuntime::connect(settings.docker_host.as_deref())
             .await?
-            .with_auth(auth);
+            .with_auth_file(settings.docker_auth_file.clone());
         let store = Store::open(&settings.state_dir.join("store"))?;
         let source = {
             let (dir, s) = (settings.state_dir.clone(), settings.source.clone());

@@ -36,10 +36,7 @@ pub fn run(
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let auth = crate::runtime::auth::RegistryAuth::load(None).map_err(anyhow::Error::msg)?;
-        let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref())
-            .await?
-            .with_auth(auth);
+        let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref()).await?;
         let owner = Owner {
             agent_id: agent_id.clone(),
             revision: "dir".into(),

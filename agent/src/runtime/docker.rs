@@ -29,7 +29,9 @@ const FALLBACK_API: (usize, usize) = (1, 41);
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
-    auth: std::sync::Arc<RegistryAuth>,
+    /// Registry credentials file (`None`: Docker's default locations), read at every pull so a rotated
+    /// file takes effect without a restart, and a missing one only fails the pulls that need it.
+    auth_file: Option<std::path::PathBuf>,
 }
 
 impl DockerRuntime {
@@ -40,7 +42,7 @@ impl DockerRuntime {
         match docker.negotiate_version().await {
             Ok(docker) => Ok(DockerRuntime {
                 docker,
-                auth: Default::default(),
+                auth_file: None,
             }),
             Err(e) => {
                 // The engine may simply not be up yet (boot order): keep a client that speaks an API
@@ -52,7 +54,7 @@ impl DockerRuntime {
                 };
                 Ok(DockerRuntime {
                     docker: Self::client_for(host, &fallback)?,
-                    auth: Default::default(),
+                    auth_file: None,
                 })
             }
         }
@@ -124,9 +126,9 @@ impl DockerRuntime {
         Ok(())
     }
 
-    /// Use these registry credentials for pulls.
-    pub fn with_auth(mut self, auth: RegistryAuth) -> Self {
-        self.auth = std::sync::Arc::new(auth);
+    /// Read registry credentials from this file (Docker `config.json` format) for pulls.
+    pub fn with_auth_file(mut self, file: Option<std::path::PathBuf>) -> Self {
+        self.auth_file = file;
         self
     }
 
@@ -296,7 +298,12 @@ impl Runtime for DockerRuntime {
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<(), RuntimeError> {
         let (from_image, tag) = split_image(image);
-        let credentials = self.auth.for_image(image);
+        let credentials = RegistryAuth::load(self.auth_file.as_deref())
+            .map_err(|message| RuntimeError::Image {
+                image: image.to_string(),
+                message,
+            })?
+            .for_image(image);
         let mut stream = self.docker.create_image(
             Some(CreateImageOptions {
                 from_image: Some(from_image),
