@@ -695,7 +695,8 @@ pub async fn watch_drift(
                             continue;
                         }
                         last = Some(Instant::now());
-                        pending = false;
+                        // `kill` is sent before the process is dead: look again at the window's end.
+                        pending = ev.action.as_deref() == Some("kill");
                         // A full queue already holds a cycle that will see this.
                         let _ = commands.try_send(Command::Drift);
                     }
