@@ -139,6 +139,7 @@ pub fn assemble(
     dir: &Path,
     files: &[PathBuf],
     scope: &BTreeMap<String, String>,
+    agent_env: &BTreeMap<String, String>,
     docs: &mut Vec<Doc>,
     problems: &mut Vec<Problem>,
 ) -> Option<Value> {
@@ -161,7 +162,7 @@ pub fn assemble(
     let mut doc = merged.unwrap_or(Value::Null);
     let main_file = files.first().cloned().unwrap_or_default();
     let before = problems.len();
-    includes(tree, dir, &main_file, &mut doc, scope, docs, problems, 0);
+    includes(tree, dir, &main_file, &mut doc, scope, agent_env, docs, problems, 0);
     resolve_extends(tree, dir, &main_file, &mut doc, scope, docs, problems, 0);
     (problems.len() == before).then_some(doc)
 }
@@ -187,6 +188,7 @@ fn includes(
     file: &Path,
     doc: &mut Value,
     scope: &BTreeMap<String, String>,
+    agent_env: &BTreeMap<String, String>,
     docs: &mut Vec<Doc>,
     problems: &mut Vec<Problem>,
     depth: usize,
@@ -209,6 +211,7 @@ fn includes(
             p.push(Seg::Index(i));
             p
         };
+        let mut env_files: Vec<String> = Vec::new();
         let (paths, project_dir) = match &item {
             Value::String(s) => (vec![s.clone()], None),
             Value::Mapping(im) => {
@@ -217,14 +220,6 @@ fn includes(
                     if !["path", "project_directory", "env_file"].contains(&k) {
                         problems.push(err_at(docs, file, &p, format!("unknown key `{k}`")));
                     }
-                }
-                if im.contains_key("env_file") {
-                    problems.push(err_at(
-                        docs,
-                        file,
-                        &p,
-                        "`env_file` of an include is not supported by this release; the stack's .env applies",
-                    ));
                 }
                 let paths = match im.get("path") {
                     Some(Value::String(s)) => vec![s.clone()],
@@ -235,6 +230,11 @@ fn includes(
                     }
                 };
                 let pd = im.get("project_directory").and_then(Value::as_str).map(str::to_string);
+                env_files = match im.get("env_file") {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(Value::Sequence(s)) => s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                    _ => Vec::new(),
+                };
                 (paths, pd)
             }
             _ => {
@@ -282,8 +282,34 @@ fn includes(
                 }
             })
             .collect();
+        // The included project's variables: its env_file (or the .env of its directory) over the
+        // including stack's, and the agent's environment over both, as in Compose.
+        let mut inc_scope = scope.clone();
+        let defaults: Vec<(PathBuf, bool)> = if env_files.is_empty() {
+            vec![(inc_dir.join(".env"), false)]
+        } else {
+            env_files
+                .iter()
+                .filter_map(|f| join_rel(dir, Path::new(f)).map(|r| (r, true)))
+                .collect()
+        };
+        for (env_path, required) in defaults {
+            match values::read_capped(tree, &env_path) {
+                Ok(Some(bytes)) => match interpolate::parse_dotenv(&String::from_utf8_lossy(&bytes), agent_env) {
+                    Ok(pairs) => inc_scope.extend(pairs),
+                    Err((line, msg)) => problems.push(Problem {
+                        line: Some(line),
+                        ..Problem::at(&env_path, msg)
+                    }),
+                },
+                Ok(None) if !required => {}
+                Ok(None) => problems.push(err_at(docs, file, &p, format!("env_file {} does not exist", env_path.display()))),
+                Err(e) => problems.push(Problem::at(&env_path, e)),
+            }
+        }
+        inc_scope.extend(agent_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut inc_docs = Vec::new();
-        let Some(mut inc) = assemble_nested(tree, &inc_dir, &resolved, scope, &mut inc_docs, problems, depth + 1) else {
+        let Some(mut inc) = assemble_nested(tree, &inc_dir, &resolved, &inc_scope, agent_env, &mut inc_docs, problems, depth + 1) else {
             docs.extend(inc_docs);
             continue;
         };
@@ -320,11 +346,13 @@ fn includes(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn assemble_nested(
     tree: &dyn Tree,
     dir: &Path,
     files: &[PathBuf],
     scope: &BTreeMap<String, String>,
+    agent_env: &BTreeMap<String, String>,
     docs: &mut Vec<Doc>,
     problems: &mut Vec<Problem>,
     depth: usize,
@@ -341,7 +369,7 @@ fn assemble_nested(
     let mut doc = merged.unwrap_or(Value::Null);
     let main = files.first().cloned().unwrap_or_default();
     let before = problems.len();
-    includes(tree, dir, &main, &mut doc, scope, docs, problems, depth);
+    includes(tree, dir, &main, &mut doc, scope, agent_env, docs, problems, depth);
     resolve_extends(tree, dir, &main, &mut doc, scope, docs, problems, depth);
     (problems.len() == before).then_some(doc)
 }

@@ -230,19 +230,22 @@ pub fn convert(input: &StackInput, problems: &mut Vec<super::Problem>) -> Option
     for s in &built {
         let mut spec = s.spec.clone();
         spec.run_once = jobs.contains(&spec.service);
-        if let Some(peer) = &s.namespace_of {
+        // Joining another service's namespace: `service:X` becomes `container:<X's first container>`,
+        // and X's spec hash is folded into this one's, so recreating X recreates it too (a container
+        // left in a dead namespace has no network, or no shared memory).
+        if !s.namespace_of.is_empty() {
             let mut h = Sha256::new();
             h.update(spec.content_digest.clone().unwrap_or_default());
-            h.update(hashes.get(peer).cloned().unwrap_or_default());
+            for peer in &s.namespace_of {
+                h.update(hashes.get(peer).cloned().unwrap_or_default());
+            }
             spec.content_digest = Some(crate::model::hex(&h.finalize()));
-            if let Some(c) = first_container.get(peer) {
-                let prefix = spec
-                    .network_mode
-                    .as_deref()
-                    .and_then(|m| m.split_once(':'))
-                    .map(|(p, _)| p.to_string())
-                    .unwrap_or_else(|| "container".into());
-                spec.network_mode = Some(format!("{prefix}:{c}"));
+            for field in [&mut spec.network_mode, &mut spec.pid, &mut spec.ipc] {
+                if let Some(peer) = field.as_deref().and_then(|m| m.strip_prefix("service:")) {
+                    if let Some(c) = first_container.get(peer) {
+                        *field = Some(format!("container:{c}"));
+                    }
+                }
             }
         }
         for n in &spec.networks {

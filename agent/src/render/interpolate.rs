@@ -1,7 +1,8 @@
 //! `${VAR}` interpolation with every Compose form, and `.env` / `env_file` parsing.
 //!
 //! Forms: `$VAR`, `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset),
-//! `${VAR:?error}`, `${VAR?error}`, `${VAR:+alternative}`, `${VAR+alternative}`, `$$` for a literal `$`.
+//! `${VAR:?error}`, `${VAR?error}`, `${VAR:+alternative}`, `${VAR+alternative}`, `$$` for a literal `$`;
+//! a `$` that starts none of these is kept as it is, as Compose keeps it.
 //! Defaults and alternatives may themselves hold `${...}`. An unset variable with no default becomes the
 //! empty string and is reported as a warning, as in Compose.
 
@@ -79,11 +80,10 @@ fn expand(
                 }
                 i = j;
             }
+            // A `$` that starts nothing (`costs $ 5`, a trailing `$`) stays literal, as in Compose.
             _ => {
-                let text: String = chars.iter().collect();
-                return Err(format!(
-                    "invalid interpolation in {text:?}: a lone `$` (write `$$` for a literal dollar sign)"
-                ));
+                out.push('$');
+                i += 1;
             }
         }
     }
@@ -254,6 +254,18 @@ pub fn parse_dotenv(
     Ok(out)
 }
 
+/// `format: raw`: every non-empty line is `KEY=VALUE` taken literally (no quotes, no interpolation, no
+/// comments); a line without `=` is a key with an empty value.
+pub fn parse_raw_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.to_string(), String::new()),
+        })
+        .collect()
+}
+
 fn expand_value(v: &str, scope: &BTreeMap<String, String>) -> Result<String, String> {
     let mut vars = Vars::new(scope);
     interpolate(v, &mut vars)
@@ -322,7 +334,7 @@ mod tests {
         assert!(err.contains("U") && err.contains("set U please"), "{err}");
         assert!(run("${E:?}", &env).is_err());
         assert!(run("${U?}", &env).is_err());
-        assert!(run("cost: 5$", &env).is_err());
+        assert_eq!(ok("cost: 5$ or $ 6", &env), "cost: 5$ or $ 6");
         assert!(run("${A", &env).is_err());
         assert!(run("${}", &env).is_err());
     }

@@ -332,7 +332,7 @@ fn render_stack(
     scope.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     let mut docs = Vec::new();
-    let doc = assemble::assemble(tree, dir, &files, &scope, &mut docs, problems)?;
+    let doc = assemble::assemble(tree, dir, &files, &scope, &opts.env, &mut docs, problems)?;
 
     let name = match doc.get("name").filter(|v| !v.is_null()) {
         Some(Value::String(n)) if valid_stack_name(n) => n.clone(),

@@ -126,8 +126,8 @@ pub(super) struct Refs<'a> {
 pub(super) struct Service {
     pub spec: ContainerSpec,
     pub replicas: u32,
-    /// `network_mode: service:X`.
-    pub namespace_of: Option<String>,
+    /// Services whose namespaces this one joins (`network_mode`, `pid`, `ipc`: `service:X`).
+    pub namespace_of: Vec<String>,
     pub container_name: Option<String>,
     pub profiles: Vec<String>,
     /// Dependencies that must exist (`required: true`, the default).
@@ -182,23 +182,27 @@ pub(super) fn service(
     };
 
     // Environment: env_file entries first, then `environment`; last definition wins.
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    // A key with no value anywhere is passed as the bare name, as Compose does (the engine then leaves
+    // it unset).
+    let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
     if let Some(v) = get("env_file") {
-        env_files(ctx, input, &base_dir, name, &p("env_file"), v, &mut env);
+        let mut from_files = BTreeMap::new();
+        env_files(ctx, input, &base_dir, name, &p("env_file"), v, &mut from_files);
+        env.extend(from_files.into_iter().map(|(k, v)| (k, Some(v))));
     }
     if let Some(v) = get("environment") {
         for (k, val) in key_values(ctx, svc, &p("environment"), v) {
-            match val.or_else(|| input.env.get(&k).cloned()) {
-                Some(val) => {
-                    env.insert(k, val);
-                }
-                None => {
-                    env.remove(&k);
-                }
-            }
+            let val = val.or_else(|| input.env.get(&k).cloned());
+            env.insert(k, val);
         }
     }
-    spec.env = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    spec.env = env
+        .into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k,
+        })
+        .collect();
 
     if let Some(v) = get("ports") {
         spec.ports = ports(ctx, name, &p("ports"), v);
@@ -210,10 +214,13 @@ pub(super) fn service(
             .enumerate()
         {
             let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            // A range stays one entry, as Compose passes it to the engine.
             match (parse_range(port), check_protocol(proto)) {
                 (Ok((a, b)), Ok(())) => {
-                    for n in a..=b {
-                        expose.push(format!("{n}/{proto}"));
+                    if a == b {
+                        expose.push(format!("{a}/{proto}"));
+                    } else {
+                        expose.push(format!("{a}-{b}/{proto}"));
                     }
                 }
                 (Err(err), _) | (_, Err(err)) => ctx.err(svc, &idx(&p("expose"), i), err),
@@ -249,7 +256,7 @@ pub(super) fn service(
     spec.content_digest = content_digest(ctx, input, name, path, &spec.mounts);
 
     // Networking.
-    let mut namespace_of = None;
+    let mut namespace_of: Vec<String> = Vec::new();
     let mut depends: BTreeMap<String, Dependency> = BTreeMap::new();
     let mut required: BTreeSet<String> = BTreeSet::new();
     if let Some(v) = get("network_mode") {
@@ -269,8 +276,9 @@ pub(super) fn service(
                         format!("service {peer:?} is not defined in this stack"),
                     );
                 } else {
-                    spec.network_mode = Some(format!("container:{peer}"));
-                    namespace_of = Some(peer.to_string());
+                    // Rewritten to `container:<peer's first container>` once names are known.
+                    spec.network_mode = Some(mode.clone());
+                    namespace_of.push(peer.to_string());
                     depends.insert(peer.to_string(), started(peer));
                     required.insert(peer.to_string());
                 }
@@ -292,6 +300,7 @@ pub(super) fn service(
                     if services.contains(peer) {
                         depends.insert(peer.to_string(), started(peer));
                         required.insert(peer.to_string());
+                        namespace_of.push(peer.to_string());
                     } else {
                         ctx.err(
                             svc,
@@ -851,8 +860,8 @@ pub(super) fn env_files(
         other => vec![(path.to_vec(), other.clone())],
     };
     for (p, item) in items {
-        let (file, required) = match &item {
-            Value::String(s) => (s.clone(), true),
+        let (file, required, raw) = match &item {
+            Value::String(s) => (s.clone(), true, false),
             Value::Mapping(m) => {
                 check_keys(ctx, svc, &p, m, &["path", "required", "format"], &[]);
                 let Some(file) = m.get("path").and_then(|v| string(ctx, svc, &key(&p, "path"), v))
@@ -864,17 +873,20 @@ pub(super) fn env_files(
                     .get("required")
                     .and_then(|v| boolean(ctx, svc, &key(&p, "required"), v))
                     .unwrap_or(true);
-                if let Some(f) = m.get("format") {
-                    if scalar(f).as_deref() != Some("dotenv") {
+                let raw = match m.get("format").filter(|v| !v.is_null()).and_then(scalar) {
+                    None => false,
+                    Some(f) if f == "dotenv" => false,
+                    Some(f) if f == "raw" => true,
+                    Some(f) => {
                         ctx.err(
                             svc,
                             &key(&p, "format"),
-                            "only the dotenv format is supported by this release",
+                            format!("{f:?} must be dotenv or raw"),
                         );
                         continue;
                     }
-                }
-                (file, required)
+                };
+                (file, required, raw)
             }
             other => {
                 ctx.err(svc, &p, format!("must be a path, not {}", type_name(other)));
@@ -903,7 +915,12 @@ pub(super) fn env_files(
         match read_capped(input.tree, &resolved) {
             Ok(Some(bytes)) => {
                 let text = String::from_utf8_lossy(&bytes);
-                match interpolate::parse_dotenv(&text, input.env) {
+                let parsed = if raw {
+                    Ok(interpolate::parse_raw_env(&text))
+                } else {
+                    interpolate::parse_dotenv(&text, input.env)
+                };
+                match parsed {
                     Ok(pairs) => env.extend(pairs),
                     Err((line, msg)) => ctx.problems.push(Problem {
                         file: Some(resolved.display().to_string()),

@@ -156,7 +156,7 @@ fn interpolation_uses_dotenv_and_the_agent_environment_wins() {
     let d = r.render(".", &[]).unwrap();
     let c = container(&d, "edge-app-1");
     assert_eq!(c.image, "busybox:1.36");
-    assert_eq!(c.env, vec!["GREETING=hello", "LITERAL=$HOME"]);
+    assert_eq!(c.env, vec!["FROM_ENV", "GREETING=hello", "LITERAL=$HOME"]);
     let d = r
         .render(".", &[("GREETING", "agent"), ("FROM_ENV", "x")])
         .unwrap();
@@ -570,7 +570,7 @@ services:
     assert_eq!(a.ulimits[1].soft, 512);
     assert_eq!(a.sysctls["net.core.somaxconn"], "1024");
     assert_eq!(a.dns, vec!["1.1.1.1"]);
-    assert_eq!(a.expose, vec!["53/udp", "9000/tcp", "9001/tcp"]);
+    assert_eq!(a.expose, vec!["53/udp", "9000-9001/tcp"]);
     assert!(a.tty && a.stdin_open);
     assert_eq!(a.logging.as_ref().unwrap().options["max-size"], "10m");
     let hash = a.spec_hash();

@@ -23,6 +23,16 @@ use std::collections::HashMap;
 
 /// Seconds a single engine request may take (pulls stream and are not bound by this).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// From this API version on (Docker 25), a MAC address belongs to the network endpoint.
+const MAC_ON_ENDPOINT: bollard::ClientVersion = bollard::ClientVersion {
+    major_version: 1,
+    minor_version: 44,
+};
+
+fn bytes_of(v: &serde_json::Value) -> hyper::body::Bytes {
+    hyper::body::Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
 /// The API version assumed when the engine cannot be asked (Docker 20.10).
 const FALLBACK_API: (usize, usize) = (1, 41);
 
@@ -124,6 +134,29 @@ impl DockerRuntime {
                 .map_err(engine_err(format!("container {name}, secrets and configs")))?;
         }
         Ok(())
+    }
+
+    /// A client whose container-create request carries `MacAddress` at the container level, where
+    /// engines before API 1.44 read it (bollard's model no longer has that field).
+    fn with_container_mac(
+        &self,
+        body: &ContainerCreateBody,
+        mac: &str,
+    ) -> Result<Docker, RuntimeError> {
+        let mut json = serde_json::to_value(body).map_err(|e| RuntimeError::Engine {
+            object: "container".into(),
+            message: e.to_string(),
+        })?;
+        json["MacAddress"] = serde_json::Value::String(mac.to_string());
+        let bytes = bytes_of(&json);
+        Ok(self.docker.clone().with_request_modifier(move |req| {
+            if req.method() != hyper::Method::POST || !req.uri().path().ends_with("/containers/create") {
+                return req;
+            }
+            let (mut parts, _) = req.into_parts();
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            hyper::Request::from_parts(parts, bollard::body_full(bytes.clone()))
+        }))
     }
 
     /// Read registry credentials from this file (Docker `config.json` format) for pulls.
@@ -434,8 +467,13 @@ impl Runtime for DockerRuntime {
         owner: &Owner,
     ) -> Result<String, RuntimeError> {
         let body = container_body(spec, owner);
-        let id = self
-            .docker
+        let docker = match &spec.mac_address {
+            Some(mac) if self.docker.client_version() < MAC_ON_ENDPOINT => {
+                self.with_container_mac(&body, mac)?
+            }
+            _ => self.docker.clone(),
+        };
+        let id = docker
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.to_string()),
