@@ -25,6 +25,8 @@ pub struct ApplyReport {
     pub errors: Vec<String>,
     /// Problems that did not stop anything (a pull that failed while a local image exists).
     pub warnings: Vec<String>,
+    /// Image reference → local image id, for every image that was available.
+    pub images: BTreeMap<String, String>,
 }
 
 impl ApplyReport {
@@ -87,6 +89,7 @@ pub async fn converge<R: Runtime>(
         }
     }
     report.warnings.extend(prepared.warnings);
+    report.images = prepared.ids;
     Ok((plan, report))
 }
 

@@ -394,6 +394,7 @@ impl Agent {
 
         // 3-5. Observe, plan, apply.
         let mut apply_errors = Vec::new();
+        let mut images_used = std::collections::BTreeMap::new();
         if let Some((desired, revision)) = &target {
             tracing::Span::current().record("revision", revision.as_str());
             // The working tree must hold the revision being converged (after a rollback, or when the
@@ -436,6 +437,7 @@ impl Agent {
                     for w in &report.warnings {
                         tracing::warn!(warning = %w, "image");
                     }
+                    images_used = report.images;
                     apply_errors = report.errors;
                 }
                 Err(e) => apply_errors.push(e.to_string()),
@@ -459,6 +461,7 @@ impl Agent {
             };
             rev.applied_at = crate::now_unix();
             rev.duration_ms = duration_ms;
+            rev.images = images_used;
             rev.outcome = if apply_ok {
                 Outcome::Applied
             } else {
@@ -594,6 +597,7 @@ impl Agent {
             duration_ms: 0,
             rollback: false,
             desired: None,
+            images: Default::default(),
         };
         let desired = match result {
             Ok(d) => d,

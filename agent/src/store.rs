@@ -48,6 +48,10 @@ pub struct Revision {
     pub rollback: bool,
     /// The rendered desired state; `None` when the revision did not render.
     pub desired: Option<DesiredState>,
+    /// The local image id (`sha256:…`) each image reference named when this revision was applied, so a
+    /// tag that moved later can be told apart in history.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub images: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -287,6 +291,7 @@ mod tests {
             duration_ms: 3,
             rollback: false,
             desired: Some(DesiredState::default()),
+            images: Default::default(),
         }
     }
 

@@ -65,6 +65,9 @@ pub struct HistoryEntry {
     pub error: Option<String>,
     pub duration_ms: u64,
     pub rollback: bool,
+    /// Image reference → local image id it ran with.
+    #[serde(default)]
+    pub images: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Revision> for HistoryEntry {
@@ -80,6 +83,7 @@ impl From<&Revision> for HistoryEntry {
             error: r.error.clone(),
             duration_ms: r.duration_ms,
             rollback: r.rollback,
+            images: r.images.clone(),
         }
     }
 }

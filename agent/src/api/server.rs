@@ -253,6 +253,7 @@ mod tests {
                     duration_ms: 3,
                     rollback: false,
                     desired: None,
+                    images: Default::default(),
                 },
                 true,
                 true,
