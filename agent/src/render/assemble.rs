@@ -134,6 +134,7 @@ fn interpolate_value(
 
 /// Load and merge the stack's files, then resolve `include` and `extends`. `docs` receives every file
 /// read, for locating later problems.
+#[allow(clippy::too_many_arguments)]
 pub fn assemble(
     tree: &dyn Tree,
     dir: &Path,
@@ -143,28 +144,7 @@ pub fn assemble(
     docs: &mut Vec<Doc>,
     problems: &mut Vec<Problem>,
 ) -> Option<Value> {
-    let mut merged: Option<Value> = None;
-    let mut failed = false;
-    for file in files {
-        let Some(l) = load_file(tree, file, scope, problems) else {
-            failed = true;
-            continue;
-        };
-        docs.push(l.doc);
-        merged = Some(match merged {
-            None => merge::strip_tags(l.value),
-            Some(base) => merge::merge_documents(base, l.value),
-        });
-    }
-    if failed {
-        return None;
-    }
-    let mut doc = merged.unwrap_or(Value::Null);
-    let main_file = files.first().cloned().unwrap_or_default();
-    let before = problems.len();
-    includes(tree, dir, &main_file, &mut doc, scope, agent_env, docs, problems, 0);
-    resolve_extends(tree, dir, &main_file, &mut doc, scope, docs, problems, 0);
-    (problems.len() == before).then_some(doc)
+    assemble_nested(tree, dir, files, scope, agent_env, docs, problems, 0)
 }
 
 fn err_at(docs: &[Doc], file: &Path, path: &[Seg], msg: impl std::fmt::Display) -> Problem {
@@ -346,6 +326,8 @@ fn includes(
     }
 }
 
+/// Every file is read (so every file's problems are reported), then merged; `include` and `extends`
+/// are resolved on the result.
 #[allow(clippy::too_many_arguments)]
 fn assemble_nested(
     tree: &dyn Tree,
@@ -358,13 +340,20 @@ fn assemble_nested(
     depth: usize,
 ) -> Option<Value> {
     let mut merged: Option<Value> = None;
+    let mut failed = false;
     for file in files {
-        let l = load_file(tree, file, scope, problems)?;
+        let Some(l) = load_file(tree, file, scope, problems) else {
+            failed = true;
+            continue;
+        };
         docs.push(l.doc);
         merged = Some(match merged {
             None => merge::strip_tags(l.value),
             Some(base) => merge::merge_documents(base, l.value),
         });
+    }
+    if failed {
+        return None;
     }
     let mut doc = merged.unwrap_or(Value::Null);
     let main = files.first().cloned().unwrap_or_default();

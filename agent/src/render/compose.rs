@@ -379,17 +379,7 @@ fn top_networks(ctx: &mut Ctx, stack: &str, v: Option<&Value>) -> BTreeMap<Strin
             ],
             &["enable_ipv4"],
         );
-        let (external, ext_name) = external(ctx, &p, def.get("external"));
-        let explicit = def
-            .get("name")
-            .and_then(|v| string(ctx, None, &key(&p, "name"), v));
-        let engine_name = explicit.or(ext_name).unwrap_or_else(|| {
-            if external {
-                name.clone()
-            } else {
-                format!("{stack}_{name}")
-            }
-        });
+        let (external, engine_name) = engine_name(ctx, stack, &name, &p, &def);
         let labels = labels(ctx, None, &key(&p, "labels"), def.get("labels"));
         let bool_key = |ctx: &mut Ctx, k: &str| {
             def.get(k)
@@ -489,17 +479,7 @@ fn top_volumes(ctx: &mut Ctx, stack: &str, v: Option<&Value>) -> BTreeMap<String
             &["driver", "driver_opts", "labels", "external", "name"],
             &[],
         );
-        let (external, ext_name) = external(ctx, &p, def.get("external"));
-        let explicit = def
-            .get("name")
-            .and_then(|v| string(ctx, None, &key(&p, "name"), v));
-        let engine_name = explicit.or(ext_name).unwrap_or_else(|| {
-            if external {
-                name.clone()
-            } else {
-                format!("{stack}_{name}")
-            }
-        });
+        let (external, engine_name) = engine_name(ctx, stack, &name, &p, &def);
         let labels = labels(ctx, None, &key(&p, "labels"), def.get("labels"));
         let spec = VolumeSpec {
             name: engine_name,
@@ -627,6 +607,29 @@ fn top_secrets(
         out.insert(name, Secret { source });
     }
     out
+}
+
+/// Whether a top-level network or volume is external, and its engine name: `name:`, else the external
+/// name, else the key itself (external) or `<stack>_<key>`.
+fn engine_name(
+    ctx: &mut Ctx,
+    stack: &str,
+    name: &str,
+    p: &[Seg],
+    def: &Mapping,
+) -> (bool, String) {
+    let (external, ext_name) = external(ctx, p, def.get("external"));
+    let explicit = def
+        .get("name")
+        .and_then(|v| string(ctx, None, &key(p, "name"), v));
+    let engine = explicit.or(ext_name).unwrap_or_else(|| {
+        if external {
+            name.to_string()
+        } else {
+            format!("{stack}_{name}")
+        }
+    });
+    (external, engine)
 }
 
 /// `external: true` or the legacy `external: {name: x}`.

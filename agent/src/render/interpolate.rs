@@ -210,35 +210,11 @@ pub fn parse_dotenv(
         };
         let rest = rest.trim_start();
         let value = if let Some(body) = rest.strip_prefix('\'') {
-            let mut acc = body.to_string();
-            loop {
-                if let Some(end) = acc.find('\'') {
-                    acc.truncate(end);
-                    break acc;
-                }
-                match lines.next() {
-                    Some((_, more)) => {
-                        acc.push('\n');
-                        acc.push_str(more);
-                    }
-                    None => return Err((line_no, "unterminated single quote".into())),
-                }
-            }
+            quoted(body, &mut lines, |t| t.find('\''))
+                .ok_or((line_no, "unterminated single quote".to_string()))?
         } else if let Some(body) = rest.strip_prefix('"') {
-            let mut acc = body.to_string();
-            let text = loop {
-                if let Some(end) = closing_double_quote(&acc) {
-                    acc.truncate(end);
-                    break acc;
-                }
-                match lines.next() {
-                    Some((_, more)) => {
-                        acc.push('\n');
-                        acc.push_str(more);
-                    }
-                    None => return Err((line_no, "unterminated double quote".into())),
-                }
-            };
+            let text = quoted(body, &mut lines, closing_double_quote)
+                .ok_or((line_no, "unterminated double quote".to_string()))?;
             let unescaped = unescape_double(&text);
             expand_value(&unescaped, &scope).map_err(|e| (line_no, e))?
         } else {
@@ -269,6 +245,24 @@ pub fn parse_raw_env(text: &str) -> Vec<(String, String)> {
 fn expand_value(v: &str, scope: &BTreeMap<String, String>) -> Result<String, String> {
     let mut vars = Vars::new(scope);
     interpolate(v, &mut vars)
+}
+
+/// A quoted value that may run over several lines: the text up to the closing quote `close` finds.
+fn quoted<'a>(
+    first: &str,
+    lines: &mut impl Iterator<Item = (usize, &'a str)>,
+    close: impl Fn(&str) -> Option<usize>,
+) -> Option<String> {
+    let mut acc = first.to_string();
+    loop {
+        if let Some(end) = close(&acc) {
+            acc.truncate(end);
+            return Some(acc);
+        }
+        let (_, more) = lines.next()?;
+        acc.push('\n');
+        acc.push_str(more);
+    }
 }
 
 fn closing_double_quote(s: &str) -> Option<usize> {
