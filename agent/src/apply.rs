@@ -77,8 +77,13 @@ pub async fn converge<R: Runtime>(
     opts: &ApplyOptions,
     progress: &(dyn Fn(&str, &str) + Sync),
 ) -> Result<(Plan, ApplyReport), RuntimeError> {
-    let prepared = images::prepare(rt, desired, log, progress).await;
-    let mut actual = rt.observe(&owner.agent_id).await?;
+    // The engine's state does not depend on the pulls: ask for both at once (a no-op costs one round
+    // trip less).
+    let (prepared, actual) = tokio::join!(
+        images::prepare(rt, desired, log, progress),
+        rt.observe(&owner.agent_id)
+    );
+    let mut actual = actual?;
     actual.images = prepared.ids.clone();
     let plan = crate::plan::plan(desired, &actual);
     let mut report = apply(rt, &plan, owner, opts).await;
