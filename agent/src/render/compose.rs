@@ -45,6 +45,8 @@ pub struct StackInput<'a> {
     pub doc: &'a Value,
     /// Interpolation scope: the stack's `.env` overlaid with the agent's environment.
     pub env: &'a BTreeMap<String, String>,
+    /// The agent's environment alone.
+    pub agent_env: &'a BTreeMap<String, String>,
 }
 
 impl StackInput<'_> {
@@ -582,10 +584,14 @@ fn top_secrets(
                     continue;
                 };
                 match input.env.get(&var) {
-                    Some(value) => SecretSource::Env {
+                    // From the agent's environment: read again when the container is created, only
+                    // a digest kept here.
+                    Some(value) if input.agent_env.contains_key(&var) => SecretSource::Env {
                         digest: crate::model::hex(&Sha256::digest(value.as_bytes())),
                         var,
                     },
+                    // From the stack's .env: it is in the repository already.
+                    Some(value) => SecretSource::Content(value.clone()),
                     None => {
                         ctx.err(
                             None,

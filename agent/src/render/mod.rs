@@ -364,6 +364,7 @@ fn render_stack(
         docs: &docs,
         doc: &doc,
         env: &scope,
+        agent_env: &opts.env,
     };
     compose::convert(&input, problems)
 }

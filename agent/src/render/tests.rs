@@ -628,4 +628,9 @@ configs:
         "a changed secret value recreates the container"
     );
     assert!(r.problems()[0].message.contains("API_TOKEN is not set"));
+    // A value from the stack's .env is in the repository already: it is carried as content.
+    r.write(".env", "API_TOKEN=from-dotenv\n");
+    let d = r.ok();
+    let token = container(&d, "edge-a-1").files.iter().find(|f| f.target == "/run/secrets/api-token").cloned().unwrap();
+    assert_eq!(token.source, crate::model::FileSource::Content("from-dotenv".into()));
 }
