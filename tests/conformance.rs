@@ -467,8 +467,26 @@ impl Cleanup {
             ),
             TOOL_DEADLINE,
         )?;
-        let swept = remove_labelled(&format!("com.docker.compose.project={proj}"));
+        let label = format!("com.docker.compose.project={proj}");
+        let swept = remove_labelled(&label);
         if !o.status.success() {
+            // Docker 20.10 sometimes still counts an endpoint of a container it has just removed
+            // ("network … has active endpoints"). That is the engine's lag, not Compose's or berth's:
+            // the down counts as done when the project's objects are all gone shortly after.
+            let gone = || {
+                remove_labelled(&label).is_ok()
+                    && docker_out(&["network", "ls", "-q", "--filter", &format!("label={label}")])
+                        .map(|o| o.trim().is_empty())
+                        .unwrap_or(false)
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            while stderr.contains("active endpoints") && std::time::Instant::now() < deadline {
+                if gone() {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
             return Err(format!("docker compose down: {}", show(&o)));
         }
         swept

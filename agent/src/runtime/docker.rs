@@ -437,9 +437,23 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.docker.remove_network(name).await {
-            Err(e) if is_not_found(&e) => Ok(()),
-            r => r.map_err(engine_err(format!("network {name}"))),
+        // Right after its containers are removed, an engine may still count their endpoints for a
+        // moment ("has active endpoints"): try again for a few seconds before calling it an error
+        // (a container berth does not own that is still attached keeps it failing, as it should).
+        let mut delay = std::time::Duration::from_millis(100);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match self.docker.remove_network(name).await {
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(BollardError::DockerResponseServerError { message, .. })
+                    if message.contains("active endpoints")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                r => return r.map_err(engine_err(format!("network {name}"))),
+            }
         }
     }
 
