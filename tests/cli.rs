@@ -283,7 +283,11 @@ fn history_json_uses_full_commit_ids() {
         .expect("docker image inspect");
     let image_id = String::from_utf8_lossy(&image_id.stdout).trim().to_string();
     assert!(image_id.starts_with("sha256:"), "{image_id}");
-    assert_eq!(h[0]["images"][IMAGE].as_str(), Some(image_id.as_str()), "{h:#?}");
+    assert_eq!(
+        h[0]["images"][IMAGE].as_str(),
+        Some(image_id.as_str()),
+        "{h:#?}"
+    );
     let seqs: Vec<u64> = h.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert_eq!(seqs.len(), 2);
     assert!(seqs[0] > seqs[1], "{seqs:?}");

@@ -243,10 +243,9 @@ async fn wait_for_dependencies<R: Runtime>(
                 let verdict = match dep.condition {
                     Condition::ServiceHealthy => match st.health.as_deref() {
                         Some("healthy") => Some(Ok(())),
-                        Some("unhealthy") => Some(Err(format!(
-                            "dependency {} is unhealthy",
-                            dep.service
-                        ))),
+                        Some("unhealthy") => {
+                            Some(Err(format!("dependency {} is unhealthy", dep.service)))
+                        }
                         None if st.running => Some(Err(format!(
                             "dependency {} has no healthcheck, so it can never be service_healthy",
                             dep.service

@@ -150,8 +150,7 @@ pub async fn prepare<R: Runtime>(
             Err(e) => match local {
                 // Offline, or the registry refuses: keep running what is here.
                 Some(l) => {
-                    out.warnings
-                        .push(format!("{e} (using the local copy)"));
+                    out.warnings.push(format!("{e} (using the local copy)"));
                     out.ids.insert(image.to_string(), l.id);
                 }
                 None => {
@@ -208,7 +207,10 @@ mod tests {
     #[test]
     fn policies_parse_and_decide() {
         assert_eq!(PullPolicy::parse("always").unwrap(), PullPolicy::Always);
-        assert_eq!(PullPolicy::parse("if_not_present").unwrap(), PullPolicy::Missing);
+        assert_eq!(
+            PullPolicy::parse("if_not_present").unwrap(),
+            PullPolicy::Missing
+        );
         assert_eq!(
             PullPolicy::parse("every_12h").unwrap(),
             PullPolicy::Every(Duration::from_secs(12 * 3600))

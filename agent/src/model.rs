@@ -350,7 +350,12 @@ pub struct MountSpec {
 }
 
 impl MountSpec {
-    pub fn new(kind: MountKind, source: impl Into<String>, target: impl Into<String>, read_only: bool) -> Self {
+    pub fn new(
+        kind: MountKind,
+        source: impl Into<String>,
+        target: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
         MountSpec {
             kind,
             source: source.into(),

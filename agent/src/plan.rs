@@ -455,7 +455,10 @@ mod tests {
         let p = plan(&d, &actual);
         assert!(matches!(p.waves[0][0], ContainerStep::Start { .. }));
         actual.images.clear();
-        assert!(plan(&d, &actual).missing_images.is_empty(), "a start needs no image");
+        assert!(
+            plan(&d, &actual).missing_images.is_empty(),
+            "a start needs no image"
+        );
     }
 
     #[test]
@@ -518,9 +521,7 @@ mod tests {
     fn a_moved_image_tag_recreates_its_containers() {
         let d = desired(vec![("s", vec![spec("s", "a", &[]), spec("s", "b", &[])])]);
         let mut actual = converged(&d);
-        actual
-            .images
-            .insert("img-a".into(), "sha256:new-a".into());
+        actual.images.insert("img-a".into(), "sha256:new-a".into());
         let p = plan(&d, &actual);
         let steps: Vec<_> = p.waves.iter().flatten().collect();
         assert_eq!(steps.len(), 1);
@@ -538,7 +539,12 @@ mod tests {
             c.exit_code = Some(0);
         }
         let p = plan(&d, &actual);
-        let names: Vec<&str> = p.waves.iter().flatten().map(|s| s.spec().service.as_str()).collect();
+        let names: Vec<&str> = p
+            .waves
+            .iter()
+            .flatten()
+            .map(|s| s.spec().service.as_str())
+            .collect();
         assert_eq!(names, vec!["web"]);
         // A job that failed is run again.
         actual.containers[0].exit_code = Some(1);
@@ -553,14 +559,28 @@ mod tests {
         let d = desired(vec![("s", vec![spec("s", "db", &[]), web, other])]);
         let actual = converged(&d);
         let mut d2 = d.clone();
-        let db = d2.stacks.get_mut("s").unwrap().containers.iter_mut().find(|c| c.service == "db").unwrap();
+        let db = d2
+            .stacks
+            .get_mut("s")
+            .unwrap()
+            .containers
+            .iter_mut()
+            .find(|c| c.service == "db")
+            .unwrap();
         db.env = vec!["V=2".into()];
         let p = plan(&d2, &actual);
         let waves: Vec<Vec<(&str, &str)>> = p
             .waves
             .iter()
-            .map(|w| w.iter().map(|s| (s.verb(), s.spec().service.as_str())).collect())
+            .map(|w| {
+                w.iter()
+                    .map(|s| (s.verb(), s.spec().service.as_str()))
+                    .collect()
+            })
             .collect();
-        assert_eq!(waves, vec![vec![("recreate", "db")], vec![("restart", "web")]]);
+        assert_eq!(
+            waves,
+            vec![vec![("recreate", "db")], vec![("restart", "web")]]
+        );
     }
 }

@@ -70,7 +70,14 @@ pub fn load_file(
     }
     let mut vars = interpolate::Vars::new(scope);
     let before = problems.len();
-    interpolate_value(&mut value, &mut Vec::new(), &mut vars, &index, file, problems);
+    interpolate_value(
+        &mut value,
+        &mut Vec::new(),
+        &mut vars,
+        &index,
+        file,
+        problems,
+    );
     if problems.len() > before {
         return None;
     }
@@ -173,8 +180,12 @@ fn includes(
     problems: &mut Vec<Problem>,
     depth: usize,
 ) {
-    let Some(m) = doc.as_mapping_mut() else { return };
-    let Some(list) = m.remove("include") else { return };
+    let Some(m) = doc.as_mapping_mut() else {
+        return;
+    };
+    let Some(list) = m.remove("include") else {
+        return;
+    };
     let base = vec![Seg::Key("include".into())];
     if depth >= MAX_DEPTH {
         problems.push(err_at(docs, file, &base, "includes nest too deep"));
@@ -203,16 +214,25 @@ fn includes(
                 }
                 let paths = match im.get("path") {
                     Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Sequence(s)) => s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                    Some(Value::Sequence(s)) => s
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
                     _ => {
                         problems.push(err_at(docs, file, &p, "`path` is required"));
                         continue;
                     }
                 };
-                let pd = im.get("project_directory").and_then(Value::as_str).map(str::to_string);
+                let pd = im
+                    .get("project_directory")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 env_files = match im.get("env_file") {
                     Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Sequence(s)) => s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                    Some(Value::Sequence(s)) => s
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
                     _ => Vec::new(),
                 };
                 (paths, pd)
@@ -241,11 +261,19 @@ fn includes(
             Some(pd) => match join_rel(dir, Path::new(pd)) {
                 Some(d) => d,
                 None => {
-                    problems.push(err_at(docs, file, &p, format!("{pd} climbs out of the repository")));
+                    problems.push(err_at(
+                        docs,
+                        file,
+                        &p,
+                        format!("{pd} climbs out of the repository"),
+                    ));
                     continue;
                 }
             },
-            None => rels[0].parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+            None => rels[0]
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
         };
         let inc_dir = if inc_dir.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -275,37 +303,61 @@ fn includes(
         };
         for (env_path, required) in defaults {
             match values::read_capped(tree, &env_path) {
-                Ok(Some(bytes)) => match interpolate::parse_dotenv(&String::from_utf8_lossy(&bytes), agent_env) {
-                    Ok(pairs) => inc_scope.extend(pairs),
-                    Err((line, msg)) => problems.push(Problem {
-                        line: Some(line),
-                        ..Problem::at(&env_path, msg)
-                    }),
-                },
+                Ok(Some(bytes)) => {
+                    match interpolate::parse_dotenv(&String::from_utf8_lossy(&bytes), agent_env) {
+                        Ok(pairs) => inc_scope.extend(pairs),
+                        Err((line, msg)) => problems.push(Problem {
+                            line: Some(line),
+                            ..Problem::at(&env_path, msg)
+                        }),
+                    }
+                }
                 Ok(None) if !required => {}
-                Ok(None) => problems.push(err_at(docs, file, &p, format!("env_file {} does not exist", env_path.display()))),
+                Ok(None) => problems.push(err_at(
+                    docs,
+                    file,
+                    &p,
+                    format!("env_file {} does not exist", env_path.display()),
+                )),
                 Err(e) => problems.push(Problem::at(&env_path, e)),
             }
         }
         inc_scope.extend(agent_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut inc_docs = Vec::new();
-        let Some(mut inc) = assemble_nested(tree, &inc_dir, &resolved, &inc_scope, agent_env, &mut inc_docs, problems, depth + 1) else {
+        let Some(mut inc) = assemble_nested(
+            tree,
+            &inc_dir,
+            &resolved,
+            &inc_scope,
+            agent_env,
+            &mut inc_docs,
+            problems,
+            depth + 1,
+        ) else {
             docs.extend(inc_docs);
             continue;
         };
         docs.extend(inc_docs);
         rebase_document(&mut inc, &inc_dir, dir);
-        let Some(target) = doc.as_mapping_mut() else { return };
-        let Some(src) = inc.as_mapping() else { continue };
+        let Some(target) = doc.as_mapping_mut() else {
+            return;
+        };
+        let Some(src) = inc.as_mapping() else {
+            continue;
+        };
         for section in ["services", "networks", "volumes", "secrets", "configs"] {
-            let Some(Value::Mapping(add)) = src.get(section) else { continue };
+            let Some(Value::Mapping(add)) = src.get(section) else {
+                continue;
+            };
             let entry = target
                 .entry(Value::String(section.into()))
                 .or_insert_with(|| Value::Mapping(Mapping::new()));
             if entry.is_null() {
                 *entry = Value::Mapping(Mapping::new());
             }
-            let Some(dest) = entry.as_mapping_mut() else { continue };
+            let Some(dest) = entry.as_mapping_mut() else {
+                continue;
+            };
             for (k, v) in add {
                 if dest.contains_key(k) {
                     problems.push(err_at(
@@ -358,7 +410,9 @@ fn assemble_nested(
     let mut doc = merged.unwrap_or(Value::Null);
     let main = files.first().cloned().unwrap_or_default();
     let before = problems.len();
-    includes(tree, dir, &main, &mut doc, scope, agent_env, docs, problems, depth);
+    includes(
+        tree, dir, &main, &mut doc, scope, agent_env, docs, problems, depth,
+    );
     resolve_extends(tree, dir, &main, &mut doc, scope, docs, problems, depth);
     (problems.len() == before).then_some(doc)
 }
@@ -382,8 +436,13 @@ fn resolve_extends(
     };
     for name in names {
         let mut chain = Vec::new();
-        let resolved = extend_one(tree, dir, file, doc, &name, scope, docs, problems, depth, &mut chain);
-        if let (Some(svc), Some(services)) = (resolved, doc.get_mut("services").and_then(Value::as_mapping_mut)) {
+        let resolved = extend_one(
+            tree, dir, file, doc, &name, scope, docs, problems, depth, &mut chain,
+        );
+        if let (Some(svc), Some(services)) = (
+            resolved,
+            doc.get_mut("services").and_then(Value::as_mapping_mut),
+        ) {
             services.insert(name, svc);
         }
     }
@@ -416,7 +475,12 @@ fn extend_one(
     };
     let key = format!("{}:{sname}", file.display());
     if chain.contains(&key) || chain.len() > MAX_DEPTH || depth > MAX_DEPTH {
-        problems.push(err_at(docs, file, &ext_path, format!("extends loop: {} -> {key}", chain.join(" -> "))));
+        problems.push(err_at(
+            docs,
+            file,
+            &ext_path,
+            format!("extends loop: {} -> {key}", chain.join(" -> ")),
+        ));
         return None;
     }
     chain.push(key);
@@ -434,26 +498,59 @@ fn extend_one(
                 problems.push(err_at(docs, file, &ext_path, "`service` is required"));
                 return None;
             };
-            (s.to_string(), m.get("file").and_then(Value::as_str).map(str::to_string))
+            (
+                s.to_string(),
+                m.get("file").and_then(Value::as_str).map(str::to_string),
+            )
         }
         _ => {
-            problems.push(err_at(docs, file, &ext_path, "must be a service name or a mapping"));
+            problems.push(err_at(
+                docs,
+                file,
+                &ext_path,
+                "must be a service name or a mapping",
+            ));
             return None;
         }
     };
     let base = match base_file {
         None => {
-            if doc.get("services").and_then(|s| s.get(base_name.as_str())).is_none() {
-                problems.push(err_at(docs, file, &ext_path, format!("service {base_name:?} is not defined")));
+            if doc
+                .get("services")
+                .and_then(|s| s.get(base_name.as_str()))
+                .is_none()
+            {
+                problems.push(err_at(
+                    docs,
+                    file,
+                    &ext_path,
+                    format!("service {base_name:?} is not defined"),
+                ));
                 return None;
             }
-            extend_one(tree, dir, file, doc, &Value::String(base_name), scope, docs, problems, depth, chain)?
+            extend_one(
+                tree,
+                dir,
+                file,
+                doc,
+                &Value::String(base_name),
+                scope,
+                docs,
+                problems,
+                depth,
+                chain,
+            )?
         }
         Some(f) => {
             let rel = match join_rel(dir, Path::new(&f)).filter(|_| !Path::new(&f).is_absolute()) {
                 Some(r) => r,
                 None => {
-                    problems.push(err_at(docs, file, &ext_path, format!("{f}: must be inside the repository")));
+                    problems.push(err_at(
+                        docs,
+                        file,
+                        &ext_path,
+                        format!("{f}: must be inside the repository"),
+                    ));
                     return None;
                 }
             };
@@ -467,8 +564,16 @@ fn extend_one(
             let l = load_file(tree, &rel, scope, problems)?;
             docs.insert(0, l.doc);
             let other = l.value;
-            let other_dir = rel.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
-            if other.get("services").and_then(|s| s.get(base_name.as_str())).is_none() {
+            let other_dir = rel
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from("."));
+            if other
+                .get("services")
+                .and_then(|s| s.get(base_name.as_str()))
+                .is_none()
+            {
                 problems.push(err_at(
                     docs,
                     file,
@@ -477,7 +582,18 @@ fn extend_one(
                 ));
                 return None;
             }
-            let mut b = extend_one(tree, &other_dir, &rel, &other, &Value::String(base_name), scope, docs, problems, depth + 1, chain)?;
+            let mut b = extend_one(
+                tree,
+                &other_dir,
+                &rel,
+                &other,
+                &Value::String(base_name),
+                scope,
+                docs,
+                problems,
+                depth + 1,
+                chain,
+            )?;
             rebase_service(&mut b, &other_dir, dir);
             b
         }
@@ -528,7 +644,9 @@ fn rebase_service(svc: &mut Value, from: &Path, to: &Path) {
     if from == to {
         return;
     }
-    let Some(m) = svc.as_mapping_mut() else { return };
+    let Some(m) = svc.as_mapping_mut() else {
+        return;
+    };
     if let Some(Value::Sequence(vols)) = m.get_mut("volumes") {
         for v in vols.iter_mut() {
             match v {
@@ -605,9 +723,18 @@ mod tests {
 
     #[test]
     fn rebasing_keeps_the_target() {
-        assert_eq!(rebase("./conf", Path::new("shared"), Path::new("hosts/a")), "../../shared/conf");
-        assert_eq!(rebase("../x", Path::new("hosts/b"), Path::new("hosts/a")), "../x");
-        assert_eq!(rebase("./c", Path::new("hosts/a/inc"), Path::new("hosts/a")), "./inc/c");
+        assert_eq!(
+            rebase("./conf", Path::new("shared"), Path::new("hosts/a")),
+            "../../shared/conf"
+        );
+        assert_eq!(
+            rebase("../x", Path::new("hosts/b"), Path::new("hosts/a")),
+            "../x"
+        );
+        assert_eq!(
+            rebase("./c", Path::new("hosts/a/inc"), Path::new("hosts/a")),
+            "./inc/c"
+        );
         assert_eq!(rebase("/abs", Path::new("a"), Path::new("b")), "/abs");
         assert_eq!(rebase(".", Path::new("a"), Path::new("a")), ".");
     }

@@ -10,9 +10,7 @@ use super::service::{self, Service};
 use super::tree::{join_rel, resolve};
 use super::values::*;
 use super::Tree;
-use crate::model::{
-    Condition, IpamPool, IpamSpec, NetworkSpec, StackSpec, VolumeSpec,
-};
+use crate::model::{Condition, IpamPool, IpamSpec, NetworkSpec, StackSpec, VolumeSpec};
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -301,8 +299,7 @@ pub fn convert(input: &StackInput, problems: &mut Vec<super::Problem>) -> Option
 
 fn valid_service_name(n: &str) -> bool {
     n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
@@ -535,11 +532,7 @@ fn top_secrets(
             } else {
                 "file or environment"
             };
-            ctx.err(
-                None,
-                &p,
-                format!("set exactly one of {allowed}"),
-            );
+            ctx.err(None, &p, format!("set exactly one of {allowed}"));
             continue;
         }
         let source = match sources[0] {
@@ -617,13 +610,7 @@ fn top_secrets(
 
 /// Whether a top-level network or volume is external, and its engine name: `name:`, else the external
 /// name, else the key itself (external) or `<stack>_<key>`.
-fn engine_name(
-    ctx: &mut Ctx,
-    stack: &str,
-    name: &str,
-    p: &[Seg],
-    def: &Mapping,
-) -> (bool, String) {
+fn engine_name(ctx: &mut Ctx, stack: &str, name: &str, p: &[Seg], def: &Mapping) -> (bool, String) {
     let (external, ext_name) = external(ctx, p, def.get("external"));
     let explicit = def
         .get("name")

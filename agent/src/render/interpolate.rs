@@ -189,7 +189,10 @@ pub fn parse_dotenv(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+        let line = line
+            .strip_prefix("export ")
+            .map(str::trim_start)
+            .unwrap_or(line);
         let (key, rest) = match line.split_once('=') {
             Some((k, v)) => (k.trim(), Some(v)),
             None => (line, None),
@@ -320,7 +323,10 @@ mod tests {
         assert_eq!(ok("x$A-${A}y", &env), "xa-ay");
         assert_eq!(ok("$$A and $${A}", &env), "$A and ${A}");
         assert_eq!(ok("${E:-d} ${E-d} ${U:-d} ${U-d}", &env), "d  d d");
-        assert_eq!(ok("${A:+alt} ${E:+alt} ${E+alt} ${U+alt}", &env), "alt  alt ");
+        assert_eq!(
+            ok("${A:+alt} ${E:+alt} ${E+alt} ${U+alt}", &env),
+            "alt  alt "
+        );
         assert_eq!(ok("${A:?boom} ${E?boom}", &env), "a ");
         assert_eq!(ok("${U:-${A}-${B:-b}}", &env), "a-b");
         assert_eq!(ok("${A:-${U}}", &env), "a");
@@ -342,8 +348,9 @@ mod tests {
 
     #[test]
     fn dotenv_forms() {
-        let outer: BTreeMap<String, String> =
-            [("HOST".to_string(), "h".to_string())].into_iter().collect();
+        let outer: BTreeMap<String, String> = [("HOST".to_string(), "h".to_string())]
+            .into_iter()
+            .collect();
         let text = "# comment\nA=1\nexport B = two words # trailing\nC='lit $A'\nD=\"q\\n${A}\"\nE=${A}-$HOST\nHOST\nMISSING\nF=\"multi\nline\"\nG=\n";
         let got = parse_dotenv(text, &outer).unwrap();
         let m: BTreeMap<_, _> = got.into_iter().collect();

@@ -266,6 +266,9 @@ x-base: &base
             idx.find(&[k("services"), k("web"), k("healthcheck"), k("test")]),
             Some(3)
         );
-        assert_eq!(display(&[k("services"), k("web"), k("ports"), Seg::Index(1)]), "services.web.ports[1]");
+        assert_eq!(
+            display(&[k("services"), k("web"), k("ports"), Seg::Index(1)]),
+            "services.web.ports[1]"
+        );
     }
 }

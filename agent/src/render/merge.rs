@@ -76,13 +76,7 @@ fn merge_at(base: Value, over: Value, path: &mut Vec<String>) -> Value {
     }
     match rule(path) {
         Rule::Replace => return strip_tags(over),
-        Rule::KeyValue => {
-            return merge_maps(
-                key_value_map(base),
-                key_value_map(over),
-                path,
-            )
-        }
+        Rule::KeyValue => return merge_maps(key_value_map(base), key_value_map(over), path),
         Rule::ByName => return merge_maps(name_map(base), name_map(over), path),
         Rule::Hosts => return merge_maps(hosts_map(base), hosts_map(over), path),
         Rule::VolumesByTarget => {
@@ -105,7 +99,9 @@ fn merge_at(base: Value, over: Value, path: &mut Vec<String>) -> Value {
         Rule::Default => {}
     }
     match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => merge_maps(Value::Mapping(b), Value::Mapping(o), path),
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            merge_maps(Value::Mapping(b), Value::Mapping(o), path)
+        }
         (Value::Sequence(mut b), Value::Sequence(o)) => {
             for v in o {
                 let v = strip_tags(v);
@@ -130,7 +126,10 @@ fn merge_maps(base: Value, over: Value, path: &mut Vec<String>) -> Value {
         }
         let key = match &k {
             Value::String(s) => s.clone(),
-            other => serde_yaml::to_string(other).unwrap_or_default().trim().to_string(),
+            other => serde_yaml::to_string(other)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
         };
         let merged = match b.remove(&k) {
             Some(prev) => {
@@ -154,7 +153,9 @@ fn key_value_map(v: Value) -> Value {
             for item in items {
                 if let Value::String(s) = &item {
                     match s.split_once('=') {
-                        Some((k, val)) => m.insert(Value::String(k.into()), Value::String(val.into())),
+                        Some((k, val)) => {
+                            m.insert(Value::String(k.into()), Value::String(val.into()))
+                        }
                         None => m.insert(Value::String(s.clone()), Value::Null),
                     };
                 }
@@ -210,10 +211,7 @@ fn volume_target(v: &Value) -> Option<String> {
                 _ => Some(parts[1].to_string()),
             }
         }
-        Value::Mapping(m) => m
-            .get("target")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        Value::Mapping(m) => m.get("target").and_then(Value::as_str).map(str::to_string),
         _ => None,
     }
 }
@@ -272,7 +270,10 @@ services:
             y("{db: null, cache: {condition: service_started}}")
         );
         assert_eq!(web["cap_add"], y("[NET_ADMIN, SYS_TIME]"));
-        assert_eq!(web["healthcheck"], y("{test: [CMD, 'false'], interval: 5s}"));
+        assert_eq!(
+            web["healthcheck"],
+            y("{test: [CMD, 'false'], interval: 5s}")
+        );
         assert_eq!(m["services"]["new"]["image"], y("b"));
     }
 

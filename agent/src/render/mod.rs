@@ -12,7 +12,6 @@ mod service;
 pub mod tree;
 mod values;
 
-
 use crate::model::DesiredState;
 use lines::Seg;
 use serde_yaml::Value;
@@ -374,8 +373,7 @@ pub fn valid_stack_name(n: &str) -> bool {
     n.chars()
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 

@@ -187,7 +187,15 @@ pub(super) fn service(
     let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
     if let Some(v) = get("env_file") {
         let mut from_files = BTreeMap::new();
-        env_files(ctx, input, &base_dir, name, &p("env_file"), v, &mut from_files);
+        env_files(
+            ctx,
+            input,
+            &base_dir,
+            name,
+            &p("env_file"),
+            v,
+            &mut from_files,
+        );
         env.extend(from_files.into_iter().map(|(k, v)| (k, Some(v))));
     }
     if let Some(v) = get("environment") {
@@ -245,7 +253,16 @@ pub(super) fn service(
             } else {
                 refs.configs
             };
-            secret_refs(ctx, input, name, &p(section), v, table, default_dir, &mut spec);
+            secret_refs(
+                ctx,
+                input,
+                name,
+                &p(section),
+                v,
+                table,
+                default_dir,
+                &mut spec,
+            );
         }
     }
     spec.mounts.sort_by(|a, b| a.target.cmp(&b.target));
@@ -369,7 +386,15 @@ pub(super) fn service(
         }
     }
     if let Some(v) = get("deploy") {
-        deploy(ctx, name, &p("deploy"), v, &mut spec, &mut replicas, m.contains_key("restart"));
+        deploy(
+            ctx,
+            name,
+            &p("deploy"),
+            v,
+            &mut spec,
+            &mut replicas,
+            m.contains_key("restart"),
+        );
     }
     let replicas = replicas.map(|(n, _)| n).unwrap_or(1);
 
@@ -516,15 +541,18 @@ fn valid_restart(r: &str) -> bool {
 
 fn valid_container_name(n: &str) -> bool {
     n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn replica_count(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Option<u32> {
     let n = integer(ctx, Some(service), path, v)?;
     if n < 0 || n as u64 > MAX_REPLICAS {
-        ctx.err(Some(service), path, format!("must be between 0 and {MAX_REPLICAS}"));
+        ctx.err(
+            Some(service),
+            path,
+            format!("must be between 0 and {MAX_REPLICAS}"),
+        );
         return None;
     }
     Some(n as u32)
@@ -576,7 +604,10 @@ fn deploy(
                     ctx.err(
                         svc,
                         &rp,
-                        format!("{n} replicas, but {} says {other}", super::lines::display(op)),
+                        format!(
+                            "{n} replicas, but {} says {other}",
+                            super::lines::display(op)
+                        ),
                     );
                 }
             }
@@ -605,7 +636,14 @@ fn deploy(
             if let Some(r) = rm.get("reservations").filter(|v| !v.is_null()) {
                 let lp = key(&rp, "reservations");
                 if let Some(lm) = as_map(ctx, svc, &lp, r) {
-                    check_keys(ctx, svc, &lp, lm, &["cpus", "memory"], &["devices", "generic_resources"]);
+                    check_keys(
+                        ctx,
+                        svc,
+                        &lp,
+                        lm,
+                        &["cpus", "memory"],
+                        &["devices", "generic_resources"],
+                    );
                     if let Some(v) = lm.get("memory") {
                         spec.memory_reservation = bytes(ctx, svc, &key(&lp, "memory"), v);
                     }
@@ -628,7 +666,10 @@ fn deploy(
                 &["condition", "max_attempts", "delay", "window"],
                 &[],
             );
-            let condition = rm.get("condition").and_then(scalar).unwrap_or_else(|| "any".into());
+            let condition = rm
+                .get("condition")
+                .and_then(scalar)
+                .unwrap_or_else(|| "any".into());
             let attempts = rm
                 .get("max_attempts")
                 .and_then(|v| integer(ctx, svc, &key(&rp, "max_attempts"), v));
@@ -667,7 +708,11 @@ fn cpus(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Value) -> Option
     match f {
         Some(f) if f >= 0.0 && f.is_finite() => Some((f * 1e9).round() as i64),
         _ => {
-            ctx.err(service, path, format!("{} is not a number of CPUs", show(v)));
+            ctx.err(
+                service,
+                path,
+                format!("{} is not a number of CPUs", show(v)),
+            );
             None
         }
     }
@@ -685,8 +730,12 @@ fn ulimits(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Vec<UlimitS
         let (soft, hard) = match v {
             Value::Mapping(lm) => {
                 check_keys(ctx, svc, &p, lm, &["soft", "hard"], &[]);
-                let soft = lm.get("soft").and_then(|v| integer(ctx, svc, &key(&p, "soft"), v));
-                let hard = lm.get("hard").and_then(|v| integer(ctx, svc, &key(&p, "hard"), v));
+                let soft = lm
+                    .get("soft")
+                    .and_then(|v| integer(ctx, svc, &key(&p, "soft"), v));
+                let hard = lm
+                    .get("hard")
+                    .and_then(|v| integer(ctx, svc, &key(&p, "hard"), v));
                 match (soft, hard) {
                     (Some(s), Some(h)) => (s, h),
                     _ => {
@@ -751,7 +800,14 @@ fn secret_refs(
         let (source, target, uid, gid, mode) = match item {
             Value::String(s) => (s.clone(), None, None, None, None),
             Value::Mapping(m) => {
-                check_keys(ctx, svc, &p, m, &["source", "target", "uid", "gid", "mode"], &[]);
+                check_keys(
+                    ctx,
+                    svc,
+                    &p,
+                    m,
+                    &["source", "target", "uid", "gid", "mode"],
+                    &[],
+                );
                 let Some(source) = m.get("source").and_then(scalar) else {
                     ctx.err(svc, &p, "`source` is required");
                     continue;
@@ -760,7 +816,11 @@ fn secret_refs(
                     Some(v) => match file_mode(v) {
                         Some(n) => Some(n),
                         None => {
-                            ctx.err(svc, &key(&p, "mode"), format!("{} is not a file mode", show(v)));
+                            ctx.err(
+                                svc,
+                                &key(&p, "mode"),
+                                format!("{} is not a file mode", show(v)),
+                            );
                             continue;
                         }
                     },
@@ -775,7 +835,11 @@ fn secret_refs(
                 )
             }
             other => {
-                ctx.err(svc, &p, format!("must be a name or a mapping, not {}", type_name(other)));
+                ctx.err(
+                    svc,
+                    &p,
+                    format!("must be a name or a mapping, not {}", type_name(other)),
+                );
                 continue;
             }
         };
@@ -864,7 +928,9 @@ pub(super) fn env_files(
             Value::String(s) => (s.clone(), true, false),
             Value::Mapping(m) => {
                 check_keys(ctx, svc, &p, m, &["path", "required", "format"], &[]);
-                let Some(file) = m.get("path").and_then(|v| string(ctx, svc, &key(&p, "path"), v))
+                let Some(file) = m
+                    .get("path")
+                    .and_then(|v| string(ctx, svc, &key(&p, "path"), v))
                 else {
                     ctx.err(svc, &p, "`path` is required");
                     continue;
@@ -933,7 +999,11 @@ pub(super) fn env_files(
                 }
             }
             Ok(None) if !required => {}
-            Ok(None) => ctx.err(svc, &p, format!("env_file {} does not exist", rel.display())),
+            Ok(None) => ctx.err(
+                svc,
+                &p,
+                format!("env_file {} does not exist", rel.display()),
+            ),
             Err(e) => ctx.err(svc, &p, format!("env_file {}: {e}", rel.display())),
         }
     }
@@ -949,14 +1019,24 @@ pub(super) fn ports(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Ve
     for (i, item) in items.iter().enumerate() {
         let p = idx(path, i);
         let parsed = match item {
-            Value::Number(_) | Value::String(_) => parse_port_short(&scalar(item).unwrap_or_default()),
+            Value::Number(_) | Value::String(_) => {
+                parse_port_short(&scalar(item).unwrap_or_default())
+            }
             Value::Mapping(m) => {
                 check_keys(
                     ctx,
                     svc,
                     &p,
                     m,
-                    &["target", "published", "host_ip", "protocol", "mode", "name", "app_protocol"],
+                    &[
+                        "target",
+                        "published",
+                        "host_ip",
+                        "protocol",
+                        "mode",
+                        "name",
+                        "app_protocol",
+                    ],
                     &[],
                 );
                 port_long(m)
@@ -985,13 +1065,18 @@ pub(super) fn port_long(m: &Mapping) -> Result<Vec<PortSpec>, String> {
         .unwrap_or_else(|| "tcp".into());
     check_protocol(&protocol)?;
     let host_ip = m.get("host_ip").and_then(scalar).filter(|s| !s.is_empty());
-    let published = m.get("published").and_then(scalar).filter(|s| !s.is_empty());
+    let published = m
+        .get("published")
+        .and_then(scalar)
+        .filter(|s| !s.is_empty());
     let hosts: Vec<Option<u16>> = match published {
         None => vec![None],
         Some(p) => {
             let (a, b) = parse_range(&p)?;
             if a != b {
-                return Err(format!("published range {p} needs a target range of the same length"));
+                return Err(format!(
+                    "published range {p} needs a target range of the same length"
+                ));
             }
             vec![Some(a)]
         }
@@ -1047,7 +1132,9 @@ pub fn parse_port_short(s: &str) -> Result<Vec<PortSpec>, String> {
     check_protocol(&protocol).map_err(|e| format!("{s:?}: {e}"))?;
     // An IPv6 host address is written in brackets.
     let (host_ip, rest) = if let Some(r) = spec.strip_prefix('[') {
-        let end = r.find(']').ok_or_else(|| format!("{s:?}: unclosed '[' in host address"))?;
+        let end = r
+            .find(']')
+            .ok_or_else(|| format!("{s:?}: unclosed '[' in host address"))?;
         let ip = &r[..end];
         let rest = r[end + 1..]
             .strip_prefix(':')
@@ -1057,8 +1144,15 @@ pub fn parse_port_short(s: &str) -> Result<Vec<PortSpec>, String> {
         let parts: Vec<&str> = spec.split(':').collect();
         match parts.len() {
             1 | 2 => (None, spec.to_string()),
-            3 => (Some(parts[0].to_string()), format!("{}:{}", parts[1], parts[2])),
-            _ => return Err(format!("{s:?} is not a port mapping like 8080:80 or 127.0.0.1:8080:80/udp")),
+            3 => (
+                Some(parts[0].to_string()),
+                format!("{}:{}", parts[1], parts[2]),
+            ),
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a port mapping like 8080:80 or 127.0.0.1:8080:80/udp"
+                ))
+            }
         }
     };
     let host_ip = host_ip.filter(|h| !h.is_empty());
@@ -1134,7 +1228,10 @@ pub(super) fn service_volumes(
             ctx.err(
                 svc,
                 &p,
-                format!("target {:?} must be an absolute path in the container", mount.target),
+                format!(
+                    "target {:?} must be an absolute path in the container",
+                    mount.target
+                ),
             );
             continue;
         }
@@ -1232,7 +1329,16 @@ pub(super) fn volume_long(
         svc,
         path,
         m,
-        &["type", "source", "target", "read_only", "bind", "volume", "tmpfs", "consistency"],
+        &[
+            "type",
+            "source",
+            "target",
+            "read_only",
+            "bind",
+            "volume",
+            "tmpfs",
+            "consistency",
+        ],
         &["image"],
     );
     let kind = m
@@ -1306,7 +1412,11 @@ pub(super) fn volume_long(
                 if let Some(v) = t.get("mode") {
                     mount.tmpfs_mode = file_mode(v);
                     if mount.tmpfs_mode.is_none() {
-                        ctx.err(svc, &key(&tp, "mode"), format!("{} is not a file mode", show(v)));
+                        ctx.err(
+                            svc,
+                            &key(&tp, "mode"),
+                            format!("{} is not a file mode", show(v)),
+                        );
                     }
                 }
             }
@@ -1367,7 +1477,14 @@ pub(super) fn content_digest(
     path: &[Seg],
     mounts: &[MountSpec],
 ) -> Option<String> {
-    let prefix = format!("{}/", input.checkout_dir.display().to_string().trim_end_matches('/'));
+    let prefix = format!(
+        "{}/",
+        input
+            .checkout_dir
+            .display()
+            .to_string()
+            .trim_end_matches('/')
+    );
     let mut h = Sha256::new();
     let mut any = false;
     for m in mounts.iter().filter(|m| m.kind == MountKind::Bind) {
@@ -1395,7 +1512,10 @@ pub(super) fn hash_tree(
     if depth > 32 {
         return Err(format!("{}: directories nested too deep", rel.display()));
     }
-    match tree.kind(rel).map_err(|e| format!("{}: {e}", rel.display()))? {
+    match tree
+        .kind(rel)
+        .map_err(|e| format!("{}: {e}", rel.display()))?
+    {
         None => Ok(()),
         Some(EntryKind::File) => {
             let bytes = tree
@@ -1481,8 +1601,19 @@ pub(super) fn service_networks(
                             svc,
                             &p,
                             opts,
-                            &["aliases", "ipv4_address", "ipv6_address", "priority", "mac_address"],
-                            &["link_local_ips", "gw_priority", "driver_opts", "interface_name"],
+                            &[
+                                "aliases",
+                                "ipv4_address",
+                                "ipv6_address",
+                                "priority",
+                                "mac_address",
+                            ],
+                            &[
+                                "link_local_ips",
+                                "gw_priority",
+                                "driver_opts",
+                                "interface_name",
+                            ],
                         );
                         if let Some(a) = opts.get("aliases") {
                             att.aliases = string_list(ctx, svc, &key(&p, "aliases"), a, false);
@@ -1557,7 +1688,10 @@ pub(super) fn extra_hosts(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value)
             }
         }
         _ => {
-            for (i, s) in string_list(ctx, Some(service), path, v, false).into_iter().enumerate() {
+            for (i, s) in string_list(ctx, Some(service), path, v, false)
+                .into_iter()
+                .enumerate()
+            {
                 // Compose accepts `host=ip` and `host:ip`; an IPv6 address holds colons itself.
                 let pair = s.split_once('=').or_else(|| s.split_once(':'));
                 match pair {
@@ -1581,7 +1715,10 @@ pub(super) fn extra_hosts(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value)
 
 pub(super) fn devices(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Vec<DeviceSpec> {
     let mut out = Vec::new();
-    for (i, s) in string_list(ctx, Some(service), path, v, false).into_iter().enumerate() {
+    for (i, s) in string_list(ctx, Some(service), path, v, false)
+        .into_iter()
+        .enumerate()
+    {
         let parts: Vec<&str> = s.split(':').collect();
         let d = match parts.as_slice() {
             [h] => Some((*h, *h, "rwm")),
@@ -1615,7 +1752,12 @@ pub(super) fn devices(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> 
     out
 }
 
-pub(super) fn healthcheck(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Option<HealthcheckSpec> {
+pub(super) fn healthcheck(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+) -> Option<HealthcheckSpec> {
     let svc = Some(service);
     let m = as_map(ctx, svc, path, v)?;
     check_keys(
@@ -1715,7 +1857,14 @@ pub(super) fn depends_on(
                 let mut dep = started(&n);
                 let mut required = true;
                 if let Some(opts) = v.as_mapping() {
-                    check_keys(ctx, svc, &p, opts, &["condition", "required", "restart"], &[]);
+                    check_keys(
+                        ctx,
+                        svc,
+                        &p,
+                        opts,
+                        &["condition", "required", "restart"],
+                        &[],
+                    );
                     if let Some(c) = opts.get("condition").filter(|v| !v.is_null()) {
                         let c = scalar(c).unwrap_or_default();
                         dep.condition = match c.as_str() {

@@ -37,7 +37,8 @@ impl Repo {
         render(&DirTree::new(self.0.path()), &self.opts(path, env))
     }
     fn ok(&self) -> DesiredState {
-        self.render(".", &[]).unwrap_or_else(|e| panic!("render failed:\n{e}"))
+        self.render(".", &[])
+            .unwrap_or_else(|e| panic!("render failed:\n{e}"))
     }
     fn problems(&self) -> Vec<Problem> {
         match self.render(".", &[]) {
@@ -48,21 +49,42 @@ impl Repo {
 }
 
 fn container<'a>(d: &'a DesiredState, name: &str) -> &'a crate::model::ContainerSpec {
-    d.containers()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no container {name} in {:?}", d.containers().map(|c| &c.name).collect::<Vec<_>>()))
+    d.containers().find(|c| c.name == name).unwrap_or_else(|| {
+        panic!(
+            "no container {name} in {:?}",
+            d.containers().map(|c| &c.name).collect::<Vec<_>>()
+        )
+    })
 }
 
 #[test]
 fn stacks_are_the_followed_dir_and_its_immediate_subdirs() {
     let r = Repo::new();
-    r.write("hosts/a/compose.yaml", "services: {app: {image: busybox}}\n")
-        .write("hosts/a/web/docker-compose.yml", "services: {web: {image: busybox}}\n")
-        .write("hosts/a/named/compose.yml", "name: custom\nservices: {x: {image: busybox}}\n")
-        .write("hosts/a/deep/er/compose.yaml", "services: {no: {image: busybox}}\n")
-        .write("hosts/a/.hidden/compose.yaml", "services: {no: {image: busybox}}\n")
-        .write("hosts/a/notes/readme.txt", "not a stack\n")
-        .write("hosts/b/compose.yaml", "services: {other: {image: busybox}}\n");
+    r.write(
+        "hosts/a/compose.yaml",
+        "services: {app: {image: busybox}}\n",
+    )
+    .write(
+        "hosts/a/web/docker-compose.yml",
+        "services: {web: {image: busybox}}\n",
+    )
+    .write(
+        "hosts/a/named/compose.yml",
+        "name: custom\nservices: {x: {image: busybox}}\n",
+    )
+    .write(
+        "hosts/a/deep/er/compose.yaml",
+        "services: {no: {image: busybox}}\n",
+    )
+    .write(
+        "hosts/a/.hidden/compose.yaml",
+        "services: {no: {image: busybox}}\n",
+    )
+    .write("hosts/a/notes/readme.txt", "not a stack\n")
+    .write(
+        "hosts/b/compose.yaml",
+        "services: {other: {image: busybox}}\n",
+    );
     let d = r.render("hosts/a", &[]).unwrap();
     assert_eq!(
         d.stacks.keys().collect::<Vec<_>>(),
@@ -82,7 +104,10 @@ fn stacks_are_the_followed_dir_and_its_immediate_subdirs() {
 #[test]
 fn broken_yaml_names_file_line_and_column() {
     let r = Repo::new();
-    r.write("compose.yaml", "services:\n  app:\n    image: busybox\n   bad: [\n");
+    r.write(
+        "compose.yaml",
+        "services:\n  app:\n    image: busybox\n   bad: [\n",
+    );
     let p = r.problems();
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].file.as_deref(), Some("compose.yaml"));
@@ -112,7 +137,9 @@ fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
     assert!(typo.message.contains("unknown key"));
     assert_eq!(find("`build` is refused").line, Some(5));
     assert_eq!(find("cgroup_parent").line, Some(6));
-    assert!(find("cgroup_parent").message.contains("does not support yet"));
+    assert!(find("cgroup_parent")
+        .message
+        .contains("does not support yet"));
     assert_eq!(find("`models`").line, Some(7));
     assert_eq!(find("`foo`").line, Some(8));
     assert_eq!(p.len(), 5, "{text:#?}");
@@ -214,8 +241,18 @@ fn bind_mounts_resolve_in_the_checkout_and_their_content_is_hashed() {
         m,
         vec![
             (MountKind::Volume, "web_cache", "/cache", false),
-            (MountKind::Bind, "/var/lib/berth/repo/web/data", "/data", false),
-            (MountKind::Bind, "/var/lib/berth/repo/web/conf", "/etc/app", true),
+            (
+                MountKind::Bind,
+                "/var/lib/berth/repo/web/data",
+                "/data",
+                false
+            ),
+            (
+                MountKind::Bind,
+                "/var/lib/berth/repo/web/conf",
+                "/etc/app",
+                true
+            ),
             (MountKind::Bind, "/lib/modules", "/lib/modules", true),
         ]
     );
@@ -243,7 +280,11 @@ fn bind_mounts_resolve_in_the_checkout_and_their_content_is_hashed() {
         "services:\n  web:\n    image: busybox\n    volumes: ['./evil:/x']\n",
     );
     let p = r.problems();
-    assert!(p[0].message.contains("points outside the repository"), "{}", p[0]);
+    assert!(
+        p[0].message.contains("points outside the repository"),
+        "{}",
+        p[0]
+    );
     r.link("web/conf/escape", "../../../../etc/passwd").write(
         "web/compose.yaml",
         "services:\n  web:\n    image: busybox\n    volumes: ['./conf:/x']\n",
@@ -276,9 +317,18 @@ fn references_must_be_declared_and_dependency_cycles_are_refused() {
     );
     let p = r.problems();
     let all: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-    assert!(all.iter().any(|m| m.contains("network \"nope\"")), "{all:#?}");
-    assert!(all.iter().any(|m| m.contains("volume \"undeclared\"")), "{all:#?}");
-    assert!(all.iter().any(|m| m.contains("anonymous volume")), "{all:#?}");
+    assert!(
+        all.iter().any(|m| m.contains("network \"nope\"")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().any(|m| m.contains("volume \"undeclared\"")),
+        "{all:#?}"
+    );
+    assert!(
+        all.iter().any(|m| m.contains("anonymous volume")),
+        "{all:#?}"
+    );
     assert!(all.iter().any(|m| m.contains("\"ghost\"")), "{all:#?}");
 
     r.write(
@@ -367,7 +417,11 @@ networks:
     assert_eq!(s.dependency_names().collect::<Vec<_>>(), vec!["app"]);
     assert_eq!(s.healthcheck.as_ref().unwrap().test, vec!["NONE"]);
     // Only the declared network is created; nobody uses the default one.
-    let nets: Vec<&str> = d.stacks["edge"].networks.iter().map(|n| n.name.as_str()).collect();
+    let nets: Vec<&str> = d.stacks["edge"]
+        .networks
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(nets, vec!["edge_back"]);
     assert!(d.stacks["edge"].networks[0].internal);
 }
@@ -392,8 +446,14 @@ fn namespace_sharing_container_follows_its_peer() {
 #[test]
 fn stack_and_container_name_collisions_are_refused() {
     let r = Repo::new();
-    r.write("a/compose.yaml", "name: same\nservices: {x: {image: busybox}}\n")
-        .write("b/compose.yaml", "name: same\nservices: {y: {image: busybox}}\n");
+    r.write(
+        "a/compose.yaml",
+        "name: same\nservices: {x: {image: busybox}}\n",
+    )
+    .write(
+        "b/compose.yaml",
+        "name: same\nservices: {y: {image: busybox}}\n",
+    );
     assert!(r.problems()[0].message.contains("also used by"));
     let r = Repo::new();
     r.write("compose.yaml", "name: Bad Name\nservices: {}\n");
@@ -403,7 +463,10 @@ fn stack_and_container_name_collisions_are_refused() {
 #[test]
 fn empty_and_missing_pieces() {
     let r = Repo::new();
-    assert!(r.ok().stacks.is_empty(), "a directory without compose files has no stacks");
+    assert!(
+        r.ok().stacks.is_empty(),
+        "a directory without compose files has no stacks"
+    );
     r.write("compose.yaml", "");
     assert!(r.ok().stacks["edge"].containers.is_empty());
     r.write("compose.yaml", "services:\n  a:\n    command: sleep 1\n");
@@ -456,14 +519,22 @@ fn include_and_extends_bring_services_with_rebased_paths() {
     assert_eq!(twin.env, app.env);
     assert_eq!(twin.command.as_deref().unwrap(), ["sleep", "1"]);
     let extra = container(&d, "edge-extra-1");
-    assert_eq!(extra.mounts[0].source, "/var/lib/berth/repo/hosts/a/inc/data");
+    assert_eq!(
+        extra.mounts[0].source,
+        "/var/lib/berth/repo/hosts/a/inc/data"
+    );
 
     r.write(
         "hosts/a/compose.yaml",
         "include: [inc/compose.yaml]\nservices:\n  extra: {image: busybox}\n",
     );
     let p = r.render("hosts/a", &[]).unwrap_err().problems;
-    assert!(p[0].message.contains("defined both here and in the included"), "{}", p[0]);
+    assert!(
+        p[0].message
+            .contains("defined both here and in the included"),
+        "{}",
+        p[0]
+    );
     r.write(
         "hosts/a/compose.yaml",
         "services:\n  a: {image: busybox, extends: b}\n  b: {image: busybox, extends: a}\n",
@@ -498,12 +569,18 @@ services:
     );
     let d = r.ok();
     let names: Vec<&str> = d.containers().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["edge-migrate-1", "edge-web-1", "edge-web-2", "the-db"]);
+    assert_eq!(
+        names,
+        vec!["edge-migrate-1", "edge-web-1", "edge-web-2", "the-db"]
+    );
     assert!(container(&d, "edge-migrate-1").run_once);
     assert!(!container(&d, "the-db").run_once);
     let web = container(&d, "edge-web-1");
     assert_eq!(web.depends_on[0].service, "db");
-    assert_eq!(web.depends_on[0].condition, crate::model::Condition::ServiceHealthy);
+    assert_eq!(
+        web.depends_on[0].condition,
+        crate::model::Condition::ServiceHealthy
+    );
     assert!(web.depends_on[0].restart);
     let d = r.render(".", &[("COMPOSE_PROFILES", "debug")]).unwrap();
     assert!(d.containers().any(|c| c.service == "debug"));
@@ -617,10 +694,20 @@ configs:
     assert_eq!(a.mounts[0].source, "/var/lib/berth/repo/secrets/db.txt");
     assert!(a.mounts[0].read_only && a.mounts[0].create_host_path == Some(false));
     let json = serde_json::to_string(&d).unwrap();
-    assert!(!json.contains("t0ps3cret"), "a secret value must not reach the desired state");
-    let token = a.files.iter().find(|f| f.target == "/run/secrets/api-token").unwrap();
+    assert!(
+        !json.contains("t0ps3cret"),
+        "a secret value must not reach the desired state"
+    );
+    let token = a
+        .files
+        .iter()
+        .find(|f| f.target == "/run/secrets/api-token")
+        .unwrap();
     assert_eq!(token.mode, 0o400);
-    assert_eq!(token.source, crate::model::FileSource::Env("API_TOKEN".into()));
+    assert_eq!(
+        token.source,
+        crate::model::FileSource::Env("API_TOKEN".into())
+    );
     let d2 = r.render(".", &[("API_TOKEN", "other")]).unwrap();
     assert_ne!(
         container(&d2, "edge-a-1").spec_hash(),
@@ -631,6 +718,14 @@ configs:
     // A value from the stack's .env is in the repository already: it is carried as content.
     r.write(".env", "API_TOKEN=from-dotenv\n");
     let d = r.ok();
-    let token = container(&d, "edge-a-1").files.iter().find(|f| f.target == "/run/secrets/api-token").cloned().unwrap();
-    assert_eq!(token.source, crate::model::FileSource::Content("from-dotenv".into()));
+    let token = container(&d, "edge-a-1")
+        .files
+        .iter()
+        .find(|f| f.target == "/run/secrets/api-token")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        token.source,
+        crate::model::FileSource::Content("from-dotenv".into())
+    );
 }

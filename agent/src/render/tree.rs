@@ -216,7 +216,9 @@ mod tests {
         );
         let e = resolve(&t, Path::new("hosts/a/etc/passwd")).unwrap_err();
         assert!(e.contains("hosts/a/etc") && e.contains("outside"), "{e}");
-        assert!(resolve(&t, Path::new("hosts/a/up")).unwrap_err().contains("outside"));
+        assert!(resolve(&t, Path::new("hosts/a/up"))
+            .unwrap_err()
+            .contains("outside"));
         assert!(resolve(&t, Path::new("hosts/a/loop1"))
             .unwrap_err()
             .contains("too many"));

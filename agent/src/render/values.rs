@@ -99,7 +99,11 @@ pub(super) fn check_keys(
 ) {
     for k in m.keys() {
         let Some(k) = k.as_str() else {
-            ctx.err(service, path, format!("key {} is not a string", type_name(k)));
+            ctx.err(
+                service,
+                path,
+                format!("key {} is not a string", type_name(k)),
+            );
             continue;
         };
         if known.contains(&k) || k.starts_with("x-") {
@@ -133,25 +137,43 @@ pub(super) fn as_map<'v>(
     match v {
         Value::Mapping(m) => Some(m),
         other => {
-            ctx.err(service, path, format!("must be a mapping, not {}", type_name(other)));
+            ctx.err(
+                service,
+                path,
+                format!("must be a mapping, not {}", type_name(other)),
+            );
             None
         }
     }
 }
 
-pub(super) fn string(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Value) -> Option<String> {
+pub(super) fn string(
+    ctx: &mut Ctx,
+    service: Option<&str>,
+    path: &[Seg],
+    v: &Value,
+) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         other => {
-            ctx.err(service, path, format!("must be a string, not {}", type_name(other)));
+            ctx.err(
+                service,
+                path,
+                format!("must be a string, not {}", type_name(other)),
+            );
             None
         }
     }
 }
 
 /// A boolean, also from the strings interpolation produces (`true`, `false`, `yes`, `no`, `on`, `off`).
-pub(super) fn boolean(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Value) -> Option<bool> {
+pub(super) fn boolean(
+    ctx: &mut Ctx,
+    service: Option<&str>,
+    path: &[Seg],
+    v: &Value,
+) -> Option<bool> {
     match v {
         Value::Bool(b) => Some(*b),
         Value::String(s) => match s.to_ascii_lowercase().as_str() {
@@ -163,13 +185,22 @@ pub(super) fn boolean(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Va
             }
         },
         other => {
-            ctx.err(service, path, format!("must be a boolean, not {}", type_name(other)));
+            ctx.err(
+                service,
+                path,
+                format!("must be a boolean, not {}", type_name(other)),
+            );
             None
         }
     }
 }
 
-pub(super) fn integer(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Value) -> Option<i64> {
+pub(super) fn integer(
+    ctx: &mut Ctx,
+    service: Option<&str>,
+    path: &[Seg],
+    v: &Value,
+) -> Option<i64> {
     let parsed = match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
@@ -262,14 +293,23 @@ pub(super) fn string_list(
         Value::String(s) if single_ok => vec![s.clone()],
         Value::Null => Vec::new(),
         other => {
-            ctx.err(service, path, format!("must be a list, not {}", type_name(other)));
+            ctx.err(
+                service,
+                path,
+                format!("must be a list, not {}", type_name(other)),
+            );
             Vec::new()
         }
     }
 }
 
 /// `command` / `entrypoint`: a list, or a string split like a shell would.
-pub(super) fn command(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Option<Vec<String>> {
+pub(super) fn command(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+) -> Option<Vec<String>> {
     match v {
         Value::Null => None,
         Value::String(s) => match shell_split(s) {
@@ -421,5 +461,4 @@ mod tests {
         assert!(shell_split("echo 'open").is_err());
         assert_eq!(shell_split("  ").unwrap(), Vec::<String>::new());
     }
-
 }

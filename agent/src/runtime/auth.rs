@@ -121,7 +121,9 @@ fn normalise_server(s: &str) -> String {
         .trim_start_matches("http://");
     let host = s.split('/').next().unwrap_or(s);
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".into()
+        }
         h => h.to_string(),
     }
 }
@@ -177,11 +179,23 @@ mod tests {
         assert_eq!(c.username.as_deref(), Some("alice"));
         assert_eq!(c.password.as_deref(), Some("s3cret"));
         assert_eq!(c.serveraddress.as_deref(), Some("127.0.0.1:5000"));
-        assert_eq!(a.for_image("busybox").unwrap().username.as_deref(), Some("bob"));
-        assert_eq!(a.for_image("library/busybox:1").unwrap().username.as_deref(), Some("bob"));
+        assert_eq!(
+            a.for_image("busybox").unwrap().username.as_deref(),
+            Some("bob")
+        );
+        assert_eq!(
+            a.for_image("library/busybox:1")
+                .unwrap()
+                .username
+                .as_deref(),
+            Some("bob")
+        );
         assert!(a.for_image("ghcr.io/x/y").is_none());
         let shown = format!("{a:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("pw\""), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw\""),
+            "{shown}"
+        );
         assert!(RegistryAuth::parse(b"{not json").is_err());
         assert!(RegistryAuth::parse(br#"{"auths": {"h": {"auth": "!!"}}}"#).is_err());
     }
@@ -191,8 +205,14 @@ mod tests {
         assert_eq!(registry_of("busybox"), "docker.io");
         assert_eq!(registry_of("team/app"), "docker.io");
         assert_eq!(registry_of("localhost/app"), "localhost");
-        assert_eq!(registry_of("registry.example.com/a/b:1"), "registry.example.com");
-        assert_eq!(registry_of("127.0.0.1:5000/app@sha256:abc"), "127.0.0.1:5000");
+        assert_eq!(
+            registry_of("registry.example.com/a/b:1"),
+            "registry.example.com"
+        );
+        assert_eq!(
+            registry_of("127.0.0.1:5000/app@sha256:abc"),
+            "127.0.0.1:5000"
+        );
     }
 
     #[test]

@@ -113,7 +113,10 @@ impl DockerRuntime {
                 self.docker
                     .connect_network(&net.name, req)
                     .await
-                    .map_err(engine_err(format!("container {name}, network {}", net.name)))?;
+                    .map_err(engine_err(format!(
+                        "container {name}, network {}",
+                        net.name
+                    )))?;
             }
         }
         if !spec.files.is_empty() {
@@ -150,7 +153,9 @@ impl DockerRuntime {
         json["MacAddress"] = serde_json::Value::String(mac.to_string());
         let bytes = bytes_of(&json);
         Ok(self.docker.clone().with_request_modifier(move |req| {
-            if req.method() != hyper::Method::POST || !req.uri().path().ends_with("/containers/create") {
+            if req.method() != hyper::Method::POST
+                || !req.uri().path().ends_with("/containers/create")
+            {
                 return req;
             }
             let (mut parts, _) = req.into_parts();
@@ -355,9 +360,7 @@ impl Runtime for DockerRuntime {
             match item {
                 Ok(info) => {
                     if let Some(detail) = info.error_detail {
-                        return Err(fail(
-                            detail.message.unwrap_or_else(|| "pull failed".into()),
-                        ));
+                        return Err(fail(detail.message.unwrap_or_else(|| "pull failed".into())));
                     }
                     if let Some(status) = info.status {
                         let line = match (info.id, info.progress_detail) {
@@ -384,7 +387,10 @@ impl Runtime for DockerRuntime {
     async fn container_state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let c = self
             .docker
-            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .map_err(engine_err(format!("container {id}")))?;
         let st = c.state.unwrap_or_default();
@@ -550,7 +556,9 @@ impl Runtime for DockerRuntime {
     }
 }
 
-fn non_empty_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+fn non_empty_map(
+    m: &std::collections::BTreeMap<String, String>,
+) -> Option<HashMap<String, String>> {
     if m.is_empty() {
         None
     } else {
@@ -626,12 +634,20 @@ fn files_tar(files: &[crate::model::InjectedFile]) -> Result<Vec<u8>, String> {
         let content = match &f.source {
             FileSource::Content(c) => c.clone().into_bytes(),
             FileSource::Env(var) => std::env::var(var)
-                .map_err(|_| format!("{}: variable {var} is not set in the agent's environment", f.target))?
+                .map_err(|_| {
+                    format!(
+                        "{}: variable {var} is not set in the agent's environment",
+                        f.target
+                    )
+                })?
                 .into_bytes(),
         };
         let path = f.target.trim_start_matches('/');
         if path.len() > 99 {
-            return Err(format!("{}: path too long for a secret or config", f.target));
+            return Err(format!(
+                "{}: path too long for a secret or config",
+                f.target
+            ));
         }
         let mut h = [0u8; 512];
         h[..path.len()].copy_from_slice(path.as_bytes());
@@ -639,7 +655,11 @@ fn files_tar(files: &[crate::model::InjectedFile]) -> Result<Vec<u8>, String> {
             let s = format!("{:0width$o}\0", n, width = buf.len() - 1);
             buf.copy_from_slice(s.as_bytes());
         };
-        let id = |s: &Option<String>| s.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let id = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         octal(&mut h[100..108], f.mode as u64);
         octal(&mut h[108..116], id(&f.uid));
         octal(&mut h[116..124], id(&f.gid));
@@ -822,7 +842,11 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
         }),
         host_config: Some(HostConfig {
             binds: non_empty(&binds),
-            mounts: if mounts.is_empty() { None } else { Some(mounts) },
+            mounts: if mounts.is_empty() {
+                None
+            } else {
+                Some(mounts)
+            },
             port_bindings: if bindings.is_empty() {
                 None
             } else {
@@ -936,10 +960,17 @@ mod engine_tests {
     use crate::plan::plan;
 
     async fn conv(rt: &DockerRuntime, d: &DesiredState, owner: &Owner) -> ApplyReport {
-        converge(rt, d, owner, &mut Default::default(), &ApplyOptions::default(), &|_, _| {})
-            .await
-            .expect("engine reachable")
-            .1
+        converge(
+            rt,
+            d,
+            owner,
+            &mut Default::default(),
+            &ApplyOptions::default(),
+            &|_, _| {},
+        )
+        .await
+        .expect("engine reachable")
+        .1
     }
 
     fn spec(agent: &str, service: &str, env: &str) -> ContainerSpec {
@@ -1061,11 +1092,7 @@ mod engine_tests {
             revision: "r1".into(),
         };
         let d1 = desired(&agent, vec![spec(&agent, "a", "1")]);
-        assert!(
-            conv(&rt, &d1, &owner)
-                .await
-                .ok()
-        );
+        assert!(conv(&rt, &d1, &owner).await.ok());
         let before = rt.observe(&agent).await.unwrap();
 
         let mut bad = spec(&agent, "a", "2");
