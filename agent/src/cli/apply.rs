@@ -17,20 +17,8 @@ pub fn run(
         writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
         return Ok(exit::FAILED);
     }
-    let desired = match super::render::render_dir(dir) {
-        Ok(d) => d,
-        Err(e) => {
-            for p in &e.problems {
-                writeln!(err, "{p}")?;
-            }
-            writeln!(
-                err,
-                "berth: nothing changed: {} problem(s) in {}",
-                e.problems.len(),
-                dir.display()
-            )?;
-            return Ok(exit::FAILED);
-        }
+    let Some(desired) = super::render::render_or_report(dir, "nothing changed: ", err)? else {
+        return Ok(exit::FAILED);
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

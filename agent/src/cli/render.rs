@@ -19,26 +19,37 @@ pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError
     )
 }
 
-pub fn run(
+/// Render `dir`; on problems, print each one and a summary (`prefix` leads it) and return `None`.
+pub fn render_or_report(
     dir: &Path,
-    json: bool,
-    out: &mut impl Write,
+    prefix: &str,
     err: &mut impl Write,
-) -> anyhow::Result<i32> {
-    let desired = match render_dir(dir) {
-        Ok(d) => d,
+) -> std::io::Result<Option<DesiredState>> {
+    match render_dir(dir) {
+        Ok(d) => Ok(Some(d)),
         Err(e) => {
             for p in &e.problems {
                 writeln!(err, "{p}")?;
             }
             writeln!(
                 err,
-                "berth: {} problem(s) in {}",
+                "berth: {prefix}{} problem(s) in {}",
                 e.problems.len(),
                 dir.display()
             )?;
-            return Ok(exit::FAILED);
+            Ok(None)
         }
+    }
+}
+
+pub fn run(
+    dir: &Path,
+    json: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let Some(desired) = render_or_report(dir, "", err)? else {
+        return Ok(exit::FAILED);
     };
     if json {
         serde_json::to_writer_pretty(&mut *out, &desired)?;

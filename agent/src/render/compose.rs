@@ -47,14 +47,6 @@ pub struct StackInput<'a> {
     pub agent_env: &'a BTreeMap<String, String>,
 }
 
-impl StackInput<'_> {
-    /// The directory relative paths of a service resolve against. `include` and `extends` rebase the
-    /// paths they bring in onto the stack's directory, so this is the stack's directory.
-    pub fn base_dir(&self, _service: &Mapping) -> PathBuf {
-        self.dir.clone()
-    }
-}
-
 pub(super) struct Net {
     pub key: String,
     pub external: bool,

@@ -148,7 +148,6 @@ pub(super) fn service(
     check_keys(ctx, svc, path, m, SERVICE_KEYS, SERVICE_LATER);
     let get = |k: &str| m.get(k).filter(|v| !v.is_null());
     let p = |k: &str| key(path, k);
-    let base_dir = input.base_dir(m);
 
     let image = match get("image") {
         Some(v) => string(ctx, svc, &p("image"), v).filter(|s| {
@@ -187,15 +186,7 @@ pub(super) fn service(
     let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
     if let Some(v) = get("env_file") {
         let mut from_files = BTreeMap::new();
-        env_files(
-            ctx,
-            input,
-            &base_dir,
-            name,
-            &p("env_file"),
-            v,
-            &mut from_files,
-        );
+        env_files(ctx, input, name, &p("env_file"), v, &mut from_files);
         env.extend(from_files.into_iter().map(|(k, v)| (k, Some(v))));
     }
     if let Some(v) = get("environment") {
@@ -239,7 +230,7 @@ pub(super) fn service(
         spec.expose = expose;
     }
     if let Some(v) = get("volumes") {
-        spec.mounts = service_volumes(ctx, input, &base_dir, name, &p("volumes"), v, refs.volumes);
+        spec.mounts = service_volumes(ctx, input, name, &p("volumes"), v, refs.volumes);
     }
     if let Some(v) = get("tmpfs") {
         spec.tmpfs = string_list(ctx, svc, &p("tmpfs"), v, true);
@@ -908,7 +899,6 @@ fn file_mode(v: &Value) -> Option<u32> {
 pub(super) fn env_files(
     ctx: &mut Ctx,
     input: &StackInput,
-    base_dir: &Path,
     service: &str,
     path: &[Seg],
     v: &Value,
@@ -967,7 +957,7 @@ pub(super) fn env_files(
             );
             continue;
         }
-        let Some(rel) = join_rel(base_dir, Path::new(&file)) else {
+        let Some(rel) = join_rel(&input.dir, Path::new(&file)) else {
             ctx.err(svc, &p, format!("{file} climbs out of the repository"));
             continue;
         };
@@ -1198,7 +1188,6 @@ pub fn parse_port_short(s: &str) -> Result<Vec<PortSpec>, String> {
 pub(super) fn service_volumes(
     ctx: &mut Ctx,
     input: &StackInput,
-    base_dir: &Path,
     service: &str,
     path: &[Seg],
     v: &Value,
@@ -1237,7 +1226,7 @@ pub(super) fn service_volumes(
         }
         match mount.kind {
             MountKind::Tmpfs => mounts.push(mount),
-            MountKind::Bind => match bind_source(input, base_dir, &mount.source) {
+            MountKind::Bind => match bind_source(input, &mount.source) {
                 Ok(host) => {
                     mount.source = host;
                     mounts.push(mount)
@@ -1427,11 +1416,7 @@ pub(super) fn volume_long(
 
 /// A bind source → absolute host path. Relative sources resolve inside the checkout and must stay in
 /// the repository (symlinks followed, none may point outside); absolute host paths are allowed.
-pub(super) fn bind_source(
-    input: &StackInput,
-    base_dir: &Path,
-    source: &str,
-) -> Result<String, String> {
+pub(super) fn bind_source(input: &StackInput, source: &str) -> Result<String, String> {
     if source.starts_with('/') {
         return Ok(normalise_abs(source));
     }
@@ -1443,7 +1428,7 @@ pub(super) fn bind_source(
             .ok_or_else(|| format!("{source}: `~` needs HOME to be set"))?;
         return Ok(normalise_abs(&format!("{home}{rest}")));
     }
-    let rel = join_rel(base_dir, Path::new(source))
+    let rel = join_rel(&input.dir, Path::new(source))
         .ok_or_else(|| format!("bind source {source} climbs out of the repository"))?;
     let resolved = resolve(input.tree, &rel)?;
     let host = if resolved == Path::new(".") {
