@@ -3,6 +3,7 @@
 //!
 //! [`converge`] is the whole of one convergence: images (by pull policy) → observe → plan → apply.
 
+use crate::error::{StepCause, StepError};
 use crate::images::{self, PullLog};
 use crate::model::{Condition, ContainerSpec, DesiredState};
 use crate::plan::{ContainerStep, Plan};
@@ -17,12 +18,12 @@ pub const OLD_SUFFIX: &str = "_berth-old";
 /// How long a container waits for a dependency to become healthy or to complete, by default.
 pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct ApplyReport {
     /// `verb object` for every step that succeeded, in order.
     pub done: Vec<String>,
-    /// One message per failed or skipped step, naming the object (and stack/service for containers).
-    pub errors: Vec<String>,
+    /// One error per failed or skipped step, naming the object (and stack/service for containers).
+    pub errors: Vec<StepError>,
     /// Problems that did not stop anything (a pull that failed while a local image exists).
     pub warnings: Vec<String>,
     /// Image reference → local image id, for every image that was available.
@@ -35,7 +36,8 @@ impl ApplyReport {
     }
     /// The errors as one message.
     pub fn error_text(&self) -> String {
-        self.errors.join("; ")
+        let texts: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        texts.join("; ")
     }
 }
 
@@ -90,7 +92,18 @@ pub async fn converge<R: Runtime>(
     // Say why an image is missing (the steps that needed it name the image).
     for image in &plan.missing_images {
         if let Some(e) = prepared.errors.get(image) {
-            report.errors.insert(0, e.clone());
+            report.errors.insert(
+                0,
+                StepError {
+                    stack: String::new(),
+                    service: None,
+                    action: format!("pull {image}"),
+                    cause: StepCause::Engine(crate::runtime::RuntimeError::Image {
+                        image: image.clone(),
+                        message: e.clone(),
+                    }),
+                },
+            );
         }
     }
     report.warnings.extend(prepared.warnings);
@@ -109,17 +122,23 @@ pub async fn apply<R: Runtime>(
     for net in &plan.create_networks {
         match rt.create_network(net, owner).await {
             Ok(()) => report.done.push(format!("create network {}", net.name)),
-            Err(e) => report
-                .errors
-                .push(format!("stack {}: create network: {e}", net.stack)),
+            Err(e) => report.errors.push(StepError {
+                stack: net.stack.clone(),
+                service: None,
+                action: format!("create network {}", net.name),
+                cause: e.into(),
+            }),
         }
     }
     for vol in &plan.create_volumes {
         match rt.create_volume(vol, owner).await {
             Ok(()) => report.done.push(format!("create volume {}", vol.name)),
-            Err(e) => report
-                .errors
-                .push(format!("stack {}: create volume: {e}", vol.stack)),
+            Err(e) => report.errors.push(StepError {
+                stack: vol.stack.clone(),
+                service: None,
+                action: format!("create volume {}", vol.name),
+                cause: e.into(),
+            }),
         }
     }
     let missing: BTreeSet<&str> = plan.missing_images.iter().map(String::as_str).collect();
@@ -136,10 +155,12 @@ pub async fn apply<R: Runtime>(
     for (c, r) in removals {
         match r {
             Ok(()) => report.done.push(format!("remove container {}", c.name)),
-            Err(e) => report.errors.push(format!(
-                "stack {}, service {}: remove {}: {e}",
-                c.stack, c.service, c.name
-            )),
+            Err(e) => report.errors.push(StepError {
+                stack: c.stack.clone(),
+                service: Some(c.service.clone()),
+                action: format!("remove container {}", c.name),
+                cause: e.into(),
+            }),
         }
     }
 
@@ -153,11 +174,11 @@ pub async fn apply<R: Runtime>(
         let results = join_all(wave.iter().map(|step| {
             let spec = step.spec();
             let blocked = if step.needs_image() && missing.contains(spec.image.as_str()) {
-                Some(format!("image {} is not available", spec.image))
+                Some(StepCause::ImageMissing(spec.image.clone()))
             } else {
                 spec.dependency_names()
                     .find(|d| failed.contains(&(spec.stack.clone(), d.to_string())))
-                    .map(|d| format!("skipped: dependency {d} failed"))
+                    .map(|d| StepCause::DependencyFailed(d.to_string()))
             };
             let ids = &ids;
             async move {
@@ -165,7 +186,7 @@ pub async fn apply<R: Runtime>(
                     Some(msg) => Err(msg),
                     None => match wait_for_dependencies(rt, spec, ids, opts).await {
                         Err(e) => Err(e),
-                        Ok(()) => run_step(rt, step, owner).await.map_err(|e| e.to_string()),
+                        Ok(()) => run_step(rt, step, owner).await.map_err(StepCause::from),
                     },
                 };
                 (step, r)
@@ -189,14 +210,13 @@ pub async fn apply<R: Runtime>(
                         list.push(id);
                     }
                 }
-                Err(e) => {
-                    report.errors.push(format!(
-                        "stack {}, service {}: {} {}: {e}",
-                        spec.stack,
-                        spec.service,
-                        step.verb(),
-                        spec.name
-                    ));
+                Err(cause) => {
+                    report.errors.push(StepError {
+                        stack: spec.stack.clone(),
+                        service: Some(spec.service.clone()),
+                        action: format!("{} container {}", step.verb(), spec.name),
+                        cause,
+                    });
                     failed.insert((spec.stack.clone(), spec.service.clone()));
                 }
             }
@@ -206,7 +226,12 @@ pub async fn apply<R: Runtime>(
     for name in &plan.remove_networks {
         match rt.remove_network(name).await {
             Ok(()) => report.done.push(format!("remove network {name}")),
-            Err(e) => report.errors.push(format!("remove network: {e}")),
+            Err(e) => report.errors.push(StepError {
+                stack: String::new(),
+                service: None,
+                action: format!("remove network {name}"),
+                cause: e.into(),
+            }),
         }
     }
     report
@@ -220,7 +245,7 @@ async fn wait_for_dependencies<R: Runtime>(
     spec: &ContainerSpec,
     ids: &BTreeMap<(String, String), Vec<String>>,
     opts: &ApplyOptions,
-) -> Result<(), String> {
+) -> Result<(), StepCause> {
     let waits: Vec<_> = spec
         .depends_on
         .iter()
@@ -234,38 +259,40 @@ async fn wait_for_dependencies<R: Runtime>(
         let key = (spec.stack.clone(), dep.service.clone());
         let containers: Vec<String> = ids.get(&key).cloned().unwrap_or_default();
         if containers.is_empty() {
-            return Err(format!("dependency {} has no container", dep.service));
+            return Err(StepCause::DependencyMissing {
+                service: dep.service.clone(),
+            });
         }
         for id in containers {
             let mut delay = Duration::from_millis(100);
             loop {
-                let st = rt.container_state(&id).await.map_err(|e| e.to_string())?;
+                let st = rt.container_state(&id).await?;
+                let service = || dep.service.clone();
                 let verdict = match dep.condition {
                     Condition::ServiceHealthy => match st.health.as_deref() {
                         Some("healthy") => Some(Ok(())),
                         Some("unhealthy") => {
-                            Some(Err(format!("dependency {} is unhealthy", dep.service)))
+                            Some(Err(StepCause::DependencyUnhealthy { service: service() }))
                         }
-                        None if st.running => Some(Err(format!(
-                            "dependency {} has no healthcheck, so it can never be service_healthy",
-                            dep.service
-                        ))),
-                        _ if !st.running && st.status == "exited" => Some(Err(format!(
-                            "dependency {} exited (code {}) before it became healthy",
-                            dep.service,
-                            st.exit_code.unwrap_or(-1)
-                        ))),
+                        None if st.running => Some(Err(StepCause::DependencyNoHealthcheck {
+                            service: service(),
+                        })),
+                        _ if !st.running && st.status == "exited" => {
+                            Some(Err(StepCause::DependencyExited {
+                                service: service(),
+                                code: st.exit_code.unwrap_or(-1),
+                            }))
+                        }
                         _ => None,
                     },
                     Condition::ServiceCompletedSuccessfully => {
                         if st.status == "exited" {
                             match st.exit_code {
                                 Some(0) => Some(Ok(())),
-                                code => Some(Err(format!(
-                                    "dependency {} did not complete successfully (exit code {})",
-                                    dep.service,
-                                    code.unwrap_or(-1)
-                                ))),
+                                code => Some(Err(StepCause::DependencyFailedJob {
+                                    service: service(),
+                                    code: code.unwrap_or(-1),
+                                })),
                             }
                         } else {
                             None
@@ -277,17 +304,20 @@ async fn wait_for_dependencies<R: Runtime>(
                     Some(Ok(())) => break,
                     Some(Err(e)) => return Err(e),
                     None if Instant::now() >= deadline => {
-                        let what = match dep.condition {
+                        let wanted = match dep.condition {
                             Condition::ServiceHealthy => "healthy",
                             _ => "complete",
                         };
-                        return Err(format!(
-                            "dependency {} did not become {what} within {}s (it is {}{})",
-                            dep.service,
-                            opts.dependency_timeout.as_secs(),
-                            st.status,
-                            st.health.map(|h| format!(", {h}")).unwrap_or_default()
-                        ));
+                        return Err(StepCause::DependencyTimeout {
+                            service: service(),
+                            wanted,
+                            after: opts.dependency_timeout,
+                            state: format!(
+                                "{}{}",
+                                st.status,
+                                st.health.map(|h| format!(", {h}")).unwrap_or_default()
+                            ),
+                        });
                     }
                     None => {
                         tokio::time::sleep(delay).await;

@@ -8,6 +8,10 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG: &str = "/etc/berth/config.yaml";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/berth";
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+/// The longest `source.interval` and `cycle_timeout`.
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// How long one reconcile cycle may take before it is abandoned.
+pub const DEFAULT_CYCLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// A config file larger than this is refused before parsing.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
@@ -20,6 +24,7 @@ struct RawConfig {
     socket: Option<PathBuf>,
     docker: Option<RawDocker>,
     log: Option<RawLog>,
+    cycle_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -107,6 +112,8 @@ pub struct Settings {
     pub docker_auth_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// A cycle still running after this is abandoned, logged and counted (`cycle_timeout`).
+    pub cycle_timeout: Duration,
 }
 
 /// A bad config: every problem, each naming its key.
@@ -209,8 +216,8 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         Duration::from_secs(60),
         &mut problems,
     );
-    if interval < Duration::from_secs(1) {
-        problems.push("source.interval: must be at least 1s".into());
+    if interval < Duration::from_secs(1) || interval > MAX_INTERVAL {
+        problems.push("source.interval: must be between 1s and 24h".into());
     }
     let timeout = duration_key(
         "source.timeout",
@@ -258,6 +265,15 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             ));
         }
     }
+    let cycle_timeout = duration_key(
+        "cycle_timeout",
+        raw.cycle_timeout.as_deref(),
+        DEFAULT_CYCLE_TIMEOUT,
+        &mut problems,
+    );
+    if cycle_timeout < Duration::from_secs(1) || cycle_timeout > MAX_INTERVAL {
+        problems.push("cycle_timeout: must be between 1s and 24h".into());
+    }
     let log = raw.log.unwrap_or_default();
     let log_format = match log.format.as_deref() {
         None | Some("plain") => LogFormat::Plain,
@@ -296,6 +312,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         docker_auth_file,
         log_format,
         log_level,
+        cycle_timeout,
     })
 }
 

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod server;
 
+use crate::error::ErrorClass;
 use crate::store::{Outcome, Revision};
 use serde::{Deserialize, Serialize};
 
@@ -37,9 +38,15 @@ pub struct Status {
     pub last_good_seq: Option<u64>,
     pub outcome: Option<Outcome>,
     pub last_error: Option<String>,
+    /// What kind of failure `last_error` is: transient, input, rollout or internal.
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
     pub pinned: bool,
     pub pinned_seq: Option<u64>,
     pub cycles: u64,
+    /// Cycles that ran past `cycle_timeout` and were abandoned.
+    #[serde(default)]
+    pub cycles_abandoned: u64,
     pub containers: Vec<ContainerStatus>,
 }
 
@@ -93,6 +100,8 @@ impl From<&Revision> for HistoryEntry {
 pub struct CycleResult {
     pub outcome: Outcome,
     pub error: Option<String>,
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
     pub applied_commit: Option<String>,
     pub applied_seq: Option<u64>,
 }

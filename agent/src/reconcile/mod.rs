@@ -1,34 +1,37 @@
-//! The reconcile loop: every trigger (interval tick with jitter, `berth reconcile`, rollback, resume) feeds
-//! one loop that recomputes everything: fetch → render → checkout → observe → plan → apply → record.
+//! The reconcile loop: every trigger (interval tick with jitter, `berth reconcile`, rollback, resume, drift)
+//! feeds one loop that recomputes everything: fetch → render → checkout → observe → plan → apply → record.
 //!
 //! Errors never tear anything down: a fetch or render failure keeps converging the current revision (so
-//! drift is still corrected offline), and every failure turns into a backoff through [`next_delay`].
+//! drift is still corrected offline). Errors are typed ([`CycleError`]); their class decides the next
+//! delay ([`backoff`]). Git and store calls run on the blocking pool, never on the loop's thread; each
+//! cycle has a deadline (`cycle_timeout`) after which it is abandoned, and the systemd watchdog is pinged
+//! from the loop only while it is alive and within that deadline.
 
 use crate::api::server::{Command, Shared};
 use crate::api::{CycleResult, SourceInfo, Status};
 use crate::config::Settings;
+use crate::error::{overall_class, CycleError, RollbackError};
 use crate::model::DesiredState;
 use crate::render::{self, RenderError, RenderOptions, Tree};
 use crate::runtime::{DockerRuntime, Owner};
 use crate::source::{self, GitSource};
-use crate::store::{Outcome, Revision, Store};
+use crate::store::{Outcome, Revision, Store, StoreError};
 use crate::{apply, notify};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+pub mod backoff;
 mod drift;
+pub use backoff::Backoff;
 pub use drift::watch_drift;
-
-/// Shortest wait after a failed cycle; doubles per consecutive failure up to the interval.
-const BACKOFF_BASE: Duration = Duration::from_secs(2);
 
 pub struct Agent {
     settings: Settings,
     runtime: DockerRuntime,
     store: Store,
-    /// `None` only while a blocking git task holds it.
+    /// `None` only while a blocking git task holds it (or after a cycle holding it was abandoned).
     source: Option<GitSource>,
     shared: Arc<Shared>,
     /// The revision the engine is converged to (the `current` pointer), with its desired state.
@@ -36,9 +39,10 @@ pub struct Agent {
     /// The last commit seen on the remote.
     fetched: Option<String>,
     /// A commit that failed to render or check out: not retried until the remote moves.
-    failed_commit: Option<(String, String)>,
-    failures: u32,
+    rejected: Option<(String, Arc<CycleError>)>,
+    backoff: Backoff,
     cycles: u64,
+    abandoned: u64,
     /// The commit the working tree is known to hold (checked out by this process).
     checked_out: Option<String>,
     /// When each image was last pulled (for `pull_policy: daily` and the like); kept in the store.
@@ -49,35 +53,77 @@ pub struct Agent {
 /// What one cycle is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// Fetch and follow Git (or the pinned revision).
-    Follow,
+    /// Follow Git (or the pinned revision); `fetch`: ask the remote first.
+    Follow { fetch: bool },
     /// Re-apply stored revision `seq` and pin there, without touching the remote.
     Rollback(u64),
     /// Converge the current (or pinned) revision again without fetching: drift seen in engine events.
     Local,
 }
 
+/// What a cycle converges: a desired state and the commit it came from.
+struct Target {
+    desired: DesiredState,
+    commit: String,
+}
+
+impl Target {
+    fn of(rev: &Revision) -> Option<Target> {
+        rev.desired.clone().map(|desired| Target {
+            desired,
+            commit: rev.commit.clone(),
+        })
+    }
+}
+
+/// What `Agent::start` reads from disk, on the blocking pool.
+struct Opened {
+    store: Store,
+    source: GitSource,
+    pointers: crate::store::Pointers,
+    pull_log: crate::images::PullLog,
+    current: Option<Revision>,
+}
+
+fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(&settings.state_dir)
+        .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
+    let store = Store::open(&settings.state_dir.join("store"))?;
+    let source = GitSource::open(&settings.state_dir, &settings.source)?;
+    let pointers = store.pointers()?;
+    let pull_log = store.pull_log().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read pull times; starting afresh");
+        Default::default()
+    });
+    let current = match pointers.current {
+        Some(seq) => store.get(seq)?,
+        None => None,
+    };
+    Ok(Opened {
+        store,
+        source,
+        pointers,
+        pull_log,
+        current,
+    })
+}
+
 impl Agent {
     pub async fn start(settings: Settings) -> anyhow::Result<(Agent, mpsc::Receiver<Command>)> {
-        std::fs::create_dir_all(&settings.state_dir)
-            .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
         let runtime = DockerRuntime::connect(settings.docker_host.as_deref())
             .await?
             .with_auth_file(settings.docker_auth_file.clone());
-        let store = Store::open(&settings.state_dir.join("store"))?;
-        let source = {
-            let (dir, s) = (settings.state_dir.clone(), settings.source.clone());
-            tokio::task::spawn_blocking(move || GitSource::open(&dir, &s)).await??
+        let opened = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || open_state(&settings)).await??
         };
-        let pointers = store.pointers()?;
-        let pull_log = store.pull_log().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read pull times; starting afresh");
-            Default::default()
-        });
-        let current = match pointers.current {
-            Some(seq) => store.get(seq)?,
-            None => None,
-        };
+        let Opened {
+            store,
+            source,
+            pointers,
+            pull_log,
+            current,
+        } = opened;
         let (tx, rx) = mpsc::channel(64);
         let status = Status {
             agent_id: settings.agent_id.clone(),
@@ -107,9 +153,10 @@ impl Agent {
             shared,
             current,
             fetched: None,
-            failed_commit: None,
-            failures: 0,
+            rejected: None,
+            backoff: Backoff::default(),
             cycles: 0,
+            abandoned: 0,
             checked_out: None,
             pull_log,
             apply_options: apply::ApplyOptions::from_env(),
@@ -131,47 +178,56 @@ impl Agent {
     ) -> anyhow::Result<Option<CycleResult>> {
         let mut watchdog =
             tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let first = self.cycle_pinging(Mode::Follow, &mut watchdog).await;
+        let first = self
+            .run_cycle(Mode::Follow { fetch: true }, &mut watchdog)
+            .await;
         notify::notify("READY=1");
         if once {
             return Ok(Some(first));
         }
         loop {
-            let delay = self.next_delay();
+            let delay = self
+                .backoff
+                .next_delay(self.settings.source.interval, backoff::draw());
             tracing::debug!(delay_ms = delay.as_millis() as u64, "next cycle");
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
-            let cmd = loop {
+            let first = loop {
                 tokio::select! {
                     _ = &mut sleep => break None,
                     c = commands.recv() => break c,
+                    // Idle: the loop is alive.
                     _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
                 }
             };
-            match cmd {
-                None => {
-                    self.cycle_pinging(Mode::Follow, &mut watchdog).await;
+            let Some(first) = first else {
+                let fetch = self
+                    .backoff
+                    .fetch_due(Instant::now(), self.settings.source.interval);
+                self.run_cycle(Mode::Follow { fetch }, &mut watchdog).await;
+                continue;
+            };
+            // Everything queued while the last cycle ran is served together: one cycle answers every
+            // reconcile request and every drift event; rollback and resume keep their order.
+            let mut queued = Queued::default();
+            queued.add(first);
+            while let Ok(c) = commands.try_recv() {
+                queued.add(c);
+            }
+            if !queued.replies.is_empty() || queued.reconcile {
+                let r = self
+                    .run_cycle(Mode::Follow { fetch: true }, &mut watchdog)
+                    .await;
+                for reply in queued.replies {
+                    let _ = reply.send(r.clone());
                 }
-                Some(Command::Reconcile { reply }) => {
-                    // Everyone who asked while we were busy is answered by this one cycle.
-                    let mut replies: Vec<_> = reply.into_iter().collect();
-                    let mut other = Vec::new();
-                    while let Ok(c) = commands.try_recv() {
-                        match c {
-                            Command::Reconcile { reply } => replies.extend(reply),
-                            c => other.push(c),
-                        }
-                    }
-                    let result = self.cycle_pinging(Mode::Follow, &mut watchdog).await;
-                    for r in replies {
-                        let _ = r.send(result.clone());
-                    }
-                    for c in other {
-                        self.command(c, &mut watchdog).await;
-                    }
-                }
-                Some(c) => self.command(c, &mut watchdog).await,
+            } else if queued.drift {
+                self.run_cycle(Mode::Local, &mut watchdog).await;
+            }
+            for c in queued.other {
+                self.command(c, &mut watchdog).await;
             }
         }
     }
@@ -179,27 +235,27 @@ impl Agent {
     async fn command(&mut self, cmd: Command, watchdog: &mut tokio::time::Interval) {
         match cmd {
             Command::Reconcile { reply } => {
-                let r = self.cycle_pinging(Mode::Follow, watchdog).await;
+                let r = self.run_cycle(Mode::Follow { fetch: true }, watchdog).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
             }
             Command::Rollback { seq, reply } => {
-                let target = match self.rollback_target(seq) {
+                let target = match self.rollback_target(seq).await {
                     Ok(t) => t,
                     Err(e) => {
-                        let _ = reply.send(Err(e));
+                        let _ = reply.send(Err(e.to_string()));
                         return;
                     }
                 };
-                let r = self.cycle_pinging(Mode::Rollback(target), watchdog).await;
+                let r = self.run_cycle(Mode::Rollback(target), watchdog).await;
                 let _ = reply.send(Ok(r));
             }
             Command::Drift => {
-                self.cycle_pinging(Mode::Local, watchdog).await;
+                self.run_cycle(Mode::Local, watchdog).await;
             }
             Command::Resume { reply } => {
-                if let Err(e) = self.store.set_pinned(None) {
+                if let Err(e) = self.db(|s| s.set_pinned(None)).await {
                     tracing::error!(error = %e, "cannot unpin");
                 }
                 self.set_status(|s| {
@@ -207,54 +263,19 @@ impl Agent {
                     s.pinned_seq = None;
                 });
                 tracing::info!("resumed: following Git again");
-                let r = self.cycle_pinging(Mode::Follow, watchdog).await;
+                let r = self.run_cycle(Mode::Follow { fetch: true }, watchdog).await;
                 let _ = reply.send(r);
             }
         }
     }
 
     /// Which stored revision a rollback goes to: `seq`, or the last good one before the current.
-    fn rollback_target(&self, seq: Option<u64>) -> Result<u64, String> {
-        let rev = match seq {
-            Some(s) => self
-                .store
-                .get(s)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no revision {s} in history"))?,
-            None => {
-                let before = self.current.as_ref().map(|c| c.seq).unwrap_or(u64::MAX);
-                // A rollback record re-applies an older commit: step past every record of the current commit.
-                let current_commit = self.current.as_ref().map(|c| c.commit.clone());
-                let mut b = before;
-                loop {
-                    match self.store.last_good_before(b).map_err(|e| e.to_string())? {
-                        Some(r) if Some(&r.commit) == current_commit.as_ref() => b = r.seq,
-                        Some(r) => break r,
-                        None => {
-                            return Err("no earlier good revision in history to roll back to".into())
-                        }
-                    }
-                }
-            }
-        };
-        if rev.desired.is_none() {
-            return Err(format!(
-                "revision {} did not render; it cannot be re-applied",
-                rev.seq
-            ));
-        }
-        Ok(rev.seq)
-    }
-
-    fn next_delay(&self) -> Duration {
-        let interval = self.settings.source.interval;
-        let base = if self.failures == 0 {
-            interval
-        } else {
-            let exp = BACKOFF_BASE.saturating_mul(1u32 << self.failures.min(16).saturating_sub(1));
-            exp.min(interval)
-        };
-        jitter(base)
+    async fn rollback_target(&self, seq: Option<u64>) -> Result<u64, CycleError> {
+        let current = self.current.as_ref().map(|c| (c.seq, c.commit.clone()));
+        let picked = self
+            .db(move |store| pick_rollback(store, seq, current))
+            .await?;
+        Ok(picked?)
     }
 
     fn set_status(&self, f: impl FnOnce(&mut Status)) {
@@ -262,239 +283,100 @@ impl Agent {
         f(&mut s);
     }
 
-    /// Run a cycle while pinging the watchdog, so a long pull is not mistaken for a hang (a real hang of
-    /// the loop thread stops the pings too).
-    async fn cycle_pinging(
-        &mut self,
-        mode: Mode,
-        watchdog: &mut tokio::time::Interval,
-    ) -> CycleResult {
+    /// Run a cycle under its deadline, pinging the watchdog while it runs (a long pull is not a hang; a
+    /// blocked loop thread stops the pings, and a cycle stuck in an await is abandoned at the deadline).
+    async fn run_cycle(&mut self, mode: Mode, watchdog: &mut tokio::time::Interval) -> CycleResult {
         let n = self.cycles + 1;
         let span = tracing::info_span!("cycle", n, revision = tracing::field::Empty);
-        let fut = self.cycle(mode).instrument(span);
-        tokio::pin!(fut);
-        loop {
-            tokio::select! {
-                r = &mut fut => return r,
-                _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
+        let limit = self.settings.cycle_timeout;
+        let finished = {
+            let fut = self.cycle(mode).instrument(span.clone());
+            let deadline = tokio::time::sleep(limit);
+            tokio::pin!(fut);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    r = &mut fut => break Some(r),
+                    _ = &mut deadline => break None,
+                    _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
+                }
+            }
+        };
+        match finished {
+            Some(r) => r,
+            None => {
+                let _entered = span.enter();
+                self.abandoned += 1;
+                // A git task still running on the blocking pool keeps the source; the next cycle opens
+                // the clone again.
+                tracing::error!(
+                    cycle_timeout_s = limit.as_secs(),
+                    abandoned = self.abandoned,
+                    "cycle abandoned: it did not finish within cycle_timeout"
+                );
+                let abandoned = self.abandoned;
+                self.set_status(|s| s.cycles_abandoned = abandoned);
+                self.finish(vec![CycleError::Timeout { after: limit }])
             }
         }
     }
 
     async fn cycle(&mut self, mode: Mode) -> CycleResult {
         let started = Instant::now();
-        let mut errors: Vec<String> = Vec::new();
-        let pinned = match self.store.pointers() {
+        let mut errors: Vec<CycleError> = Vec::new();
+        let pinned = match self.db(|s| s.pointers()).await {
             Ok(p) => p.pinned,
             Err(e) => {
-                errors.push(e.to_string());
+                errors.push(e);
                 None
             }
         };
 
         // 1. Fetch (not for a rollback: that works offline, from the store).
-        if mode == Mode::Follow {
-            match self
-                .git(|src| src.fetch().map(|o| (o, src.fetch_count())))
-                .await
-            {
-                Ok((outcome, count)) => {
-                    self.fetched = Some(outcome.commit.clone());
-                    self.set_status(|s| {
-                        s.fetched_commit = Some(outcome.commit.clone());
-                        s.fetched_at = Some(crate::now_unix());
-                        s.fetch_count = count;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "fetch failed; keeping the current revision");
-                    errors.push(e.to_string());
-                }
+        if mode == (Mode::Follow { fetch: true }) {
+            if let Err(e) = self.fetch().await {
+                tracing::warn!(error = %e, "fetch failed; keeping the current revision");
+                errors.push(e);
             }
         }
 
         // 2. Decide the target: a new revision to render, or the current/pinned one to keep converged.
-        let mut new_revision: Option<Revision> = None;
-        let target: Option<(DesiredState, String)> = match (mode, pinned) {
-            (Mode::Rollback(seq), _) => match self.store.get(seq) {
-                Ok(Some(rev)) if rev.desired.is_some() => {
-                    if let Err(e) = self.store.set_pinned(Some(seq)) {
-                        errors.push(e.to_string());
-                    }
-                    self.set_status(|s| {
-                        s.pinned = true;
-                        s.pinned_seq = Some(seq);
-                    });
-                    tracing::info!(seq, commit = %rev.commit, "rolling back; pinned until `berth resume`");
-                    let desired = rev.desired.clone().unwrap_or_default();
-                    new_revision = Some(Revision {
-                        rollback: true,
-                        outcome: Outcome::Applied,
-                        error: None,
-                        ..rev.clone()
-                    });
-                    Some((desired, rev.commit))
-                }
-                Ok(_) => {
-                    errors.push(format!("revision {seq} cannot be re-applied"));
-                    None
-                }
-                Err(e) => {
-                    errors.push(e.to_string());
-                    None
-                }
-            },
-            (Mode::Follow | Mode::Local, Some(seq)) => {
-                // Pinned: new commits are fetched and shown, not applied.
-                match self.store.get(seq) {
-                    Ok(Some(rev)) => rev.desired.map(|d| (d, rev.commit)),
-                    _ => self.current_target(),
-                }
-            }
-            (Mode::Follow, None) => match self.fetched.clone() {
-                Some(commit) if self.current.as_ref().map(|c| &c.commit) != Some(&commit) => {
-                    if let Some((failed, err)) =
-                        self.failed_commit.clone().filter(|(c, _)| *c == commit)
-                    {
-                        // Already reported once; keep the running revision converged.
-                        let _ = failed;
-                        errors.push(err);
-                        self.current_target()
-                    } else {
-                        match self.render_commit(&commit).await {
-                            Ok((desired, rev)) => {
-                                new_revision = Some(rev);
-                                Some((desired, commit))
-                            }
-                            Err((message, rev)) => {
-                                tracing::error!(commit = %commit, error = %message, "revision rejected; the running revision stays");
-                                self.failed_commit = Some((commit.clone(), message.clone()));
-                                let already = self
-                                    .store
-                                    .list(1)
-                                    .ok()
-                                    .and_then(|l| l.into_iter().next())
-                                    .is_some_and(|r| {
-                                        r.commit == commit
-                                            && r.outcome == Outcome::Failed
-                                            && r.desired.is_none()
-                                    });
-                                if let Some(rev) = rev.filter(|_| !already) {
-                                    if let Err(e) = self.store.put(&rev, false, false) {
-                                        errors.push(e.to_string());
-                                    }
-                                }
-                                errors.push(message);
-                                self.current_target()
-                            }
-                        }
-                    }
-                }
-                _ => self.current_target(),
-            },
-            (Mode::Local, None) => self.current_target(),
-        };
+        let (target, new_revision) = self.choose_target(mode, pinned, &mut errors).await;
 
         // 3-5. Observe, plan, apply.
         let mut apply_errors = Vec::new();
         let mut images_used = std::collections::BTreeMap::new();
-        if let Some((desired, revision)) = &target {
-            tracing::Span::current().record("revision", revision.as_str());
-            // The working tree must hold the revision being converged (after a rollback, or when the
-            // clone under state_dir was lost); without it, bind mounts would see other files.
-            if let Err(e) = self.ensure_checkout(revision).await {
-                tracing::warn!(error = %e, "cannot check out {revision}; bind-mounted files stay as they are");
-            }
-            let owner = Owner {
-                agent_id: self.settings.agent_id.clone(),
-                revision: revision.clone(),
-            };
-            let throttle = crate::images::Throttle::new(Duration::from_secs(2));
-            let progress = |image: &str, line: &str| {
-                if throttle.pass(image, line) {
-                    tracing::info!(image, progress = line, "pulling");
-                }
-            };
-            let before = self.pull_log.clone();
-            let converged = apply::converge(
-                &self.runtime,
-                desired,
-                &owner,
-                &mut self.pull_log,
-                &self.apply_options,
-                &progress,
-            )
-            .await;
-            if self.pull_log != before {
-                if let Err(e) = self.store.set_pull_log(&self.pull_log) {
-                    tracing::warn!(error = %e, "cannot record pull times");
-                }
-            }
-            match converged {
-                Ok((plan, report)) => {
-                    if !plan.is_empty() {
-                        for step in plan.describe() {
-                            tracing::info!(step = %step, "plan");
-                        }
-                    }
-                    for w in &report.warnings {
-                        tracing::warn!(warning = %w, "image");
-                    }
+        if let Some(t) = &target {
+            tracing::Span::current().record("revision", t.commit.as_str());
+            match self.converge(t).await {
+                Ok(report) => {
                     images_used = report.images;
-                    apply_errors = report.errors;
+                    apply_errors.extend(report.errors.into_iter().map(CycleError::Step));
                 }
-                Err(e) => apply_errors.push(e.to_string()),
+                Err(e) => apply_errors.push(CycleError::Engine(e)),
             }
         }
         for e in &apply_errors {
-            tracing::error!(error = %e, "apply step failed");
+            tracing::error!(error = %e, class = %e.class(), "apply step failed");
         }
 
         // 6. Record.
-        let duration_ms = started.elapsed().as_millis() as u64;
         let apply_ok = apply_errors.is_empty();
-        errors.extend(apply_errors.iter().cloned());
+        let apply_text = join(&apply_errors, "; ");
+        errors.extend(apply_errors);
         if let Some(mut rev) = new_revision {
-            rev.seq = match self.store.next_seq() {
-                Ok(s) => s,
-                Err(e) => {
-                    errors.push(e.to_string());
-                    0
-                }
-            };
             rev.applied_at = crate::now_unix();
-            rev.duration_ms = duration_ms;
+            rev.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
             rev.images = images_used;
             rev.outcome = if apply_ok {
                 Outcome::Applied
             } else {
                 Outcome::Failed
             };
-            rev.error = if apply_ok {
-                None
-            } else {
-                Some(apply_errors.join("; "))
-            };
-            if rev.seq > 0 {
-                match self.store.put(&rev, true, apply_ok) {
-                    Ok(()) => {
-                        let (seq, commit) = (rev.seq, rev.commit.clone());
-                        if !rev.rollback
-                            || self
-                                .git(move |src| Ok(src.has_commit(&commit)))
-                                .await
-                                .unwrap_or(false)
-                        {
-                            let commit = rev.commit.clone();
-                            if let Err(e) = self.git(move |src| src.keep(seq, &commit)).await {
-                                tracing::warn!(error = %e, "cannot keep a local ref to the applied commit");
-                            }
-                        }
-                        tracing::info!(seq = rev.seq, commit = %rev.commit, outcome = %rev.outcome, duration_ms, "revision recorded");
-                        self.current = Some(rev);
-                    }
-                    Err(e) => errors.push(e.to_string()),
-                }
+            rev.error = (!apply_ok).then_some(apply_text);
+            match self.record_new(rev, apply_ok).await {
+                Ok(rev) => self.current = Some(rev),
+                Err(e) => errors.push(e),
             }
         } else if let Some(cur) = self
             .current
@@ -507,44 +389,225 @@ impl Agent {
                 error: None,
                 ..cur
             };
-            match self.store.put(&rev, true, true) {
+            let saved = rev.clone();
+            match self.db(move |s| s.put(&saved, true, true)).await {
                 Ok(()) => self.current = Some(rev),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.push(e),
             }
         }
+        match self.db(|s| s.pointers()).await {
+            Ok(p) => self.set_status(|s| s.last_good_seq = p.last_good),
+            Err(e) => errors.push(e),
+        }
+        self.finish(errors)
+    }
 
+    /// Count the cycle, set the backoff from its errors' class, and publish its result in status.
+    fn finish(&mut self, errors: Vec<CycleError>) -> CycleResult {
+        let class = overall_class(&errors);
+        self.backoff.cycle_done(class);
+        self.cycles += 1;
         let outcome = if errors.is_empty() {
             Outcome::Applied
         } else {
             Outcome::Failed
         };
-        self.failures = if errors.is_empty() {
-            0
-        } else {
-            self.failures.saturating_add(1)
-        };
-        self.cycles += 1;
-        let last_good = self.store.pointers().ok().and_then(|p| p.last_good);
-        let error = if errors.is_empty() {
-            None
-        } else {
-            Some(errors.join("\n"))
-        };
+        let error = (!errors.is_empty()).then(|| join(&errors, "\n"));
         let result = CycleResult {
             outcome,
             error: error.clone(),
+            error_class: class,
             applied_commit: self.current.as_ref().map(|c| c.commit.clone()),
             applied_seq: self.current.as_ref().map(|c| c.seq),
         };
+        let cycles = self.cycles;
         self.set_status(|s| {
             s.outcome = Some(outcome);
             s.last_error = error;
-            s.cycles = self.cycles;
+            s.error_class = class;
+            s.cycles = cycles;
             s.applied_commit = result.applied_commit.clone();
             s.applied_seq = result.applied_seq;
-            s.last_good_seq = last_good;
         });
         result
+    }
+
+    /// Ask the remote where the followed ref is; fetch objects only when it moved.
+    async fn fetch(&mut self) -> Result<(), CycleError> {
+        tracing::debug!("checking the remote");
+        let fetched = self
+            .git(|src| src.fetch().map(|o| (o, src.fetch_count())))
+            .await;
+        self.backoff.fetch_done(fetched.is_ok(), Instant::now());
+        let (outcome, count) = fetched.map_err(CycleError::Fetch)?;
+        self.fetched = Some(outcome.commit.clone());
+        self.set_status(|s| {
+            s.fetched_commit = Some(outcome.commit.clone());
+            s.fetched_at = Some(crate::now_unix());
+            s.fetch_count = count;
+        });
+        Ok(())
+    }
+
+    /// The desired state this cycle converges, and the new revision record it will write (when it is
+    /// a new commit or a rollback).
+    async fn choose_target(
+        &mut self,
+        mode: Mode,
+        pinned: Option<u64>,
+        errors: &mut Vec<CycleError>,
+    ) -> (Option<Target>, Option<Revision>) {
+        match (mode, pinned) {
+            (Mode::Rollback(seq), _) => match self.db(move |s| s.get(seq)).await {
+                Ok(Some(rev)) if rev.desired.is_some() => {
+                    if let Err(e) = self.db(move |s| s.set_pinned(Some(seq))).await {
+                        errors.push(e);
+                    }
+                    self.set_status(|s| {
+                        s.pinned = true;
+                        s.pinned_seq = Some(seq);
+                    });
+                    tracing::info!(seq, commit = %rev.commit, "rolling back; pinned until `berth resume`");
+                    let target = Target::of(&rev);
+                    let record = Revision {
+                        rollback: true,
+                        outcome: Outcome::Applied,
+                        error: None,
+                        ..rev
+                    };
+                    (target, Some(record))
+                }
+                Ok(_) => {
+                    errors.push(RollbackError::NotRendered(seq).into());
+                    (None, None)
+                }
+                Err(e) => {
+                    errors.push(e);
+                    (None, None)
+                }
+            },
+            (Mode::Follow { .. } | Mode::Local, Some(seq)) => {
+                // Pinned: new commits are fetched and shown, not applied.
+                match self.db(move |s| s.get(seq)).await {
+                    Ok(Some(rev)) => (Target::of(&rev), None),
+                    _ => (self.current_target(), None),
+                }
+            }
+            (Mode::Follow { .. }, None) => match self.fetched.clone() {
+                Some(commit) if self.current.as_ref().map(|c| &c.commit) != Some(&commit) => {
+                    if let Some((_, err)) = self.rejected.clone().filter(|(c, _)| *c == commit) {
+                        // Already reported once; keep the running revision converged.
+                        errors.push(CycleError::Rejected(err));
+                        return (self.current_target(), None);
+                    }
+                    match self.render_commit(&commit).await {
+                        Ok((desired, rev)) => (Some(Target { desired, commit }), Some(rev)),
+                        Err((err, rev)) => {
+                            tracing::error!(commit = %commit, error = %err, class = %err.class(), "revision rejected; the running revision stays");
+                            let err = Arc::new(err);
+                            self.rejected = Some((commit.clone(), err.clone()));
+                            if let Some(rev) = rev {
+                                if let Err(e) = self.record_rejected(rev).await {
+                                    errors.push(e);
+                                }
+                            }
+                            errors.push(CycleError::Rejected(err));
+                            (self.current_target(), None)
+                        }
+                    }
+                }
+                _ => (self.current_target(), None),
+            },
+            (Mode::Local, None) => (self.current_target(), None),
+        }
+    }
+
+    /// Images, observe, plan and apply for one target; pull times are kept in the store.
+    async fn converge(
+        &mut self,
+        target: &Target,
+    ) -> Result<apply::ApplyReport, crate::runtime::RuntimeError> {
+        // The working tree must hold the revision being converged (after a rollback, or when the clone
+        // under state_dir was lost); without it, bind mounts would see other files.
+        if let Err(e) = self.ensure_checkout(&target.commit).await {
+            tracing::warn!(error = %e, commit = %target.commit, "cannot check out the revision; bind-mounted files stay as they are");
+        }
+        let owner = Owner {
+            agent_id: self.settings.agent_id.clone(),
+            revision: target.commit.clone(),
+        };
+        let throttle = crate::images::Throttle::new(Duration::from_secs(2));
+        let progress = |image: &str, line: &str| {
+            if throttle.pass(image, line) {
+                tracing::info!(image, progress = line, "pulling");
+            }
+        };
+        let before = self.pull_log.clone();
+        let converged = apply::converge(
+            &self.runtime,
+            &target.desired,
+            &owner,
+            &mut self.pull_log,
+            &self.apply_options,
+            &progress,
+        )
+        .await;
+        if self.pull_log != before {
+            let log = self.pull_log.clone();
+            if let Err(e) = self.db(move |s| s.set_pull_log(&log)).await {
+                tracing::warn!(error = %e, "cannot record pull times");
+            }
+        }
+        let (plan, report) = converged?;
+        for step in plan.describe() {
+            tracing::info!(step = %step, "plan");
+        }
+        for w in &report.warnings {
+            tracing::warn!(warning = %w, "image");
+        }
+        Ok(report)
+    }
+
+    /// Write a new revision record (next sequence number, pointers) in one transaction, then keep a
+    /// local ref to its commit so a rollback to it works offline.
+    async fn record_new(&mut self, mut rev: Revision, good: bool) -> Result<Revision, CycleError> {
+        let rev = self
+            .db(move |s| {
+                rev.seq = s.next_seq()?;
+                s.put(&rev, true, good)?;
+                Ok(rev)
+            })
+            .await?;
+        let (seq, commit) = (rev.seq, rev.commit.clone());
+        if let Err(e) = self
+            .git(move |src| {
+                // A rollback record re-applies an older commit, which may be gone from a fresh clone.
+                if src.has_commit(&commit) {
+                    src.keep(seq, &commit)?;
+                }
+                Ok(())
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "cannot keep a local ref to the applied commit");
+        }
+        tracing::info!(seq = rev.seq, commit = %rev.commit, outcome = %rev.outcome, duration_ms = rev.duration_ms, "revision recorded");
+        Ok(rev)
+    }
+
+    /// Record a commit that did not render, once (not again when it is the newest record already).
+    async fn record_rejected(&self, mut rev: Revision) -> Result<(), CycleError> {
+        self.db(move |s| {
+            let already = s.list(1)?.into_iter().next().is_some_and(|r| {
+                r.commit == rev.commit && r.outcome == Outcome::Failed && r.desired.is_none()
+            });
+            if !already {
+                rev.seq = s.next_seq()?;
+                s.put(&rev, false, false)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Check `commit` out into the working tree unless it is known to be there already.
@@ -558,18 +621,16 @@ impl Agent {
         Ok(())
     }
 
-    fn current_target(&self) -> Option<(DesiredState, String)> {
-        self.current
-            .as_ref()
-            .and_then(|c| c.desired.clone().map(|d| (d, c.commit.clone())))
+    fn current_target(&self) -> Option<Target> {
+        self.current.as_ref().and_then(Target::of)
     }
 
     /// Render a commit from its Git tree, then (only if it rendered) check it out. `Err` carries the
-    /// message and, when the commit could be read, a failed revision record.
+    /// error and, when the commit could be read, a failed revision record (without a sequence number).
     async fn render_commit(
         &mut self,
         commit: &str,
-    ) -> Result<(DesiredState, Revision), (String, Option<Revision>)> {
+    ) -> Result<(DesiredState, Revision), (CycleError, Option<Revision>)> {
         let opts = RenderOptions {
             path: self.settings.source.path.clone(),
             checkout_dir: self.settings.state_dir.join("repo"),
@@ -586,7 +647,10 @@ impl Agent {
             .await;
         let (info, result) = match rendered {
             Ok(v) => v,
-            Err(e) => return Err((e.to_string(), None)),
+            Err(source) => {
+                let commit = short(commit).to_string();
+                return Err((CycleError::Read { commit, source }, None));
+            }
         };
         let rev = Revision {
             seq: 0,
@@ -604,16 +668,21 @@ impl Agent {
         };
         let desired = match result {
             Ok(d) => d,
-            Err(e) => {
-                let message = format!("commit {}: {e}", short(commit));
-                let mut failed = rev;
-                failed.seq = self.store.next_seq().unwrap_or(0);
-                failed.error = Some(message.clone());
-                return Err((message, Some(failed).filter(|r| r.seq > 0)));
+            Err(source) => {
+                let err = CycleError::Render {
+                    commit: short(commit).to_string(),
+                    source,
+                };
+                let failed = Revision {
+                    error: Some(err.to_string()),
+                    ..rev
+                };
+                return Err((err, Some(failed)));
             }
         };
-        if let Err(e) = self.ensure_checkout(commit).await {
-            return Err((format!("checkout of {}: {e}", short(commit)), None));
+        if let Err(source) = self.ensure_checkout(commit).await {
+            let commit = short(commit).to_string();
+            return Err((CycleError::Checkout { commit, source }, None));
         }
         Ok((
             desired.clone(),
@@ -624,23 +693,46 @@ impl Agent {
         ))
     }
 
-    /// Run blocking git work off the async runtime, with the source moved into the task and back.
+    /// Run blocking store work on the blocking pool (sled writes flush to disk).
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, CycleError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| CycleError::Task {
+                what: "store",
+                message: e.to_string(),
+            })?
+            .map_err(CycleError::Store)
+    }
+
+    /// Run blocking git work on the blocking pool, with the source moved into the task and back.
     async fn git<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut GitSource) -> Result<T, source::SourceError> + Send + 'static,
     ) -> Result<T, source::SourceError> {
-        let mut src = match self.source.take() {
-            Some(s) => s,
-            None => GitSource::open(&self.settings.state_dir, &self.settings.source)?,
-        };
+        let src = self.source.take();
+        let (dir, settings) = (
+            self.settings.state_dir.clone(),
+            self.settings.source.clone(),
+        );
         let joined = tokio::task::spawn_blocking(move || {
+            let mut src = match src {
+                Some(s) => s,
+                None => match GitSource::open(&dir, &settings) {
+                    Ok(s) => s,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
             let r = f(&mut src);
-            (src, r)
+            (Some(src), r)
         })
         .await;
         match joined {
             Ok((src, r)) => {
-                self.source = Some(src);
+                self.source = src;
                 r
             }
             Err(e) => Err(source::SourceError::Local {
@@ -649,6 +741,67 @@ impl Agent {
             }),
         }
     }
+}
+
+/// Commands that arrived together, merged: any number of reconcile requests and drift events become one
+/// cycle.
+#[derive(Default)]
+struct Queued {
+    reconcile: bool,
+    replies: Vec<oneshot::Sender<CycleResult>>,
+    drift: bool,
+    other: Vec<Command>,
+}
+
+impl Queued {
+    fn add(&mut self, c: Command) {
+        match c {
+            Command::Reconcile { reply } => {
+                self.reconcile = true;
+                self.replies.extend(reply);
+            }
+            Command::Drift => self.drift = true,
+            c => self.other.push(c),
+        }
+    }
+}
+
+/// Pick the revision a rollback goes to: `seq`, or the newest good revision before the current one whose
+/// commit differs from the current commit. `Ok(Err(_))`: the store answered, the rollback is refused.
+fn pick_rollback(
+    store: &Store,
+    seq: Option<u64>,
+    current: Option<(u64, String)>,
+) -> Result<Result<u64, RollbackError>, StoreError> {
+    let rev = match seq {
+        Some(s) => match store.get(s)? {
+            Some(r) => r,
+            None => return Ok(Err(RollbackError::NoSuchRevision(s))),
+        },
+        None => {
+            let (mut before, current_commit) = match current {
+                Some((seq, commit)) => (seq, Some(commit)),
+                None => (u64::MAX, None),
+            };
+            // A rollback record re-applies an older commit: step past every record of the current commit.
+            loop {
+                match store.last_good_before(before)? {
+                    Some(r) if Some(&r.commit) == current_commit.as_ref() => before = r.seq,
+                    Some(r) => break r,
+                    None => return Ok(Err(RollbackError::NoEarlierGood)),
+                }
+            }
+        }
+    };
+    if rev.desired.is_none() {
+        return Ok(Err(RollbackError::NotRendered(rev.seq)));
+    }
+    Ok(Ok(rev.seq))
+}
+
+fn join(errors: &[CycleError], separator: &str) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join(separator)
 }
 
 /// Render the followed path of a tree; a followed path missing from the commit is an error, not an
@@ -686,43 +839,12 @@ pub fn root_stack_name(settings: &Settings) -> String {
 pub use crate::render::sanitize_stack_name;
 
 fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
-
-/// ±10% jitter, from a cheap per-call seed (no RNG crate needed for spreading a fleet's polls).
-fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    let r = (h.finish() % 2001) as f64 / 1000.0 - 1.0; // -1.0 ..= 1.0
-    d.mul_f64(1.0 + 0.1 * r)
+    commit.get(..12).unwrap_or(commit)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        let base = Duration::from_secs(60);
-        let mut seen_low = false;
-        let mut seen_high = false;
-        for _ in 0..2000 {
-            let j = jitter(base);
-            assert!(
-                j >= Duration::from_secs(54) && j <= Duration::from_secs(66),
-                "{j:?}"
-            );
-            seen_low |= j < Duration::from_secs(59);
-            seen_high |= j > Duration::from_secs(61);
-        }
-        assert!(seen_low && seen_high, "jitter must spread both ways");
-    }
 
     #[test]
     fn stack_names_are_sanitized() {
