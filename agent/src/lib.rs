@@ -13,6 +13,7 @@ pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod render;
+pub mod rollout;
 pub mod runtime;
 pub mod source;
 pub mod store;

@@ -394,15 +394,20 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(engine_err(format!("container {id}")))?;
         let st = c.state.unwrap_or_default();
+        let health = st.health.unwrap_or_default();
         Ok(ContainerState {
             running: st.running.unwrap_or(false),
             status: st.status.map(|s| s.to_string()).unwrap_or_default(),
-            health: st
-                .health
-                .and_then(|h| h.status)
+            health: health
+                .status
                 .map(|s| s.to_string())
                 .filter(|s| !s.is_empty() && s != "none"),
             exit_code: st.exit_code,
+            restart_count: c.restart_count.unwrap_or(0),
+            health_output: health
+                .log
+                .and_then(|log| log.into_iter().last())
+                .and_then(|r| r.output),
         })
     }
 

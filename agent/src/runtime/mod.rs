@@ -42,7 +42,7 @@ pub struct ImageInfo {
     pub tagged_at: Option<i64>,
 }
 
-/// What a dependency wait needs to know of a container.
+/// What dependency waits and the health gate need to know of a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerState {
     pub running: bool,
@@ -51,6 +51,10 @@ pub struct ContainerState {
     /// `starting`, `healthy`, `unhealthy`; `None` without a healthcheck.
     pub health: Option<String>,
     pub exit_code: Option<i64>,
+    /// How often the engine restarted it (restart policy).
+    pub restart_count: i64,
+    /// The output of the last healthcheck run, if any.
+    pub health_output: Option<String>,
 }
 
 /// Container engine operations. Implementations never touch objects without the caller's owner label,
