@@ -11,6 +11,7 @@ pub mod images;
 pub mod model;
 pub mod notify;
 pub mod plan;
+pub mod preflight;
 pub mod reconcile;
 pub mod render;
 pub mod rollout;

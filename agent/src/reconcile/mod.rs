@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 pub mod backoff;
-mod decide;
+pub mod decide;
 mod drift;
 pub use backoff::Backoff;
 pub use drift::watch_drift;

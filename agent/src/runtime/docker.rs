@@ -384,6 +384,41 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    async fn inventory(&self) -> Result<crate::preflight::Inventory, RuntimeError> {
+        let list = self.docker.list_containers(Some(ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }));
+        let nets = self.docker.list_networks(None::<ListNetworksOptions>);
+        let vols = self.docker.list_volumes(None::<ListVolumesOptions>);
+        let (list, nets, vols) = tokio::join!(list, nets, vols);
+        let owner = |labels: Option<&HashMap<String, String>>| {
+            labels.and_then(|l| l.get(labels::AGENT)).cloned()
+        };
+        let mut inv = crate::preflight::Inventory::default();
+        for c in list.map_err(engine_err("containers"))? {
+            for name in c.names.iter().flatten() {
+                inv.containers.push((
+                    name.trim_start_matches('/').to_string(),
+                    owner(c.labels.as_ref()),
+                ));
+            }
+        }
+        for n in nets.map_err(engine_err("networks"))? {
+            inv.networks
+                .push((n.name.clone().unwrap_or_default(), owner(n.labels.as_ref())));
+        }
+        for v in vols
+            .map_err(engine_err("volumes"))?
+            .volumes
+            .into_iter()
+            .flatten()
+        {
+            inv.volumes.push((v.name.clone(), owner(Some(&v.labels))));
+        }
+        Ok(inv)
+    }
+
     async fn container_state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
         let c = self
             .docker

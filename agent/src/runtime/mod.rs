@@ -107,6 +107,9 @@ pub trait Runtime {
         id: &str,
         new_name: &str,
     ) -> impl Future<Output = Result<(), RuntimeError>>;
+    /// Every network, volume and container name on the engine with its owner label (for preflight:
+    /// listing is not touching).
+    fn inventory(&self) -> impl Future<Output = Result<crate::preflight::Inventory, RuntimeError>>;
     /// The state of one container (for `depends_on` conditions).
     fn container_state(
         &self,

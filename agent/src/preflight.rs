@@ -1,0 +1,310 @@
+//! Preflight: before the first engine write of a cycle, check what the plan needs and would create —
+//! every `external` network and volume exists, and no network, volume or container name berth would
+//! create is taken by an object it does not own. [`check`] is pure over an [`Inventory`] of engine names;
+//! a failure means nothing is touched.
+
+use crate::model::{DesiredState, MountKind};
+use crate::plan::{ContainerStep, Plan};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Names on the engine, with the `io.berth.agent` label of each object (`None`: not berth's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// A name may appear more than once for networks (the engine allows duplicates).
+    pub networks: Vec<(String, Option<String>)>,
+    pub volumes: Vec<(String, Option<String>)>,
+    pub containers: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreflightError {
+    #[error("stack {stack}, service {service}: external network {name} does not exist")]
+    MissingNetwork {
+        stack: String,
+        service: String,
+        name: String,
+    },
+    #[error("stack {stack}, service {service}: external volume {name} does not exist")]
+    MissingVolume {
+        stack: String,
+        service: String,
+        name: String,
+    },
+    #[error("stack {stack}: {kind} {name} exists and is not berth's (agent {agent}); remove or rename it, or declare it external")]
+    Taken {
+        stack: String,
+        kind: &'static str,
+        name: String,
+        /// Whose label it carries: another agent id, or `none`.
+        agent: String,
+    },
+    #[error("stack {stack}, service {service}: network name {name} is held by {count} networks; remove the extra ones")]
+    Ambiguous {
+        stack: String,
+        service: String,
+        name: String,
+        count: usize,
+    },
+}
+
+/// Engine networks every container may name without declaring them.
+const BUILTIN_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
+
+/// Everything wrong with applying `plan` for `desired` to an engine holding `inv`, as agent `agent_id`.
+pub fn check(
+    desired: &DesiredState,
+    plan: &Plan,
+    inv: &Inventory,
+    agent_id: &str,
+) -> Vec<PreflightError> {
+    let mut problems = Vec::new();
+    let owner_of = |list: &[(String, Option<String>)]| -> BTreeMap<String, Vec<Option<String>>> {
+        let mut m: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+        for (name, agent) in list {
+            m.entry(name.clone()).or_default().push(agent.clone());
+        }
+        m
+    };
+    let networks = owner_of(&inv.networks);
+    let volumes = owner_of(&inv.volumes);
+    let containers = owner_of(&inv.containers);
+    let declared_networks: BTreeSet<&str> = desired.networks().map(|n| n.name.as_str()).collect();
+    let declared_volumes: BTreeSet<&str> = desired.volumes().map(|v| v.name.as_str()).collect();
+
+    // Objects the plan creates: the name must be free, or berth's own.
+    let mut taken = |stack: &str,
+                     kind: &'static str,
+                     name: &str,
+                     on_engine: &BTreeMap<String, Vec<Option<String>>>| {
+        if let Some(foreign) = on_engine
+            .get(name)
+            .into_iter()
+            .flatten()
+            .find(|a| a.as_deref() != Some(agent_id))
+        {
+            problems.push(PreflightError::Taken {
+                stack: stack.to_string(),
+                kind,
+                name: name.to_string(),
+                agent: foreign.clone().unwrap_or_else(|| "none".into()),
+            });
+        }
+    };
+    for n in &plan.create_networks {
+        taken(&n.stack, "network", &n.name, &networks);
+    }
+    for v in &plan.create_volumes {
+        taken(&v.stack, "volume", &v.name, &volumes);
+    }
+    let creating: Vec<&crate::model::ContainerSpec> = plan
+        .waves
+        .iter()
+        .flatten()
+        .filter_map(|step| match step {
+            ContainerStep::Create { spec } => Some(spec),
+            ContainerStep::Recreate { spec, .. } => Some(spec),
+            _ => None,
+        })
+        .collect();
+    for step in plan.waves.iter().flatten() {
+        if let ContainerStep::Create { spec } = step {
+            taken(&spec.stack, "container", &spec.name, &containers);
+        }
+    }
+
+    // External objects the new containers use must exist.
+    let mut seen = BTreeSet::new();
+    for spec in creating {
+        let mode_network = spec.network_mode.as_deref().filter(|m| {
+            !m.starts_with("container:") && !m.starts_with("service:") && !m.is_empty()
+        });
+        let nets = spec
+            .networks
+            .iter()
+            .map(|n| n.name.as_str())
+            .chain(mode_network);
+        for name in nets {
+            if BUILTIN_NETWORKS.contains(&name) {
+                continue;
+            }
+            let count = networks.get(name).map_or(0, Vec::len);
+            if count > 1 && seen.insert(("ambiguous", name.to_string())) {
+                problems.push(PreflightError::Ambiguous {
+                    stack: spec.stack.clone(),
+                    service: spec.service.clone(),
+                    name: name.to_string(),
+                    count,
+                });
+            }
+            if declared_networks.contains(name) {
+                continue;
+            }
+            if count == 0 && seen.insert(("network", name.to_string())) {
+                problems.push(PreflightError::MissingNetwork {
+                    stack: spec.stack.clone(),
+                    service: spec.service.clone(),
+                    name: name.to_string(),
+                });
+            }
+        }
+        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+            let name = m.source.as_str();
+            // An empty source is an anonymous volume: the engine makes it.
+            if name.is_empty() || declared_volumes.contains(name) {
+                continue;
+            }
+            if !volumes.contains_key(name) && seen.insert(("volume", name.to_string())) {
+                problems.push(PreflightError::MissingVolume {
+                    stack: spec.stack.clone(),
+                    service: spec.service.clone(),
+                    name: name.to_string(),
+                });
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        ContainerSpec, MountSpec, NetworkAttachment, NetworkSpec, StackSpec, VolumeSpec,
+    };
+
+    const ME: &str = "edge-01";
+
+    fn container(name: &str, nets: &[&str], vols: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            name: format!("s-{name}-1"),
+            stack: "s".into(),
+            service: name.into(),
+            replica: 1,
+            image: "img".into(),
+            networks: nets
+                .iter()
+                .map(|n| NetworkAttachment {
+                    name: n.to_string(),
+                    aliases: vec![],
+                    ipv4_address: None,
+                    ipv6_address: None,
+                    priority: 0,
+                    mac_address: None,
+                })
+                .collect(),
+            mounts: vols
+                .iter()
+                .map(|v| MountSpec::new(MountKind::Volume, *v, "/data", false))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn desired(containers: Vec<ContainerSpec>) -> DesiredState {
+        let stack = StackSpec {
+            name: "s".into(),
+            dir: ".".into(),
+            containers,
+            networks: vec![NetworkSpec {
+                name: "s_default".into(),
+                stack: "s".into(),
+                ..Default::default()
+            }],
+            volumes: vec![VolumeSpec {
+                name: "s_data".into(),
+                stack: "s".into(),
+                ..Default::default()
+            }],
+        };
+        DesiredState {
+            stacks: [("s".to_string(), stack)].into(),
+        }
+    }
+
+    fn plan_for(d: &DesiredState) -> Plan {
+        crate::plan::plan(d, &Default::default())
+    }
+
+    fn mine(name: &str) -> (String, Option<String>) {
+        (name.into(), Some(ME.into()))
+    }
+
+    #[test]
+    fn a_clean_engine_passes() {
+        let d = desired(vec![container("web", &["s_default"], &["s_data"])]);
+        assert_eq!(check(&d, &plan_for(&d), &Inventory::default(), ME), vec![]);
+    }
+
+    #[test]
+    fn missing_external_network_and_volume_are_named() {
+        let d = desired(vec![container(
+            "web",
+            &["s_default", "shared"],
+            &["backup"],
+        )]);
+        let got = check(&d, &plan_for(&d), &Inventory::default(), ME);
+        assert_eq!(
+            got.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                "stack s, service web: external network shared does not exist",
+                "stack s, service web: external volume backup does not exist",
+            ]
+        );
+        let inv = Inventory {
+            networks: vec![("shared".into(), None)],
+            volumes: vec![("backup".into(), None)],
+            ..Default::default()
+        };
+        assert_eq!(check(&d, &plan_for(&d), &inv, ME), vec![]);
+    }
+
+    #[test]
+    fn names_taken_by_objects_berth_does_not_own_are_refused() {
+        let d = desired(vec![container("web", &["s_default"], &["s_data"])]);
+        let inv = Inventory {
+            networks: vec![("s_default".into(), None)],
+            volumes: vec![("s_data".into(), Some("other-box".into()))],
+            containers: vec![("s-web-1".into(), None)],
+        };
+        let got: Vec<String> = check(&d, &plan_for(&d), &inv, ME)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got[0].contains("network s_default exists and is not berth's (agent none)"));
+        assert!(got[1].contains("volume s_data exists and is not berth's (agent other-box)"));
+        assert!(got[2].contains("container s-web-1 exists"));
+    }
+
+    #[test]
+    fn own_objects_and_builtin_networks_pass() {
+        let mut web = container("web", &["s_default", "bridge"], &["s_data", ""]);
+        web.network_mode = None;
+        let mut host = container("agent", &[], &[]);
+        host.network_mode = Some("host".into());
+        let d = desired(vec![web, host]);
+        let inv = Inventory {
+            networks: vec![mine("s_default")],
+            volumes: vec![mine("s_data")],
+            containers: vec![],
+        };
+        assert_eq!(check(&d, &plan_for(&d), &inv, ME), vec![]);
+    }
+
+    #[test]
+    fn a_network_name_held_twice_is_ambiguous() {
+        let d = desired(vec![container("web", &["s_default"], &[])]);
+        let inv = Inventory {
+            networks: vec![mine("s_default"), ("s_default".into(), None)],
+            ..Default::default()
+        };
+        let mut p = plan_for(&d);
+        // berth owns one of them, so the plan would not create it; the foreign twin still breaks attaching.
+        p.create_networks.clear();
+        let got = check(&d, &p, &inv, ME);
+        assert_eq!(
+            got.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec!["stack s, service web: network name s_default is held by 2 networks; remove the extra ones"]
+        );
+    }
+}
