@@ -33,57 +33,12 @@ fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no string at {pointer} in {v:#}"))
 }
 
-fn bad(s: &str) -> ! {
-    panic!("not an RFC 3339 time: {s:?}")
-}
-
 /// Nanoseconds since the epoch of an RFC 3339 time as Docker prints it
 /// (`2026-11-25T08:51:00.496182229Z`, or with a `+hh:mm` offset).
 fn ts(s: &str) -> i128 {
-    let (date, time) = s.split_once('T').unwrap_or_else(|| bad(s));
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().unwrap_or_else(|_| bad(s)))
-        .collect();
-    if d.len() != 3 {
-        bad(s);
-    }
-    let (clock, offset_s) = if let Some(c) = time.strip_suffix('Z') {
-        (c, 0i64)
-    } else {
-        let at = time.rfind(['+', '-']).unwrap_or_else(|| bad(s));
-        let (c, off) = time.split_at(at);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, m) = off[1..].split_once(':').unwrap_or_else(|| bad(s));
-        let secs = h.parse::<i64>().unwrap_or_else(|_| bad(s)) * 3600
-            + m.parse::<i64>().unwrap_or_else(|_| bad(s)) * 60;
-        (c, sign * secs)
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|p| p.parse().unwrap_or_else(|_| bad(s)))
-        .collect();
-    if t.len() != 3 {
-        bad(s);
-    }
-    let mut nanos = String::from(frac);
-    nanos.truncate(9);
-    while nanos.len() < 9 {
-        nanos.push('0');
-    }
-    let nanos: i64 = nanos.parse().unwrap_or_else(|_| bad(s));
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m, day) = (d[0], d[1], d[2]);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = (if y >= 0 { y } else { y - 399 }) / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] - offset_s;
-    secs as i128 * 1_000_000_000 + nanos as i128
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {s:?}: {e}"))
+        .unix_timestamp_nanos()
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //! Needs `/usr/bin/docker-registry` (package docker-registry) and `htpasswd` (package apache2-utils).
 
 use crate::util::*;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -81,31 +83,10 @@ fn started_at(name: &str) -> String {
     ])
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A `DOCKER_CONFIG` directory whose `config.json` holds `user:password` for `host`.
 fn docker_config_with(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let auth = base64(format!("{user}:{password}").as_bytes());
+    let auth = STANDARD.encode(format!("{user}:{password}"));
     std::fs::write(
         dir.join("config.json"),
         format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
