@@ -3,40 +3,6 @@
 
 use crate::util::*;
 use serde_json::Value;
-use std::path::PathBuf;
-
-/// A plain directory named after the (unique) agent id holding `compose.yaml`: its stack is that name.
-struct Dir {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-    name: String,
-}
-
-impl Dir {
-    fn new(name: &str, compose: &str) -> Dir {
-        let tmp = tempfile::Builder::new()
-            .prefix("berth-dir-")
-            .tempdir()
-            .unwrap();
-        let name = agent_id(name);
-        let path = tmp.path().join(&name);
-        std::fs::create_dir_all(&path).unwrap();
-        std::fs::write(path.join("compose.yaml"), compose).unwrap();
-        Dir {
-            _tmp: tmp,
-            path,
-            name,
-        }
-    }
-
-    fn arg(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-
-    fn container(&self, service: &str) -> String {
-        format!("{}-{service}-1", self.name)
-    }
-}
 
 fn two_services(mode: &str) -> String {
     format!(
@@ -46,28 +12,28 @@ fn two_services(mode: &str) -> String {
 
 #[test]
 fn render_prints_stacks_and_containers() {
-    let dir = Dir::new("render-text", &two_services("1"));
-    let o = berth(&["render", dir.arg()]);
+    let dir = Stack::new("render-text", &two_services("1"));
+    let o = dir.render(&[]);
     assert!(o.status.success(), "{}", show(&o));
     let out = stdout(&o);
-    assert!(out.contains(&format!("stack {}", dir.name)), "{out}");
+    assert!(out.contains(&format!("stack {}", dir.id)), "{out}");
     assert!(out.contains(&dir.container("web")), "{out}");
     assert!(out.contains(&dir.container("api")), "{out}");
     assert!(out.contains(IMAGE), "{out}");
     // Rendering touches nothing on the engine.
-    assert!(owned_containers(&dir.name).is_empty());
+    assert!(owned_containers(&dir.id).is_empty());
     assert_eq!(container_id(&dir.container("web")), None);
 }
 
 #[test]
 fn render_json_is_parseable() {
-    let dir = Dir::new("render-json", &two_services("7"));
-    let o = berth(&["render", "--json", dir.arg()]);
+    let dir = Stack::new("render-json", &two_services("7"));
+    let o = dir.render(&["--json"]);
     assert!(o.status.success(), "{}", show(&o));
     let v: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&o)));
-    let stack = &v["stacks"][&dir.name];
-    assert!(stack.is_object(), "no stack {} in {v:#}", dir.name);
+    let stack = &v["stacks"][&dir.id];
+    assert!(stack.is_object(), "no stack {} in {v:#}", dir.id);
     let names: Vec<&str> = stack["containers"]
         .as_array()
         .expect("containers")
@@ -99,13 +65,9 @@ fn render_broken_file_exits_1_with_file_and_line() {
     // Line 5 is not valid YAML.
     let text =
         format!("services:\n  web:\n    image: {IMAGE}\n    environment:\n      MODE: a: b\n");
-    let dir = Dir::new("render-broken", &text);
+    let dir = Stack::new("render-broken", &text);
     for json in [false, true] {
-        let mut args = vec!["render", dir.arg()];
-        if json {
-            args.push("--json");
-        }
-        let o = berth(&args);
+        let o = dir.render(if json { &["--json"] } else { &[] });
         assert_eq!(o.status.code(), Some(1), "{}", show(&o));
         let err = stderr(&o);
         assert!(
@@ -121,8 +83,8 @@ fn render_broken_file_exits_1_with_file_and_line() {
 
     // An unknown key is an error too, naming it.
     let text = format!("services:\n  web:\n    image: {IMAGE}\n    imagee: x\n");
-    let dir = Dir::new("render-unknown", &text);
-    let o = berth(&["render", dir.arg()]);
+    let dir = Stack::new("render-unknown", &text);
+    let o = dir.render(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let err = stderr(&o);
     assert!(
@@ -133,11 +95,10 @@ fn render_broken_file_exits_1_with_file_and_line() {
 
 #[test]
 fn apply_converges_once_then_is_up_to_date() {
-    let dir = Dir::new("apply-dir", &two_services("1"));
-    let _guard = OwnedGuard(dir.name.clone());
-    let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
+    let dir = Stack::new("apply-dir", &two_services("1"));
+    let o = dir.apply();
     assert!(o.status.success(), "{}", show(&o));
-    let first = owned_containers(&dir.name);
+    let first = owned_containers(&dir.id);
     let names: Vec<&str> = first.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
@@ -146,24 +107,24 @@ fn apply_converges_once_then_is_up_to_date() {
     );
     assert!(first.iter().all(|c| c.state == "running"), "{first:#?}");
     let labels = container_labels(&dir.container("web"));
-    assert_eq!(labels.get("io.berth.agent"), Some(&dir.name));
-    assert_eq!(labels.get("io.berth.stack"), Some(&dir.name));
+    assert_eq!(labels.get("io.berth.agent"), Some(&dir.id));
+    assert_eq!(labels.get("io.berth.stack"), Some(&dir.id));
     assert!(container_env(&dir.container("web")).contains(&"MODE=1".to_string()));
 
-    let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
+    let o = dir.apply();
     assert!(o.status.success(), "{}", show(&o));
     assert!(stdout(&o).contains("up to date"), "{}", show(&o));
     assert_eq!(
-        owned_containers(&dir.name),
+        owned_containers(&dir.id),
         first,
         "a second apply changes nothing"
     );
 
     // A change applies: only web is recreated.
-    std::fs::write(dir.path.join("compose.yaml"), two_services("2")).unwrap();
-    let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
+    dir.write(&two_services("2"));
+    let o = dir.apply();
     assert!(o.status.success(), "{}", show(&o));
-    let second = owned_containers(&dir.name);
+    let second = owned_containers(&dir.id);
     assert_eq!(second[0], first[0], "api unchanged");
     assert_ne!(second[1].id, first[1].id, "web recreated");
     assert!(container_env(&dir.container("web")).contains(&"MODE=2".to_string()));
@@ -171,20 +132,17 @@ fn apply_converges_once_then_is_up_to_date() {
 
 #[test]
 fn apply_of_a_broken_dir_changes_nothing() {
-    let dir = Dir::new("apply-broken", &two_services("1"));
-    let _guard = OwnedGuard(dir.name.clone());
-    let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
+    let dir = Stack::new("apply-broken", &two_services("1"));
+    let o = dir.apply();
     assert!(o.status.success(), "{}", show(&o));
-    let before = owned_containers(&dir.name);
-    std::fs::write(
-        dir.path.join("compose.yaml"),
-        format!("services:\n  web:\n    image: {IMAGE}\n    environment:\n      MODE: a: b\n"),
-    )
-    .unwrap();
-    let o = berth(&["apply", dir.arg(), "--agent-id", &dir.name]);
+    let before = owned_containers(&dir.id);
+    dir.write(&format!(
+        "services:\n  web:\n    image: {IMAGE}\n    environment:\n      MODE: a: b\n"
+    ));
+    let o = dir.apply();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(stderr(&o).contains("compose.yaml:5"), "{}", show(&o));
-    assert_eq!(owned_containers(&dir.name), before, "nothing may change");
+    assert_eq!(owned_containers(&dir.id), before, "nothing may change");
 }
 
 #[test]

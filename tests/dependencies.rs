@@ -10,85 +10,8 @@
 
 use crate::util::*;
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// A directory named after a unique id holding `compose.yaml`: its stack, and the agent id used to apply
-/// it, are that name. Everything the id owns on the engine is removed when dropped (also on failure).
-struct Stack {
-    _tmp: tempfile::TempDir,
-    /// An empty `DOCKER_CONFIG` for berth, so this machine's Docker config plays no part.
-    docker_config: tempfile::TempDir,
-    path: PathBuf,
-    id: String,
-}
-
-impl Stack {
-    fn new(name: &str, compose: &str) -> Stack {
-        let tmp = tempfile::Builder::new()
-            .prefix("berth-deps-")
-            .tempdir()
-            .unwrap();
-        let id = agent_id(name);
-        let path = tmp.path().join(&id);
-        std::fs::create_dir_all(&path).unwrap();
-        let s = Stack {
-            _tmp: tmp,
-            docker_config: tempfile::Builder::new()
-                .prefix("berth-dc-")
-                .tempdir()
-                .unwrap(),
-            path,
-            id,
-        };
-        s.write(compose);
-        s
-    }
-
-    fn write(&self, compose: &str) {
-        std::fs::write(self.path.join("compose.yaml"), compose).unwrap();
-    }
-
-    /// `<stack>-<service>-1`.
-    fn container(&self, service: &str) -> String {
-        format!("{}-{service}-1", self.id)
-    }
-
-    /// `berth apply DIR --agent-id ID` with `env`, not yet started.
-    fn apply_cmd(&self, env: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(berth_bin());
-        c.arg("apply")
-            .arg(&self.path)
-            .arg("--agent-id")
-            .arg(&self.id)
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .env_remove("BERTH_DEPENDENCY_TIMEOUT")
-            .env_remove("BERTH_LOG");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c
-    }
-
-    /// Run `berth apply` to completion (killed, and the test failed, after [`TIMEOUT`]).
-    fn apply(&self, env: &[(&str, &str)]) -> Output {
-        run_with_deadline(&mut self.apply_cmd(env), TIMEOUT)
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "===== containers of {} =====\n{:#?}",
-                self.id,
-                owned_containers(&self.id)
-            );
-        }
-        remove_owned(&self.id);
-    }
-}
 
 /// `docker inspect NAME` (the object, not the one-element array), if the container exists.
 fn inspect(name: &str) -> Option<Value> {
@@ -110,57 +33,12 @@ fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no string at {pointer} in {v:#}"))
 }
 
-fn bad(s: &str) -> ! {
-    panic!("not an RFC 3339 time: {s:?}")
-}
-
 /// Nanoseconds since the epoch of an RFC 3339 time as Docker prints it
 /// (`2026-11-25T08:51:00.496182229Z`, or with a `+hh:mm` offset).
 fn ts(s: &str) -> i128 {
-    let (date, time) = s.split_once('T').unwrap_or_else(|| bad(s));
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().unwrap_or_else(|_| bad(s)))
-        .collect();
-    if d.len() != 3 {
-        bad(s);
-    }
-    let (clock, offset_s) = if let Some(c) = time.strip_suffix('Z') {
-        (c, 0i64)
-    } else {
-        let at = time.rfind(['+', '-']).unwrap_or_else(|| bad(s));
-        let (c, off) = time.split_at(at);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, m) = off[1..].split_once(':').unwrap_or_else(|| bad(s));
-        let secs = h.parse::<i64>().unwrap_or_else(|_| bad(s)) * 3600
-            + m.parse::<i64>().unwrap_or_else(|_| bad(s)) * 60;
-        (c, sign * secs)
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|p| p.parse().unwrap_or_else(|_| bad(s)))
-        .collect();
-    if t.len() != 3 {
-        bad(s);
-    }
-    let mut nanos = String::from(frac);
-    nanos.truncate(9);
-    while nanos.len() < 9 {
-        nanos.push('0');
-    }
-    let nanos: i64 = nanos.parse().unwrap_or_else(|_| bad(s));
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m, day) = (d[0], d[1], d[2]);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = (if y >= 0 { y } else { y - 399 }) / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] - offset_s;
-    secs as i128 * 1_000_000_000 + nanos as i128
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {s:?}: {e}"))
+        .unix_timestamp_nanos()
 }
 
 #[test]
@@ -332,7 +210,7 @@ volumes:
     );
     let s = Stack::new("dep-completed", &compose);
     let (migrate, app) = (s.container("migrate"), s.container("app"));
-    let o = s.apply(&[]);
+    let o = s.apply();
     assert!(o.status.success(), "berth apply: {}", show(&o));
 
     let m = inspect_ok(&migrate);
@@ -356,7 +234,7 @@ volumes:
     assert!(is_running(&app), "{:#}", inspect_ok(&app));
 
     // Converged: the finished job is its desired state; it is not run again.
-    let o = s.apply(&[]);
+    let o = s.apply();
     assert!(o.status.success(), "second berth apply: {}", show(&o));
     assert!(
         stdout(&o).contains("up to date"),
@@ -386,7 +264,7 @@ volumes:
     );
     assert_ne!(changed, compose);
     s.write(&changed);
-    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "20s")]);
+    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "20s")]);
     assert!(
         o.status.success(),
         "berth apply of the changed app: {}",
@@ -432,7 +310,7 @@ fn service_healthy_on_a_dependency_without_healthcheck_fails_naming_it() {
         ),
     );
     let start = Instant::now();
-    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
+    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
         start.elapsed() < Duration::from_secs(30),
@@ -475,7 +353,7 @@ fn a_dependency_that_never_becomes_healthy_fails_within_the_bound() {
         ),
     );
     let start = Instant::now();
-    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "5s")]);
+    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "5s")]);
     let took = start.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
@@ -531,7 +409,7 @@ fn a_dependency_that_turns_unhealthy_fails_without_waiting_out_the_bound() {
         ),
     );
     let start = Instant::now();
-    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
+    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
     let took = start.elapsed();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
@@ -570,7 +448,7 @@ fn a_job_that_fails_blocks_its_dependents_with_an_error_naming_it() {
 "#
         ),
     );
-    let o = s.apply(&[("BERTH_DEPENDENCY_TIMEOUT", "30s")]);
+    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "30s")]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let err = stderr(&o);
     assert!(
@@ -618,14 +496,14 @@ fn restart_stack(version: &str) -> String {
 fn restart_true_restarts_the_dependent_when_the_dependency_is_replaced() {
     let s = Stack::new("dep-restart", &restart_stack("1"));
     let (db, web) = (s.container("db"), s.container("web"));
-    let o = s.apply(&[]);
+    let o = s.apply();
     assert!(o.status.success(), "berth apply: {}", show(&o));
     let d1 = inspect_ok(&db);
     let w1 = inspect_ok(&web);
     assert_eq!(text(&w1, "/State/Status"), "running");
 
     s.write(&restart_stack("2"));
-    let o = s.apply(&[]);
+    let o = s.apply();
     assert!(
         o.status.success(),
         "berth apply of the changed db: {}",
@@ -660,7 +538,7 @@ fn restart_true_restarts_the_dependent_when_the_dependency_is_replaced() {
     assert_eq!(text(&w2, "/State/Status"), "running");
 
     // Nothing changed: nothing restarts.
-    let o = s.apply(&[]);
+    let o = s.apply();
     assert!(o.status.success(), "third berth apply: {}", show(&o));
     assert!(stdout(&o).contains("up to date"), "{}", show(&o));
     let w3 = inspect_ok(&web);

@@ -13,6 +13,8 @@
 //! Needs `/usr/bin/docker-registry` (package docker-registry) and `htpasswd` (package apache2-utils).
 
 use crate::util::*;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -81,31 +83,10 @@ fn started_at(name: &str) -> String {
     ])
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A `DOCKER_CONFIG` directory whose `config.json` holds `user:password` for `host`.
 fn docker_config_with(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let auth = base64(format!("{user}:{password}").as_bytes());
+    let auth = STANDARD.encode(format!("{user}:{password}"));
     std::fs::write(
         dir.join("config.json"),
         format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
@@ -387,69 +368,6 @@ impl Drop for Registry {
     }
 }
 
-/// A directory named after a unique id holding `compose.yaml` (its stack and agent id are that name);
-/// everything the id owns on the engine is removed when dropped. Declare it after the [`Registry`] so it
-/// is dropped first (containers go before the images they use).
-struct Stack {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-    id: String,
-}
-
-impl Stack {
-    fn new(name: &str, compose: &str) -> Stack {
-        let tmp = tempfile::Builder::new()
-            .prefix("berth-reg-")
-            .tempdir()
-            .unwrap();
-        let id = agent_id(name);
-        let path = tmp.path().join(&id);
-        std::fs::create_dir_all(&path).unwrap();
-        let s = Stack {
-            _tmp: tmp,
-            path,
-            id,
-        };
-        s.write(compose);
-        s
-    }
-
-    fn write(&self, compose: &str) {
-        std::fs::write(self.path.join("compose.yaml"), compose).unwrap();
-    }
-
-    fn container(&self, service: &str) -> String {
-        format!("{}-{service}-1", self.id)
-    }
-
-    /// `berth apply DIR --agent-id ID` with `DOCKER_CONFIG=docker_config`, stdout and stderr piped.
-    fn apply(&self, docker_config: &Path) -> Output {
-        run_with_deadline(
-            Command::new(berth_bin())
-                .arg("apply")
-                .arg(&self.path)
-                .arg("--agent-id")
-                .arg(&self.id)
-                .env("DOCKER_CONFIG", docker_config)
-                .env_remove("BERTH_LOG"),
-            TIMEOUT,
-        )
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "===== containers of {} =====\n{:#?}",
-                self.id,
-                owned_containers(&self.id)
-            );
-        }
-        remove_owned(&self.id);
-    }
-}
-
 fn app(image: &str, pull_policy: Option<&str>) -> String {
     let policy = pull_policy
         .map(|p| format!("    pull_policy: {p}\n"))
@@ -469,7 +387,7 @@ fn pulls_with_credentials_from_docker_config() {
     );
     let s = Stack::new("reg-config-json", &app(&image, None));
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(o.status.success(), "berth apply: {}", show(&o));
     let name = s.container("app");
     assert!(is_running(&name), "{name} must run: {}", show(&o));
@@ -500,7 +418,7 @@ fn wrong_credentials_fail_clearly_and_leave_running_containers() {
     let wrong_pw = "not-the-pw-91d3";
     let wrong = docker_config_with(&reg.dir.path().join("wrong"), &reg.host, USER, wrong_pw);
 
-    let o = s.apply(&wrong);
+    let o = s.apply_with_docker_config(&wrong);
     assert!(
         o.status.success(),
         "berth apply of a local image: {}",
@@ -511,7 +429,7 @@ fn wrong_credentials_fail_clearly_and_leave_running_containers() {
     assert!(is_running(&name));
 
     s.write(&app(&image, None));
-    let o = s.apply(&wrong);
+    let o = s.apply_with_docker_config(&wrong);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -551,7 +469,7 @@ fn wrong_credentials_fail_clearly_and_leave_running_containers() {
     // No credentials at all: the same.
     let none = reg.dir.path().join("none");
     std::fs::create_dir_all(&none).unwrap();
-    let o = s.apply(&none);
+    let o = s.apply_with_docker_config(&none);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -563,7 +481,7 @@ fn wrong_credentials_fail_clearly_and_leave_running_containers() {
     assert!(is_running(&name));
 
     // And the right ones converge.
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(
         o.status.success(),
         "berth apply with the right credentials: {}",
@@ -631,7 +549,7 @@ fn pull_policy_always_follows_a_moved_tag() {
     let s = Stack::new("reg-pull-always", &app(&image, Some("always")));
     let name = s.container("app");
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(o.status.success(), "berth apply: {}", show(&o));
     let first = container_id(&name).expect("app created");
     assert_eq!(container_image(&name), v1);
@@ -644,7 +562,7 @@ fn pull_policy_always_follows_a_moved_tag() {
         "locally the tag still names v1"
     );
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(
         o.status.success(),
         "berth apply after the tag moved: {}",
@@ -667,7 +585,7 @@ fn pull_policy_always_follows_a_moved_tag() {
     assert_eq!(exec(&name, "cat /variant"), "v2");
 
     // Pulling again the same image changes nothing.
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(o.status.success(), "third berth apply: {}", show(&o));
     assert!(stdout(&o).contains("up to date"), "{}", show(&o));
     assert_eq!(container_id(&name).as_deref(), Some(second.as_str()));
@@ -682,7 +600,7 @@ fn pull_policy_missing_does_not_pull_a_present_image() {
     let s = Stack::new("reg-pull-missing", &app(&image, None));
     let name = s.container("app");
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(o.status.success(), "berth apply: {}", show(&o));
     let first = container_id(&name).expect("app created");
     assert_eq!(container_image(&name), v1);
@@ -695,7 +613,7 @@ fn pull_policy_missing_does_not_pull_a_present_image() {
         "the registry's access log shows pushes and pulls"
     );
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(
         o.status.success(),
         "berth apply after the tag moved: {}",
@@ -732,7 +650,7 @@ fn pull_policy_never_with_a_missing_image_fails_naming_it() {
     );
     let requests = reg.manifest_requests("berth/app");
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let err = stderr(&o);
     assert!(
@@ -763,7 +681,7 @@ fn no_pull_progress_when_stderr_is_not_a_terminal() {
     reg.push_as(&v2, &image);
     let s = Stack::new("reg-progress", &app(&image, None));
 
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(o.status.success(), "berth apply: {}", show(&o));
     assert_eq!(
         image_id(&image).as_deref(),
@@ -804,14 +722,14 @@ fn pull_policy_always_offline_keeps_the_running_container() {
     reg.push_as(IMAGE, &image);
     let s = Stack::new("reg-always-offline", &app(&image, Some("always")));
     let name = s.container("app");
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(o.status.success(), "berth apply: {}", show(&o));
     let id = container_id(&name).expect("app created");
     let started = started_at(&name);
 
     // The registry is gone (an edge box offline): the local copy is used, nothing is stopped.
     reg.stop();
-    let o = s.apply(&reg.login_config);
+    let o = s.apply_with_docker_config(&reg.login_config);
     assert!(
         o.status.success(),
         "a failed pull with a local copy is not a failure: {}",
