@@ -4,6 +4,7 @@
 mod util;
 
 mod agent;
+mod api;
 mod apply;
 mod cli;
 mod conformance;

@@ -7,7 +7,8 @@
 //! - `POST /v1/rollback?seq=N` → [`CycleResult`] (after the cycle)
 //! - `POST /v1/resume` → [`CycleResult`] (after the cycle)
 //!
-//! Errors answer with a non-2xx status and [`ErrorBody`].
+//! Errors answer with a non-2xx status and [`ErrorBody`]; a query that does not parse (percent-decoded,
+//! unknown keys refused) answers 400.
 
 pub mod client;
 pub mod server;

@@ -1,11 +1,17 @@
-//! The agent's side of the status socket. [`route`] is the whole router, callable without a socket.
+//! The agent's side of the status socket: the axum [`router`] (callable without a socket), the commands it
+//! sends the reconcile loop, and [`serve`], which binds the socket (never looser than 0660) and serves it.
 
 use super::{ContainerStatus, CycleResult, ErrorBody, HistoryEntry, Status};
 use crate::runtime::{DockerRuntime, Runtime};
 use crate::store::Store;
-use hyper::{Method, StatusCode};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::{header, request::Parts, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Deserializer};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,126 +41,195 @@ pub struct Shared {
     pub commands: mpsc::Sender<Command>,
 }
 
-type Body = http_body_util::Full<hyper::body::Bytes>;
+/// Histories longer than this are asked for with `?limit=`.
+const DEFAULT_HISTORY_LIMIT: usize = 100;
 
-fn json<T: serde::Serialize>(code: StatusCode, value: &T) -> (StatusCode, Vec<u8>) {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    (code, body)
+/// The whole HTTP API over `shared`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/history", get(history))
+        .route("/v1/reconcile", post(reconcile))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/resume", post(resume))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(shared)
 }
 
-fn error(code: StatusCode, message: impl Into<String>) -> (StatusCode, Vec<u8>) {
-    json(
-        code,
-        &ErrorBody {
-            error: message.into(),
-        },
+/// A pretty-printed JSON answer (what `--json` prints as it comes).
+fn json<T: serde::Serialize>(code: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding the answer: {e}"),
+        ),
+    }
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    let mut text = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    text.push(b'\n');
+    (code, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+/// The query string deserialized by serde (percent-decoded); a bad one answers 400 with [`ErrorBody`].
+struct Params<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(v)| Params(v))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileQuery {
+    /// `?wait`, `?wait=1`, `?wait=true`: answer after the cycle.
+    #[serde(default, deserialize_with = "flag")]
+    wait: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackQuery {
+    seq: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+/// A query flag: present empty, `1` or `true` is set; `0` or `false` is not; anything else is refused.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let value = std::borrow::Cow::<str>::deserialize(d)?;
+    match value.as_ref() {
+        "" | "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        other => Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Str(other),
+            &"1, true, 0 or false",
+        )),
+    }
+}
+
+async fn status(
+    State(shared): State<Arc<Shared>>,
+    Params(NoQuery {}): Params<NoQuery>,
+) -> Response {
+    // The lock is only ever held to copy or update the record, never across an await.
+    let mut status = shared
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match shared.runtime.observe(&status.agent_id).await {
+        Ok(actual) => {
+            status.containers = actual
+                .containers
+                .into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    id: c.id,
+                    stack: c.stack,
+                    service: c.service,
+                    replica: c.replica,
+                    state: c.state,
+                })
+                .collect()
+        }
+        Err(e) => {
+            let msg = format!("listing containers: {e}");
+            status.last_error = Some(match status.last_error {
+                Some(prev) => format!("{prev}; {msg}"),
+                None => msg,
+            });
+        }
+    }
+    json(StatusCode::OK, &status)
+}
+
+async fn history(State(shared): State<Arc<Shared>>, Params(q): Params<HistoryQuery>) -> Response {
+    let limit = q.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let store = shared.store.clone();
+    // sled reads block: off the agent's (single) async thread.
+    match tokio::task::spawn_blocking(move || store.list(limit)).await {
+        Ok(Ok(revs)) => json(
+            StatusCode::OK,
+            &revs.iter().map(HistoryEntry::from).collect::<Vec<_>>(),
+        ),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reading the history: {e}"),
+        ),
+    }
+}
+
+async fn reconcile(
+    State(shared): State<Arc<Shared>>,
+    Params(q): Params<ReconcileQuery>,
+) -> Response {
+    if !q.wait {
+        return match shared.commands.try_send(Command::Reconcile { reply: None }) {
+            // A full queue already holds a cycle that will see the newest state.
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({"triggered": true}),
+            ),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+    }
+    let (tx, rx) = oneshot::channel();
+    send_and_wait(&shared, Command::Reconcile { reply: Some(tx) }, rx, Ok).await
+}
+
+async fn rollback(State(shared): State<Arc<Shared>>, Params(q): Params<RollbackQuery>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let cmd = Command::Rollback {
+        seq: q.seq,
+        reply: tx,
+    };
+    send_and_wait(&shared, cmd, rx, |r| r).await
+}
+
+async fn resume(
+    State(shared): State<Arc<Shared>>,
+    Params(NoQuery {}): Params<NoQuery>,
+) -> Response {
+    let (tx, rx) = oneshot::channel();
+    send_and_wait(&shared, Command::Resume { reply: tx }, rx, Ok).await
+}
+
+async fn not_found(uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint {}", uri.path()),
     )
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
-/// The router: method + path (with query) → status code and JSON body.
-pub async fn route(
-    shared: &Shared,
-    method: &Method,
-    path_and_query: &str,
-) -> (StatusCode, Vec<u8>) {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    match (method, path) {
-        (&Method::GET, "/v1/status") => {
-            let mut status = shared
-                .status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            match shared.runtime.observe(&status.agent_id).await {
-                Ok(actual) => {
-                    status.containers = actual
-                        .containers
-                        .into_iter()
-                        .map(|c| ContainerStatus {
-                            name: c.name,
-                            id: c.id,
-                            stack: c.stack,
-                            service: c.service,
-                            replica: c.replica,
-                            state: c.state,
-                        })
-                        .collect()
-                }
-                Err(e) => {
-                    let msg = format!("listing containers: {e}");
-                    status.last_error = Some(match status.last_error {
-                        Some(prev) => format!("{prev}; {msg}"),
-                        None => msg,
-                    });
-                }
-            }
-            json(StatusCode::OK, &status)
-        }
-        (&Method::GET, "/v1/history") => {
-            let limit = query_param(query, "limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(100);
-            match shared.store.list(limit) {
-                Ok(revs) => json(
-                    StatusCode::OK,
-                    &revs.iter().map(HistoryEntry::from).collect::<Vec<_>>(),
-                ),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            }
-        }
-        (&Method::POST, "/v1/reconcile") => {
-            let wait = matches!(query_param(query, "wait"), Some("1" | "true" | ""));
-            if !wait {
-                return match shared.commands.try_send(Command::Reconcile { reply: None }) {
-                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => json(
-                        StatusCode::ACCEPTED,
-                        &serde_json::json!({"triggered": true}),
-                    ),
-                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                };
-            }
-            let (tx, rx) = oneshot::channel();
-            send_and_wait(shared, Command::Reconcile { reply: Some(tx) }, rx, Ok).await
-        }
-        (&Method::POST, "/v1/rollback") => {
-            let seq = match query_param(query, "seq") {
-                None | Some("") => None,
-                Some(s) => match s.parse() {
-                    Ok(n) => Some(n),
-                    Err(_) => {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            format!("seq {s:?} is not a number"),
-                        )
-                    }
-                },
-            };
-            let (tx, rx) = oneshot::channel();
-            send_and_wait(shared, Command::Rollback { seq, reply: tx }, rx, |r| r).await
-        }
-        (&Method::POST, "/v1/resume") => {
-            let (tx, rx) = oneshot::channel();
-            send_and_wait(shared, Command::Resume { reply: tx }, rx, Ok).await
-        }
-        (_, "/v1/status" | "/v1/history" | "/v1/reconcile" | "/v1/rollback" | "/v1/resume") => {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} not allowed on {path}"),
-            )
-        }
-        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint {path}")),
-    }
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} not allowed on {}", uri.path()),
+    )
 }
 
 async fn send_and_wait<T>(
@@ -162,7 +237,7 @@ async fn send_and_wait<T>(
     cmd: Command,
     rx: oneshot::Receiver<T>,
     into: impl FnOnce(T) -> Result<CycleResult, String>,
-) -> (StatusCode, Vec<u8>) {
+) -> Response {
     if shared.commands.send(cmd).await.is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -181,185 +256,96 @@ async fn send_and_wait<T>(
     }
 }
 
-/// Bind the socket (mode 0660, parent directory created, a stale socket replaced) and serve forever.
-pub async fn serve(socket: &Path, shared: Arc<Shared>) -> std::io::Result<()> {
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(socket) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("status socket {}: {what}: {source}", path.display())]
+    Bind {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("status socket {} is not a file path", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("status socket: the binding task failed: {source}")]
+    Task { source: tokio::task::JoinError },
+    #[error("status socket {}: serving: {source}", path.display())]
+    Serve {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Bind `socket` so that it never exists with a mode looser than 0660: the socket is made inside a private
+/// (0700) directory next to it, set to 0660 there, then renamed into place (replacing a stale socket).
+/// The parent directory is created when missing.
+pub fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, SocketError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SocketError::Bind { what, path, source }
+    };
+    let name = socket.file_name().ok_or_else(|| SocketError::NotAFile {
+        path: socket.to_path_buf(),
+    })?;
+    let dir = match socket.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io("creating its directory", dir))?;
+    let mut private_name = std::ffi::OsString::from(".");
+    private_name.push(name);
+    private_name.push(".new");
+    let private = dir.join(private_name);
+    // Left over by a crash between bind and rename.
+    match std::fs::remove_dir_all(&private) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io("removing a leftover directory", &private)(e))
+        }
         _ => {}
     }
-    let listener = tokio::net::UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "status socket accept failed");
-                continue;
-            }
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    async move {
-                        let pq = req
-                            .uri()
-                            .path_and_query()
-                            .map(|p| p.as_str().to_string())
-                            .unwrap_or_default();
-                        let (code, body) = route(&shared, req.method(), &pq).await;
-                        let resp = hyper::Response::builder()
-                            .status(code)
-                            .header("content-type", "application/json")
-                            .body(Body::from(body))
-                            .expect("static response parts");
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
-                tracing::debug!(error = %e, "status socket connection");
-            }
-        });
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io("creating a private directory", &private))?;
+    // Whatever the umask took away: the owner must be able to bind inside.
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("setting mode 0700", &private))?;
+    let staged = private.join("s");
+    let bound = (|| {
+        let listener =
+            std::os::unix::net::UnixListener::bind(&staged).map_err(io("binding", &staged))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))
+            .map_err(io("setting mode 0660", &staged))?;
+        std::fs::rename(&staged, socket).map_err(io("moving into place", socket))?;
+        Ok(listener)
+    })();
+    if let Err(e) = std::fs::remove_dir_all(&private) {
+        tracing::warn!(path = %private.display(), error = %e, "cannot remove the socket's staging directory");
     }
+    bound
+}
+
+/// Bind the socket (see [`bind`]) and serve the [`router`] forever.
+pub async fn serve(socket: &Path, shared: Arc<Shared>) -> Result<(), SocketError> {
+    let path = socket.to_path_buf();
+    let listener = tokio::task::spawn_blocking(move || bind(&path))
+        .await
+        .map_err(|source| SocketError::Task { source })??;
+    let bind_err = |what: &'static str| {
+        let path = socket.to_path_buf();
+        move |source| SocketError::Bind { what, path, source }
+    };
+    listener
+        .set_nonblocking(true)
+        .map_err(bind_err("making it non-blocking"))?;
+    let listener =
+        tokio::net::UnixListener::from_std(listener).map_err(bind_err("registering it"))?;
+    axum::serve(listener, router(shared))
+        .await
+        .map_err(|source| SocketError::Serve {
+            path: socket.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{Outcome, Revision};
-    use std::os::unix::fs::PermissionsExt;
-
-    async fn shared(dir: &Path) -> (Arc<Shared>, mpsc::Receiver<Command>) {
-        let store = Store::open(&dir.join("store")).unwrap();
-        store
-            .put(
-                &Revision {
-                    seq: 1,
-                    commit: "a".repeat(40),
-                    author: "t <t@t>".into(),
-                    summary: "first".into(),
-                    commit_time: 1,
-                    applied_at: 2,
-                    outcome: Outcome::Applied,
-                    error: None,
-                    duration_ms: 3,
-                    rollback: false,
-                    desired: None,
-                    images: Default::default(),
-                },
-                true,
-                true,
-            )
-            .unwrap();
-        let (tx, rx) = mpsc::channel(4);
-        let status = Status {
-            agent_id: format!("unit-api-{}", std::process::id()),
-            ..Default::default()
-        };
-        let runtime = DockerRuntime::connect(None).await.unwrap();
-        (
-            Arc::new(Shared {
-                status: Mutex::new(status),
-                store,
-                runtime,
-                commands: tx,
-            }),
-            rx,
-        )
-    }
-
-    #[tokio::test]
-    async fn router_answers_status_history_and_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let (shared, rx) = shared(dir.path()).await;
-        let (code, body) = route(&shared, &Method::GET, "/v1/status").await;
-        assert_eq!(code, StatusCode::OK);
-        let s: Status = serde_json::from_slice(&body).unwrap();
-        assert!(s.agent_id.starts_with("unit-api-"));
-        let (code, body) = route(&shared, &Method::GET, "/v1/history?limit=5").await;
-        assert_eq!(code, StatusCode::OK);
-        let h: Vec<HistoryEntry> = serde_json::from_slice(&body).unwrap();
-        assert_eq!(h.len(), 1);
-        assert_eq!(h[0].commit, "a".repeat(40));
-        assert_eq!(
-            route(&shared, &Method::DELETE, "/v1/status").await.0,
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-        assert_eq!(
-            route(&shared, &Method::GET, "/nope").await.0,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            route(&shared, &Method::POST, "/v1/rollback?seq=x").await.0,
-            StatusCode::BAD_REQUEST
-        );
-        // With the loop gone, a waiting request says so instead of hanging.
-        drop(rx);
-        assert_eq!(
-            route(&shared, &Method::POST, "/v1/reconcile?wait=1")
-                .await
-                .0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-    }
-
-    #[tokio::test]
-    async fn socket_is_0660_and_speaks_to_the_cli_client() {
-        let dir = tempfile::Builder::new()
-            .prefix("b")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let (shared, _rx) = shared(dir.path()).await;
-        let socket = dir.path().join("run/berth.sock");
-        let server = tokio::spawn({
-            let socket = socket.clone();
-            async move { serve(&socket, shared).await }
-        });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "socket never appeared"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o660);
-        let s = socket.clone();
-        let body = tokio::task::spawn_blocking(move || {
-            crate::api::client::call(
-                &s,
-                "GET",
-                "/v1/history",
-                Some(std::time::Duration::from_secs(10)),
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap();
-        let h: Vec<HistoryEntry> = serde_json::from_slice(&body).unwrap();
-        assert_eq!(h[0].summary, "first");
-        let s = socket.clone();
-        let err = tokio::task::spawn_blocking(move || {
-            crate::api::client::call(
-                &s,
-                "GET",
-                "/v1/nothing",
-                Some(std::time::Duration::from_secs(10)),
-            )
-        })
-        .await
-        .unwrap()
-        .unwrap_err();
-        assert!(err.to_string().contains("no such endpoint"), "{err}");
-        server.abort();
-    }
-}
+mod tests;

@@ -22,41 +22,25 @@ fn get<T: serde::de::DeserializeOwned>(
     Ok((value, body))
 }
 
+/// A Unix time as `2026-11-29 19:58:00Z` (UTC); `-` when there is none.
 fn time(t: Option<i64>) -> String {
     match t {
         None => "-".into(),
-        Some(t) => {
-            // UTC, ISO-like, without pulling in a date crate.
-            let days = t.div_euclid(86400);
-            let secs = t.rem_euclid(86400);
-            let (y, m, d) = civil_from_days(days);
-            format!(
-                "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-                secs / 3600,
-                secs % 3600 / 60,
-                secs % 60
-            )
-        }
+        Some(t) => match jiff::Timestamp::from_second(t) {
+            Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            // Beyond jiff's years -9999..=9999: the raw seconds rather than a made-up date.
+            Err(_) => format!("@{t}"),
+        },
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// The first 12 characters of an id (whatever the agent sent: never cut inside a character).
+fn prefix(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 fn short(c: &Option<String>) -> String {
-    c.as_deref()
-        .map(|c| c[..c.len().min(12)].to_string())
-        .unwrap_or_else(|| "-".into())
+    c.as_deref().map(prefix).unwrap_or_else(|| "-".into())
 }
 
 pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i32> {
@@ -118,7 +102,7 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
             c.name,
             c.state,
             ss,
-            &c.id[..c.id.len().min(12)]
+            prefix(&c.id)
         )?;
     }
     Ok(exit::OK)
@@ -146,7 +130,7 @@ pub fn history(conn: &Conn, json: bool, limit: usize, out: &mut impl Write) -> a
             out,
             "{:>5}  {:<12}  {:<8}  {:<20}  {:>8}  {}",
             r.seq,
-            &r.commit[..r.commit.len().min(12)],
+            prefix(&r.commit),
             r.outcome.to_string(),
             time(Some(r.applied_at)),
             r.duration_ms,
@@ -214,6 +198,16 @@ mod tests {
     fn formats_utc_times() {
         assert_eq!(super::time(Some(0)), "1970-01-01 00:00:00Z");
         assert_eq!(super::time(Some(1_764_047_045)), "2025-11-25 05:04:05Z");
+        assert_eq!(super::time(Some(1_795_982_280)), "2026-11-29 19:58:00Z");
+        assert_eq!(super::time(Some(-1)), "1969-12-31 23:59:59Z");
+        assert_eq!(super::time(Some(i64::MAX)), format!("@{}", i64::MAX));
         assert_eq!(super::time(None), "-");
+    }
+
+    #[test]
+    fn shortens_ids_without_cutting_a_character() {
+        assert_eq!(super::short(&Some("a".repeat(40))), "a".repeat(12));
+        assert_eq!(super::short(&Some("ééééééééééééé".into())), "éééééééééééé");
+        assert_eq!(super::short(&None), "-");
     }
 }
