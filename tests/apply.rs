@@ -161,9 +161,10 @@ fn a_recreate_whose_new_container_cannot_start_puts_the_old_one_back() {
         assert_eq!(o.status.code(), Some(1), "{what}: {}", show(&o));
         let errors = error_lines(&o);
         assert!(
-            errors
-                .iter()
-                .any(|l| l.contains(&format!("stack {}, service app: recreate {app}", s.id))),
+            errors.iter().any(|l| l.contains(&format!(
+                "stack {}, service app: recreate container {app}",
+                s.id
+            ))),
             "{what}: the error must name the stack, the service and the recreate: {}",
             show(&o)
         );
