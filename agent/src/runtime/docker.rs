@@ -337,9 +337,9 @@ impl Runtime for DockerRuntime {
     ) -> Result<(), RuntimeError> {
         let (from_image, tag) = split_image(image);
         let credentials = RegistryAuth::load(self.auth_file.as_deref())
-            .map_err(|message| RuntimeError::Image {
+            .map_err(|e| RuntimeError::Image {
                 image: image.to_string(),
-                message,
+                message: e.to_string(),
             })?
             .for_image(image);
         let mut stream = self.docker.create_image(
