@@ -9,6 +9,7 @@ mod apply;
 mod cli;
 mod conformance;
 mod dependencies;
+mod files;
 mod reconcile;
 mod registry;
 mod systemd;

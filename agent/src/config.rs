@@ -349,52 +349,73 @@ fn duration_key(
     }
 }
 
-/// `1h30m`, `5m`, `30s`, `250ms`, `1.5s`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// The longest duration anything in berth takes (an interval, a timeout, a grace period, a pull
+/// period): ten years of 365.25 days. Longer is surely a typo, and would overflow the engine's
+/// nanosecond counts.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
+
+/// A duration that does not parse, or is out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{text:?} is not a duration like 30s, 5m or 1h30m: {source}")]
+    Invalid {
+        text: String,
+        source: humantime::DurationError,
+    },
+    #[error("{text:?} is longer than 10 years, the most a duration may be")]
+    TooLong { text: String },
+}
+
+/// `1h30m`, `5m`, `30s`, `250ms`, `1.5s`, `1h 30m` (humantime's units); a bare number is seconds.
+/// Anything over [`MAX_DURATION`] is an error.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return Err(format!("{text:?} is not a duration like 30s, 5m or 1h30m"));
+    let too_long = || DurationError::TooLong {
+        text: text.to_string(),
+    };
+    let d = if s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| too_long())?
+    } else {
+        match humantime::parse_duration(s) {
+            Ok(d) => d,
+            Err(humantime::DurationError::NumberOverflow) => return Err(too_long()),
+            Err(source) => {
+                return Err(DurationError::Invalid {
+                    text: text.to_string(),
+                    source,
+                })
+            }
         }
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration like 30s, 5m or 1h30m"))?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(format!("{text:?} is not a duration like 30s, 5m or 1h30m")),
-        };
-        rest = &rest[unit_end..];
-        total += n * factor;
+    };
+    if d > MAX_DURATION {
+        return Err(too_long());
     }
-    Ok(Duration::from_secs_f64(total))
+    Ok(d)
+}
+
+/// A repository-relative path that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelPathError {
+    #[error("{path:?} must be relative to the repository root")]
+    Absolute { path: String },
+    #[error("{path:?} climbs out of the repository")]
+    ClimbsOut { path: String },
+    #[error("{path:?} is not a plain relative path")]
+    NotPlain { path: String },
 }
 
 /// Normalise a repository-relative path: no absolute paths, no `..` climbing out.
-pub fn normalise_rel_path(p: &str) -> Result<PathBuf, String> {
+pub fn normalise_rel_path(p: &str) -> Result<PathBuf, RelPathError> {
     let path = Path::new(p);
     if path.is_absolute() {
-        return Err(format!("{p:?} must be relative to the repository root"));
+        return Err(RelPathError::Absolute { path: p.into() });
     }
     let mut out = PathBuf::new();
     for c in path.components() {
@@ -403,10 +424,10 @@ pub fn normalise_rel_path(p: &str) -> Result<PathBuf, String> {
             std::path::Component::CurDir => {}
             std::path::Component::ParentDir => {
                 if !out.pop() {
-                    return Err(format!("{p:?} climbs out of the repository"));
+                    return Err(RelPathError::ClimbsOut { path: p.into() });
                 }
             }
-            _ => return Err(format!("{p:?} is not a plain relative path")),
+            _ => return Err(RelPathError::NotPlain { path: p.into() }),
         }
     }
     if out.as_os_str().is_empty() {
@@ -479,7 +500,75 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration(" 2d ").unwrap(),
+            Duration::from_secs(2 * 86_400)
+        );
+        assert!(matches!(
+            parse_duration("soon"),
+            Err(DurationError::Invalid { .. })
+        ));
         assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(matches!(parse_duration("  "), Err(DurationError::Empty)));
+    }
+
+    #[test]
+    fn overflowing_durations_are_errors_not_panics() {
+        assert_eq!(parse_duration("10years").unwrap(), MAX_DURATION);
+        for text in [
+            "99999999999999999999s",
+            "99999999999999999999",
+            "18446744073709551615",
+            "18446744073709551615s",
+            "99999999999999999999h",
+            "9999999999999h",
+            "11years",
+            "315576001",
+            "5000000000000000000ns 5000000000000000000ns 5000000000000000000ns",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(matches!(e, DurationError::TooLong { .. }), "{text}: {e}");
+            assert!(e.to_string().contains("10 years"), "{e}");
+        }
+        // Everything in range fits the engine's nanosecond counts.
+        assert!(i64::try_from(MAX_DURATION.as_nanos()).is_ok());
+    }
+
+    #[test]
+    fn overflowing_interval_in_the_agent_config_is_a_problem() {
+        let errs = parse(
+            "agent_id: a\nsource:\n  url: file:///x\n  interval: 99999999999999999999s\n  timeout: 99999999999999999999\n",
+        )
+        .unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("source.interval: \"99999999999999999999s\" is longer than 10 years"),
+            "{all}"
+        );
+        assert!(all.contains("source.timeout:"), "{all}");
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            normalise_rel_path("a/./b/../c").unwrap(),
+            PathBuf::from("a/c")
+        );
+        assert_eq!(normalise_rel_path("./").unwrap(), PathBuf::from("."));
+        assert_eq!(
+            normalise_rel_path("/etc").unwrap_err(),
+            RelPathError::Absolute {
+                path: "/etc".into()
+            }
+        );
+        assert_eq!(
+            normalise_rel_path("a/../../b").unwrap_err(),
+            RelPathError::ClimbsOut {
+                path: "a/../../b".into()
+            }
+        );
     }
 }

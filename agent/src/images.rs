@@ -19,24 +19,47 @@ pub enum PullPolicy {
     Always,
 }
 
+/// A `pull_policy` berth does not take.
+#[derive(Debug, thiserror::Error)]
+pub enum PullPolicyError {
+    #[error("pull_policy build is refused: berth deploys images; build and push them in CI")]
+    Build,
+    #[error("pull_policy {policy:?}: `every_` needs a duration like every_12h: {source}")]
+    BadPeriod {
+        policy: String,
+        source: crate::config::DurationError,
+    },
+    #[error("pull_policy {policy:?}: `every_` needs a period longer than zero")]
+    ZeroPeriod { policy: String },
+    #[error(
+        "pull_policy {policy:?} must be always, missing, never, daily, weekly or every_<duration>"
+    )]
+    Unknown { policy: String },
+}
+
 impl PullPolicy {
-    pub fn parse(s: &str) -> Result<PullPolicy, String> {
+    pub fn parse(s: &str) -> Result<PullPolicy, PullPolicyError> {
         match s {
             "always" => Ok(PullPolicy::Always),
             "missing" | "if_not_present" => Ok(PullPolicy::Missing),
             "never" => Ok(PullPolicy::Never),
             "daily" => Ok(PullPolicy::Every(Duration::from_secs(86_400))),
             "weekly" => Ok(PullPolicy::Every(Duration::from_secs(7 * 86_400))),
-            "build" => Err("pull_policy build is refused: berth deploys images; build and push them in CI".into()),
+            "build" => Err(PullPolicyError::Build),
             other => match other.strip_prefix("every_") {
-                Some(d) => crate::config::parse_duration(d)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .map(PullPolicy::Every)
-                    .ok_or_else(|| format!("pull_policy {other:?}: `every_` needs a duration like every_12h")),
-                None => Err(format!(
-                    "pull_policy {other:?} must be always, missing, never, daily, weekly or every_<duration>"
-                )),
+                Some(d) => match crate::config::parse_duration(d) {
+                    Ok(d) if d.is_zero() => Err(PullPolicyError::ZeroPeriod {
+                        policy: other.to_string(),
+                    }),
+                    Ok(d) => Ok(PullPolicy::Every(d)),
+                    Err(source) => Err(PullPolicyError::BadPeriod {
+                        policy: other.to_string(),
+                        source,
+                    }),
+                },
+                None => Err(PullPolicyError::Unknown {
+                    policy: other.to_string(),
+                }),
             },
         }
     }
@@ -56,7 +79,11 @@ impl PullPolicy {
             PullPolicy::Always => true,
             PullPolicy::Every(period) => {
                 !present
-                    || last_pull.is_none_or(|t| now.saturating_sub(t) >= period.as_secs() as i64)
+                    || last_pull.is_none_or(|t| {
+                        // A period is at most config::MAX_DURATION, far below i64::MAX seconds.
+                        i64::try_from(period.as_secs())
+                            .is_ok_and(|secs| now.saturating_sub(t) >= secs)
+                    })
             }
         }
     }
@@ -215,8 +242,30 @@ mod tests {
             PullPolicy::parse("every_12h").unwrap(),
             PullPolicy::Every(Duration::from_secs(12 * 3600))
         );
-        assert!(PullPolicy::parse("build").unwrap_err().contains("CI"));
-        assert!(PullPolicy::parse("every_").is_err());
+        assert!(PullPolicy::parse("build")
+            .unwrap_err()
+            .to_string()
+            .contains("CI"));
+        assert!(matches!(
+            PullPolicy::parse("every_"),
+            Err(PullPolicyError::BadPeriod { .. })
+        ));
+        assert!(matches!(
+            PullPolicy::parse("every_0s"),
+            Err(PullPolicyError::ZeroPeriod { .. })
+        ));
+        let e = PullPolicy::parse("every_99999999999999999999h").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PullPolicyError::BadPeriod {
+                    source: crate::config::DurationError::TooLong { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("10 years"), "{e}");
         assert!(PullPolicy::parse("sometimes").is_err());
         let daily = PullPolicy::parse("daily").unwrap();
         assert!(daily.wants_pull(false, Some(100), 200));

@@ -5,6 +5,7 @@
 //! Secrets never leave this module except into the pull request's auth header: `Debug` shows registries
 //! only, and errors name the file, never its content.
 
+use base64::Engine as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -27,10 +28,42 @@ impl std::fmt::Debug for RegistryAuth {
 /// Largest credentials file read.
 const MAX_BYTES: u64 = 1024 * 1024;
 
+/// Why the credentials file could not be used. Names the file, never its content.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("registry credentials {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("registry credentials {}: larger than {MAX_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("registry credentials {}: {source}", path.display())]
+    Parse { path: PathBuf, source: ParseError },
+}
+
+/// What is wrong with the JSON of a credentials file.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// serde_json's syntax errors name a position, never the text.
+    #[error("not JSON: line {}", source.line())]
+    Json { source: serde_json::Error },
+    /// The base64 decoder's error is not kept: it names the offending byte of the secret.
+    #[error("auths.{server}.auth is not base64 of user:password")]
+    BadAuth { server: String },
+}
+
+/// Docker writes `auth` padded; older tools and hand-written files sometimes do not.
+const AUTH_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 impl RegistryAuth {
     /// Load `path`, which must exist; or, without a path, `$DOCKER_CONFIG/config.json`, else
     /// `$HOME/.docker/config.json`, when there is one (no file: no credentials).
-    pub fn load(path: Option<&Path>) -> Result<RegistryAuth, String> {
+    pub fn load(path: Option<&Path>) -> Result<RegistryAuth, AuthError> {
         let (file, required) = match path {
             Some(p) => (p.to_path_buf(), true),
             None => {
@@ -48,38 +81,43 @@ impl RegistryAuth {
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(RegistryAuth::default())
             }
-            Err(e) => return Err(format!("registry credentials {}: {e}", file.display())),
+            Err(source) => return Err(AuthError::Read { path: file, source }),
         };
         if meta.len() > MAX_BYTES {
-            return Err(format!(
-                "registry credentials {}: larger than {MAX_BYTES} bytes",
-                file.display()
-            ));
+            return Err(AuthError::TooLarge { path: file });
         }
-        let text = std::fs::read(&file)
-            .map_err(|e| format!("registry credentials {}: {e}", file.display()))?;
-        let mut auth = Self::parse(&text)
-            .map_err(|e| format!("registry credentials {}: {e}", file.display()))?;
+        let text = match std::fs::read(&file) {
+            Ok(t) => t,
+            Err(source) => return Err(AuthError::Read { path: file, source }),
+        };
+        let mut auth = match Self::parse(&text) {
+            Ok(a) => a,
+            Err(source) => return Err(AuthError::Parse { path: file, source }),
+        };
         auth.source = Some(file);
         Ok(auth)
     }
 
     /// Parse the JSON of a Docker config file.
-    pub fn parse(text: &[u8]) -> Result<RegistryAuth, String> {
+    pub fn parse(text: &[u8]) -> Result<RegistryAuth, ParseError> {
         let v: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| format!("not JSON: line {}", e.line()))?;
+            serde_json::from_slice(text).map_err(|source| ParseError::Json { source })?;
         let mut out = RegistryAuth::default();
         let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
             return Ok(out);
         };
         for (server, entry) in auths {
             let user_pass = if let Some(a) = entry.get("auth").and_then(|a| a.as_str()) {
-                let decoded = base64_decode(a)
+                let bad = || ParseError::BadAuth {
+                    server: server.clone(),
+                };
+                let compact: String = a.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                let decoded = AUTH_BASE64
+                    .decode(compact)
+                    .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| format!("auths.{server}.auth is not base64 of user:password"))?;
-                let (u, p) = decoded
-                    .split_once(':')
-                    .ok_or_else(|| format!("auths.{server}.auth is not base64 of user:password"))?;
+                    .ok_or_else(bad)?;
+                let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
                 Some((u.to_string(), p.to_string()))
             } else {
                 match (
@@ -139,30 +177,6 @@ pub fn registry_of(image: &str) -> String {
     }
 }
 
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        if c == b'=' {
-            break;
-        }
-        if c.is_ascii_whitespace() {
-            continue;
-        }
-        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +215,30 @@ mod tests {
     }
 
     #[test]
+    fn auth_base64_with_or_without_padding_and_errors_never_show_it() {
+        // "ab:c" is "YWI6Yw==".
+        for auth in ["YWI6Yw==", "YWI6Yw", "YWI6 Yw=="] {
+            let text = format!(r#"{{"auths": {{"h:5000": {{"auth": "{auth}"}}}}}}"#);
+            let a = RegistryAuth::parse(text.as_bytes()).unwrap();
+            let c = a.for_image("h:5000/app").unwrap();
+            assert_eq!(c.username.as_deref(), Some("ab"), "{auth}");
+            assert_eq!(c.password.as_deref(), Some("c"), "{auth}");
+        }
+        // base64 of "nocolon-s3cret", then a broken one holding a secret-looking byte.
+        for auth in ["bm9jb2xvbi1zM2NyZXQ=", "s3cr3t!tok"] {
+            let text = format!(r#"{{"auths": {{"h": {{"auth": "{auth}"}}}}}}"#);
+            let e = RegistryAuth::parse(text.as_bytes()).unwrap_err();
+            assert!(matches!(e, ParseError::BadAuth { ref server } if server == "h"));
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("s3cr") && !shown.contains(auth), "{shown}");
+            assert!(std::error::Error::source(&e).is_none());
+        }
+        let e = RegistryAuth::parse(b"{\n  \"auths\": x").unwrap_err();
+        assert!(matches!(e, ParseError::Json { .. }), "{e}");
+        assert_eq!(e.to_string(), "not JSON: line 2");
+    }
+
+    #[test]
     fn registry_of_references() {
         assert_eq!(registry_of("busybox"), "docker.io");
         assert_eq!(registry_of("team/app"), "docker.io");
@@ -218,7 +256,25 @@ mod tests {
     #[test]
     fn missing_default_file_is_no_credentials_but_a_named_one_must_exist() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(RegistryAuth::load(Some(&dir.path().join("nope.json"))).is_err());
+        let e = RegistryAuth::load(Some(&dir.path().join("nope.json"))).unwrap_err();
+        assert!(matches!(e, AuthError::Read { .. }), "{e}");
+        assert!(e.to_string().contains("nope.json"), "{e}");
+        std::fs::write(
+            dir.path().join("bad.json"),
+            br#"{"auths": {"h": {"auth": "!"}}}"#,
+        )
+        .unwrap();
+        let e = RegistryAuth::load(Some(&dir.path().join("bad.json"))).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                AuthError::Parse {
+                    source: ParseError::BadAuth { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        );
         std::fs::write(dir.path().join("c.json"), br#"{"auths": {}}"#).unwrap();
         let a = RegistryAuth::load(Some(&dir.path().join("c.json"))).unwrap();
         assert!(a.is_empty());

@@ -1,4 +1,6 @@
-//! [`Runtime`] over the Docker Engine API (bollard), negotiated down to what the engine speaks.
+//! [`Runtime`] over the Docker Engine API (bollard), negotiated down to what the engine speaks. A spec
+//! value the engine's types cannot hold, or a secret/config that cannot be archived (`tar`), is refused
+//! before its container is created.
 
 use super::auth::RegistryAuth;
 use super::{ContainerState, ImageInfo, Owner, Runtime, RuntimeError};
@@ -20,6 +22,9 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
+
+mod files;
+use files::files_tar;
 
 /// Seconds a single engine request may take (pulls stream and are not bound by this).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -97,12 +102,14 @@ impl DockerRuntime {
     }
 
     /// After create: attach the networks beyond the first (the engine takes one at create time on API
-    /// versions before 1.44), in priority order, and copy in the injected files.
+    /// versions before 1.44), in priority order, and copy in the injected files (`files`: their tar
+    /// archive, made before the container was created).
     async fn finish_create(
         &self,
         spec: &ContainerSpec,
         name: &str,
         id: &str,
+        files: Option<Vec<u8>>,
     ) -> Result<(), RuntimeError> {
         if spec.network_mode.is_none() {
             for net in spec.networks.iter().skip(1) {
@@ -119,11 +126,7 @@ impl DockerRuntime {
                     )))?;
             }
         }
-        if !spec.files.is_empty() {
-            let tar = files_tar(&spec.files).map_err(|message| RuntimeError::Engine {
-                object: format!("container {name}"),
-                message,
-            })?;
+        if let Some(tar) = files {
             self.docker
                 .upload_to_container(
                     id,
@@ -337,9 +340,9 @@ impl Runtime for DockerRuntime {
     ) -> Result<(), RuntimeError> {
         let (from_image, tag) = split_image(image);
         let credentials = RegistryAuth::load(self.auth_file.as_deref())
-            .map_err(|message| RuntimeError::Image {
+            .map_err(|e| RuntimeError::Image {
                 image: image.to_string(),
-                message,
+                message: e.to_string(),
             })?
             .for_image(image);
         let mut stream = self.docker.create_image(
@@ -526,7 +529,17 @@ impl Runtime for DockerRuntime {
         name: &str,
         owner: &Owner,
     ) -> Result<String, RuntimeError> {
-        let body = container_body(spec, owner);
+        let spec_err = |e: SpecError| RuntimeError::Engine {
+            object: format!("container {name}"),
+            message: e.to_string(),
+        };
+        // Everything that can be refused is checked before the container exists.
+        let body = container_body(spec, owner).map_err(spec_err)?;
+        let files = if spec.files.is_empty() {
+            None
+        } else {
+            Some(files_tar(spec).map_err(spec_err)?)
+        };
         let docker = match &spec.mac_address {
             Some(mac) if self.docker.client_version() < MAC_ON_ENDPOINT => {
                 self.with_container_mac(&body, mac)?
@@ -544,7 +557,7 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(engine_err(format!("container {name}")))?
             .id;
-        if let Err(e) = self.finish_create(spec, name, &id).await {
+        if let Err(e) = self.finish_create(spec, name, &id, files).await {
             let _ = self.remove_container(&id).await;
             return Err(e);
         }
@@ -559,10 +572,20 @@ impl Runtime for DockerRuntime {
     }
 
     async fn stop_container(&self, id: &str, grace: Option<u64>) -> Result<(), RuntimeError> {
-        let opts = StopContainerOptions {
-            t: grace.map(|g| g.min(i32::MAX as u64) as i32),
-            signal: None,
+        let t = match grace.map(i32::try_from).transpose() {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(RuntimeError::Engine {
+                    object: format!("container {id}"),
+                    message: format!(
+                        "stop_grace_period: {}s is more than the engine takes ({}s)",
+                        grace.unwrap_or_default(),
+                        i32::MAX
+                    ),
+                })
+            }
         };
+        let opts = StopContainerOptions { t, signal: None };
         match self.docker.stop_container(id, Some(opts)).await {
             Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
@@ -614,37 +637,7 @@ fn exit_code_of_status(status: &str) -> Option<i64> {
 
 /// RFC 3339 (`2026-11-25T08:00:00.123456789Z`, or with an offset) → seconds since the epoch.
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    let (clock, offset) = match time.find(['Z', '+', '-']) {
-        Some(i) => (&time[..i], &time[i..]),
-        None => (time, "Z"),
-    };
-    let mut c = clock.split(':');
-    let (hh, mm): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
-    let ss: i64 = c.next()?.split('.').next()?.parse().ok()?;
-    let off = match offset {
-        "Z" => 0,
-        o => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            let (h, m) = o[1..].split_once(':')?;
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
-        }
-    };
-    // Days from civil (Howard Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss - off)
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 fn endpoint(net: &crate::model::NetworkAttachment) -> EndpointSettings {
@@ -665,59 +658,42 @@ fn endpoint(net: &crate::model::NetworkAttachment) -> EndpointSettings {
     }
 }
 
-/// A tar archive of the injected files (ustar, paths relative to `/`). Values from the environment are
-/// read here, at create time, so they never pass through the desired state or the store.
-fn files_tar(files: &[crate::model::InjectedFile]) -> Result<Vec<u8>, String> {
-    use crate::model::FileSource;
-    let mut out = Vec::new();
-    for f in files {
-        let content = match &f.source {
-            FileSource::Content(c) => c.clone().into_bytes(),
-            FileSource::Env(var) => std::env::var(var)
-                .map_err(|_| {
-                    format!(
-                        "{}: variable {var} is not set in the agent's environment",
-                        f.target
-                    )
-                })?
-                .into_bytes(),
-        };
-        let path = f.target.trim_start_matches('/');
-        if path.len() > 99 {
-            return Err(format!(
-                "{}: path too long for a secret or config",
-                f.target
-            ));
-        }
-        let mut h = [0u8; 512];
-        h[..path.len()].copy_from_slice(path.as_bytes());
-        let octal = |buf: &mut [u8], n: u64| {
-            let s = format!("{:0width$o}\0", n, width = buf.len() - 1);
-            buf.copy_from_slice(s.as_bytes());
-        };
-        let id = |s: &Option<String>| {
-            s.as_deref()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        octal(&mut h[100..108], f.mode as u64);
-        octal(&mut h[108..116], id(&f.uid));
-        octal(&mut h[116..124], id(&f.gid));
-        octal(&mut h[124..136], content.len() as u64);
-        octal(&mut h[136..148], 0);
-        h[156] = b'0';
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|b| *b as u32).sum();
-        let s = format!("{sum:06o}\0 ");
-        h[148..156].copy_from_slice(s.as_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(&content);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    Ok(out)
+/// A value of a service's spec the engine cannot take, found before anything is created. Names the
+/// service and the key or the secret/config (by its target path), never a secret's content.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("service {service}: {key}: {value} is more than the engine takes ({max})")]
+    OutOfRange {
+        service: String,
+        key: &'static str,
+        value: u64,
+        max: i64,
+    },
+    #[error(
+        "service {service}: secret or config {target}: {field} {value:?} is not a numeric id \
+         (0 to 4294967294)"
+    )]
+    BadId {
+        service: String,
+        target: String,
+        field: &'static str,
+        value: String,
+    },
+    #[error(
+        "service {service}: secret or config {target}: variable {var} is not set in the agent's \
+         environment"
+    )]
+    EnvUnset {
+        service: String,
+        target: String,
+        var: String,
+    },
+    #[error("service {service}: secret or config {target}: {source}")]
+    Archive {
+        service: String,
+        target: String,
+        source: std::io::Error,
+    },
 }
 
 /// A `Binds` entry the way Docker Compose writes it: `source:target:rw|ro[,z|Z][,propagation][,nocopy]`.
@@ -770,8 +746,23 @@ fn mount_api(m: &MountSpec) -> Mount {
     }
 }
 
-/// The engine's create body for a spec: the one place the model maps onto Docker's API.
-fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
+/// The engine's create body for a spec: the one place the model maps onto Docker's API. A value the
+/// engine's types cannot hold is an error naming the service, never a wrapped number.
+fn container_body(spec: &ContainerSpec, owner: &Owner) -> Result<ContainerCreateBody, SpecError> {
+    let stop_timeout = match spec.stop_grace_period {
+        None => None,
+        Some(secs) => Some(
+            i64::try_from(secs)
+                .ok()
+                .filter(|_| i32::try_from(secs).is_ok())
+                .ok_or_else(|| SpecError::OutOfRange {
+                    service: spec.service.clone(),
+                    key: "stop_grace_period",
+                    value: secs,
+                    max: i64::from(i32::MAX),
+                })?,
+        ),
+    };
     let mut all_labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     all_labels.insert(labels::AGENT.into(), owner.agent_id.clone());
     all_labels.insert(labels::STACK.into(), spec.stack.clone());
@@ -848,7 +839,7 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
     };
     let non_empty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
 
-    ContainerCreateBody {
+    Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
         entrypoint: spec.entrypoint.clone(),
@@ -867,7 +858,7 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
             Some(exposed)
         },
         stop_signal: spec.stop_signal.clone(),
-        stop_timeout: spec.stop_grace_period.map(|s| s as i64),
+        stop_timeout,
         healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
             test: if h.test.is_empty() {
                 None
@@ -962,12 +953,54 @@ fn container_body(spec: &ContainerSpec, owner: &Owner) -> ContainerCreateBody {
         }),
         networking_config,
         ..Default::default()
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2026-11-25T08:00:00.123456789Z"),
+            Some(1_795_593_600)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-25T09:30:00+01:30"),
+            Some(1_795_593_600)
+        );
+        // Docker's zero time (never tagged) is a time long ago, not an error.
+        assert!(parse_rfc3339("0001-01-01T00:00:00Z").is_some_and(|t| t < 0));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-13-45T99:00:00Z"), None);
+    }
+
+    #[test]
+    fn stop_grace_period_out_of_the_engines_range_is_an_error() {
+        let owner = Owner {
+            agent_id: "a".into(),
+            revision: "r".into(),
+        };
+        let mut spec = ContainerSpec {
+            service: "app".into(),
+            stop_grace_period: Some(90),
+            ..Default::default()
+        };
+        assert_eq!(
+            container_body(&spec, &owner).unwrap().stop_timeout,
+            Some(90)
+        );
+        for secs in [2_147_483_648, u64::MAX] {
+            spec.stop_grace_period = Some(secs);
+            let e = container_body(&spec, &owner).unwrap_err();
+            assert!(
+                e.to_string().contains("service app: stop_grace_period"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn image_references_split_for_pull() {
@@ -1121,6 +1154,16 @@ mod engine_tests {
             )
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn stop_grace_period_beyond_the_engines_range_is_refused_not_clamped() {
+        let rt = DockerRuntime::connect(None).await.expect("a Docker engine");
+        let e = rt
+            .stop_container("berth-unit-no-such-container", Some(u64::MAX))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("stop_grace_period"), "{e}");
     }
 
     #[tokio::test]

@@ -2,11 +2,16 @@
 //!
 //! libgit2 (libssh2 backend) only knows the user's `~/.ssh/known_hosts`; when `source.known_hosts` is set,
 //! berth checks the host key the server presented against that file itself, in the certificate callback.
+//! Lines are parsed by `ssh-key`; hashed names are matched with HMAC-SHA1 (`hmac`, `sha1`).
 //!
 //! Supported: plain host names and `[host]:port` entries, comma-separated pattern lists with `*`/`?`
 //! wildcards and `!` negation, hashed entries (`|1|salt|hmac`, as written by `ssh-keygen -H` /
 //! `ssh-keyscan -H`) and `@revoked` lines. `@cert-authority` lines are ignored (host certificates are not
 //! supported), as are malformed lines.
+
+use base64::Engine as _;
+use hmac::Mac as _;
+use ssh_key::known_hosts::{Entry, HostPatterns, Marker};
 
 /// The outcome of looking a host key up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,45 +42,22 @@ pub(crate) fn check(text: &str, name: &str, key: &[u8]) -> HostKeyCheck {
     let name = name.to_ascii_lowercase();
     let mut listed = false;
     let mut matched = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for entry in entries(text) {
+        if !hosts_match(entry.host_patterns(), &name) {
             continue;
         }
-        let mut fields = line.split_whitespace();
-        let mut first = match fields.next() {
-            Some(f) => f,
-            None => continue,
-        };
-        let mut revoked = false;
-        if first.starts_with('@') {
-            match first {
-                "@revoked" => revoked = true,
-                _ => continue, // @cert-authority and unknown markers
+        let same = entry
+            .public_key()
+            .to_bytes()
+            .is_ok_and(|blob| blob.as_slice() == key);
+        match entry.marker() {
+            Some(Marker::Revoked) if same => return HostKeyCheck::Revoked,
+            Some(_) => continue, // a revoked other key; @cert-authority
+            None => {
+                listed = true;
+                matched |= same;
             }
-            first = match fields.next() {
-                Some(f) => f,
-                None => continue,
-            };
         }
-        let (Some(_key_type), Some(blob)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if !hosts_match(first, &name) {
-            continue;
-        }
-        let Some(blob) = base64_decode(blob) else {
-            continue;
-        };
-        let same = blob == key;
-        if revoked {
-            if same {
-                return HostKeyCheck::Revoked;
-            }
-            continue;
-        }
-        listed = true;
-        matched |= same;
     }
     match (listed, matched) {
         (_, true) => HostKeyCheck::Match,
@@ -84,31 +66,49 @@ pub(crate) fn check(text: &str, name: &str, key: &[u8]) -> HostKeyCheck {
     }
 }
 
+/// The entries of a known_hosts text that parse; comments, blank and malformed lines are skipped. Fields
+/// may be separated by any run of blanks, as OpenSSH allows (`ssh-key` wants single spaces).
+fn entries(text: &str) -> impl Iterator<Item = Entry> + '_ {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        line.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .parse::<Entry>()
+            .ok()
+    })
+}
+
 /// Does a known_hosts host field (pattern list or hashed name) match `name` (lower case)?
-fn hosts_match(field: &str, name: &str) -> bool {
-    if let Some(rest) = field.strip_prefix("|1|") {
-        let Some((salt, hash)) = rest.split_once('|') else {
-            return false;
-        };
-        let (Some(salt), Some(hash)) = (base64_decode(salt), base64_decode(hash)) else {
-            return false;
-        };
-        return hmac_sha1(&salt, name.as_bytes()).as_slice() == hash.as_slice();
-    }
-    let mut positive = false;
-    for pattern in field.split(',') {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, pattern),
-        };
-        if wildcard_match(&pattern.to_ascii_lowercase(), name) {
-            if negated {
+fn hosts_match(patterns: &HostPatterns, name: &str) -> bool {
+    match patterns {
+        HostPatterns::HashedName { salt, hash } => {
+            let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt) else {
                 return false;
+            };
+            mac.update(name.as_bytes());
+            mac.verify_slice(hash).is_ok()
+        }
+        HostPatterns::Patterns(list) => {
+            let mut positive = false;
+            for pattern in list {
+                let (negated, pattern) = match pattern.strip_prefix('!') {
+                    Some(p) => (true, p),
+                    None => (false, pattern.as_str()),
+                };
+                if wildcard_match(&pattern.to_ascii_lowercase(), name) {
+                    if negated {
+                        return false;
+                    }
+                    positive = true;
+                }
             }
-            positive = true;
+            positive
         }
     }
-    positive
 }
 
 /// `*` and `?` glob matching, as OpenSSH's `match_pattern`.
@@ -138,144 +138,37 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
     pi == p.len()
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 (with or without padding); `None` when malformed.
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
-}
-
-/// Standard base64 without padding (as OpenSSH prints `SHA256:` fingerprints).
+/// Standard base64 without padding, as OpenSSH prints `SHA256:` fingerprints.
 pub(crate) fn base64_encode_nopad(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for block in msg.chunks(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in block.chunks(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A827999),
-                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                _ => (b ^ c ^ d, 0xCA62C1D6),
-            };
-            let t = a
-                .rotate_left(5)
-                .wrapping_add(f)
-                .wrapping_add(e)
-                .wrapping_add(k)
-                .wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (hv, v) in h.iter_mut().zip([a, b, c, d, e]) {
-            *hv = hv.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, v) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    out
-}
-
-fn hmac_sha1(key: &[u8], msg: &[u8]) -> [u8; 20] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..20].copy_from_slice(&sha1(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    inner.extend_from_slice(msg);
-    let mut outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    outer.extend_from_slice(&sha1(&inner));
-    sha1(&outer)
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ssh_key::public::{Ed25519PublicKey, KeyData};
+    use ssh_key::PublicKey;
 
-    fn hex(b: &[u8]) -> String {
-        b.iter().map(|x| format!("{x:02x}")).collect()
+    /// An Ed25519 public key: its wire blob and its `type base64` text.
+    fn key(byte: u8) -> (Vec<u8>, String) {
+        let k = PublicKey::from(KeyData::Ed25519(Ed25519PublicKey([byte; 32])));
+        (k.to_bytes().unwrap(), k.to_openssh().unwrap())
     }
 
-    #[test]
-    fn sha1_and_hmac_known_vectors() {
-        assert_eq!(
-            hex(&sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        assert_eq!(hex(&sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        assert_eq!(
-            hex(&sha1(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-        );
-        // RFC 2202 test case 2.
-        assert_eq!(
-            hex(&hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
-            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
-        );
+    /// A `|1|salt|hash` field for `name`, the way `ssh-keygen -H` writes it.
+    fn hashed(name: &str, salt: &[u8]) -> String {
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(salt).unwrap();
+        mac.update(name.as_bytes());
+        let b64 = base64::engine::general_purpose::STANDARD;
+        format!(
+            "|1|{}|{}",
+            b64.encode(salt),
+            b64.encode(mac.finalize().into_bytes())
+        )
     }
 
-    #[test]
-    fn base64_round_trip() {
-        for data in [&b""[..], b"f", b"fo", b"foo", b"foob", b"fooba", b"foobar"] {
-            let enc = base64_encode_nopad(data);
-            assert_eq!(base64_decode(&enc).unwrap(), data);
-        }
-        assert_eq!(base64_decode("Zm9vYg==").unwrap(), b"foob");
-        assert_eq!(base64_decode("Zm9v!"), None);
+    fn field(s: &str) -> HostPatterns {
+        s.parse().unwrap()
     }
 
     #[test]
@@ -283,58 +176,108 @@ mod tests {
         assert!(wildcard_match("*.example.com", "git.example.com"));
         assert!(!wildcard_match("*.example.com", "example.com"));
         assert!(wildcard_match("git?.example.com", "git1.example.com"));
-        assert!(hosts_match("a,git.example.com", "git.example.com"));
+        assert!(hosts_match(&field("a,git.example.com"), "git.example.com"));
         assert!(!hosts_match(
-            "*.example.com,!git.example.com",
+            &field("*.example.com,!git.example.com"),
             "git.example.com"
         ));
         assert!(hosts_match(
-            "[127.0.0.1]:2222",
+            &field("[127.0.0.1]:2222"),
             &host_name("127.0.0.1", 2222)
         ));
-        assert!(!hosts_match("127.0.0.1", &host_name("127.0.0.1", 2222)));
+        assert!(!hosts_match(
+            &field("127.0.0.1"),
+            &host_name("127.0.0.1", 2222)
+        ));
     }
 
     #[test]
-    fn check_plain_hashed_revoked() {
-        let key_a = b"\x00\x00\x00\x0bssh-ed25519key-a".to_vec();
-        let key_b = b"\x00\x00\x00\x0bssh-ed25519key-b".to_vec();
-        let a64 = base64_encode_nopad(&key_a);
-        let text = format!("# comment\ngit.example.com ssh-ed25519 {a64} c\n");
-        assert_eq!(check(&text, "git.example.com", &key_a), HostKeyCheck::Match);
-        assert_eq!(check(&text, "GIT.example.com", &key_a), HostKeyCheck::Match);
-        assert_eq!(
-            check(&text, "git.example.com", &key_b),
-            HostKeyCheck::Mismatch
-        );
-        assert_eq!(
-            check(&text, "other.example.com", &key_a),
-            HostKeyCheck::Unknown
-        );
+    fn fingerprint_base64_has_no_padding() {
+        assert_eq!(base64_encode_nopad(b"foob"), "Zm9vYg");
+        assert_eq!(base64_encode_nopad(b""), "");
+    }
 
-        let salt = b"0123456789abcdefghij";
-        let hashed = format!(
-            "|1|{}|{} ssh-ed25519 {a64}\n",
-            base64_encode_nopad(salt),
-            base64_encode_nopad(&hmac_sha1(salt, b"[10.0.0.1]:2222"))
-        );
+    #[test]
+    fn check_plain_and_revoked() {
+        let (blob_a, a) = key(1);
+        let (blob_b, _) = key(2);
+        let text = format!("# comment\ngit.example.com {a} a comment\n");
         assert_eq!(
-            check(&hashed, &host_name("10.0.0.1", 2222), &key_a),
+            check(&text, "git.example.com", &blob_a),
             HostKeyCheck::Match
         );
         assert_eq!(
-            check(&hashed, &host_name("10.0.0.1", 22), &key_a),
+            check(&text, "GIT.example.com", &blob_a),
+            HostKeyCheck::Match
+        );
+        assert_eq!(
+            check(&text, "git.example.com", &blob_b),
+            HostKeyCheck::Mismatch
+        );
+        assert_eq!(
+            check(&text, "other.example.com", &blob_a),
             HostKeyCheck::Unknown
         );
 
-        let revoked = format!("{text}@revoked * ssh-ed25519 {a64}\n");
+        let revoked = format!("{text}@revoked * {a}\n");
         assert_eq!(
-            check(&revoked, "git.example.com", &key_a),
+            check(&revoked, "git.example.com", &blob_a),
             HostKeyCheck::Revoked
+        );
+        // A revoked other key does not list the host.
+        let (_, c) = key(3);
+        let other_revoked = format!("@revoked * {c}\n");
+        assert_eq!(
+            check(&other_revoked, "git.example.com", &blob_a),
+            HostKeyCheck::Unknown
+        );
+        // Certificate authorities are not supported: the line lists nothing.
+        let ca = format!("@cert-authority *.example.com {a}\n");
+        assert_eq!(
+            check(&ca, "git.example.com", &blob_a),
+            HostKeyCheck::Unknown
         );
     }
 
-    /// A file hashed by the real `ssh-keygen -H` matches: checks the HMAC and base64 against OpenSSH.
+    #[test]
+    fn blanks_and_malformed_lines() {
+        let (blob_a, a) = key(1);
+        let tabs = format!("  git.example.com\t{}  \n", a.replacen(' ', "\t ", 1));
+        assert_eq!(
+            check(&tabs, "git.example.com", &blob_a),
+            HostKeyCheck::Match
+        );
+        let junk = format!(
+            "git.example.com ssh-ed25519 !!notbase64\n@bogus git.example.com {a}\n\
+             |1|x git.example.com\ngit.example.com\n\ngit.example.com {a}\n"
+        );
+        assert_eq!(
+            check(&junk, "git.example.com", &blob_a),
+            HostKeyCheck::Match
+        );
+    }
+
+    #[test]
+    fn hashed_entry_matches_and_a_wrong_key_for_it_is_a_mismatch() {
+        let (blob_a, a) = key(1);
+        let (blob_b, _) = key(2);
+        let text = format!(
+            "{} {a}\n",
+            hashed("[10.0.0.1]:2222", b"0123456789abcdefghij")
+        );
+        let name = host_name("10.0.0.1", 2222);
+        assert_eq!(check(&text, &name, &blob_a), HostKeyCheck::Match);
+        assert_eq!(check(&text, &name, &blob_b), HostKeyCheck::Mismatch);
+        assert_eq!(
+            check(&text, &host_name("10.0.0.1", 22), &blob_a),
+            HostKeyCheck::Unknown
+        );
+        let revoked = format!("{text}@revoked {} {a}\n", hashed(&name, b"salt"));
+        assert_eq!(check(&revoked, &name, &blob_a), HostKeyCheck::Revoked);
+    }
+
+    /// Files hashed by the real `ssh-keygen -H` match, for Ed25519 and ECDSA keys: checks the parsing and
+    /// HMAC against OpenSSH.
     #[test]
     fn check_against_ssh_keygen_hashed_file() {
         if std::process::Command::new("ssh-keygen")
@@ -345,36 +288,43 @@ mod tests {
             eprintln!("ssh-keygen not installed; skipped");
             return;
         }
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("k");
-        let st = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let public = std::fs::read_to_string(dir.path().join("k.pub")).unwrap();
-        let mut parts = public.split_whitespace();
-        let (kt, b64) = (parts.next().unwrap(), parts.next().unwrap());
-        let blob = base64_decode(b64).unwrap();
-        let kh = dir.path().join("known_hosts");
-        std::fs::write(&kh, format!("[git.example.com]:2222 {kt} {b64}\n")).unwrap();
-        let st = std::process::Command::new("ssh-keygen")
-            .arg("-H")
-            .arg("-f")
-            .arg(&kh)
-            .output()
-            .unwrap();
-        assert!(st.status.success(), "{st:?}");
-        let text = std::fs::read_to_string(&kh).unwrap();
-        assert!(text.starts_with("|1|"), "{text}");
-        assert_eq!(
-            check(&text, &host_name("git.example.com", 2222), &blob),
-            HostKeyCheck::Match
-        );
-        assert_eq!(
-            check(&text, &host_name("git.example.com", 22), &blob),
-            HostKeyCheck::Unknown
-        );
+        for kind in ["ed25519", "ecdsa", "rsa"] {
+            let dir = tempfile::tempdir().unwrap();
+            let key = dir.path().join("k");
+            let st = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let public = std::fs::read_to_string(dir.path().join("k.pub")).unwrap();
+            let blob = PublicKey::from_openssh(&public)
+                .unwrap()
+                .to_bytes()
+                .unwrap();
+            let kh = dir.path().join("known_hosts");
+            std::fs::write(&kh, format!("[git.example.com]:2222 {public}")).unwrap();
+            let st = std::process::Command::new("ssh-keygen")
+                .arg("-H")
+                .arg("-f")
+                .arg(&kh)
+                .output()
+                .unwrap();
+            assert!(st.status.success(), "{st:?}");
+            let text = std::fs::read_to_string(&kh).unwrap();
+            assert!(text.starts_with("|1|"), "{text}");
+            let name = host_name("git.example.com", 2222);
+            assert_eq!(check(&text, &name, &blob), HostKeyCheck::Match, "{kind}");
+            assert_eq!(
+                check(&text, &host_name("git.example.com", 22), &blob),
+                HostKeyCheck::Unknown,
+                "{kind}"
+            );
+            assert_eq!(
+                check(&text, &name, &self::key(9).0),
+                HostKeyCheck::Mismatch,
+                "{kind}"
+            );
+        }
     }
 }

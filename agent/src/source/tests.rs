@@ -1453,3 +1453,70 @@ fn ssh_key_auth_and_host_key_verification() {
     assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
     assert_eq!(src.fetch_count(), 0);
 }
+
+// ---------- redact, through `url` ----------
+
+#[test]
+fn redact_keeps_the_text_as_written_around_the_hidden_part() {
+    // Parsed by `url`, but not re-serialised: no added `/`, case kept, trailing punctuation kept.
+    assert_eq!(
+        redact("see (https://u:p@Host.example)."),
+        "see (https://u:***@Host.example)."
+    );
+    assert_eq!(
+        redact("https://u:p@[::1]:8443/x, then"),
+        "https://u:***@[::1]:8443/x, then"
+    );
+    assert_eq!(redact("https://:tok@host/x"), "https://:***@host/x");
+    assert_eq!(redact("https://@host/x"), "https://@host/x");
+    assert_eq!(
+        redact("git+ssh://git:pw@example.com/x"),
+        "git+ssh://git:***@example.com/x"
+    );
+    // A password with `/`, `?` or `#` percent-encoded, as URLs require.
+    assert_eq!(
+        redact("https://u:a%2Fb%3Fc%23d@host/x"),
+        "https://u:***@host/x"
+    );
+    // The user name `url` reports is kept: a user with a password is not a token.
+    assert_eq!(
+        redact("https://x-access-token:ghs_1@github.com/o/r"),
+        "https://x-access-token:***@github.com/o/r"
+    );
+}
+
+#[test]
+fn redact_hides_user_info_of_words_that_are_not_urls() {
+    // Invalid port, invalid host: not URLs, but the user info is still hidden.
+    assert_eq!(
+        redact("https://u:secret@host:99999/x"),
+        "https://***@host:99999/x"
+    );
+    assert_eq!(redact("https://tok@ho^st/x"), "https://***@ho^st/x");
+    assert_eq!(redact("://u:secret@h"), "://***@h");
+    assert_eq!(redact("ssh://"), "ssh://");
+    assert_eq!(redact("a://"), "a://");
+    assert_eq!(
+        redact("https://h/login?next=https://u:p@h2/y"),
+        "https://h/login?next=https://u:***@h2/y"
+    );
+}
+
+#[test]
+fn redact_never_panics_and_never_shows_a_password() {
+    for s in [
+        "é://u:secret@h/x",
+        "日本://u:secret@h",
+        "https://u:secret@日本.example/x",
+        "https://u:secret@",
+        "://",
+        ":///",
+        "https://u:secret@h\\x",
+        "foo://u:secret@h\\x@y",
+        "https://u:secret@h#frag@x",
+        "https://h/x?next=https://u:secret@h2/y",
+    ] {
+        let r = redact(s);
+        assert!(!r.contains("secret"), "{s} -> {r}");
+    }
+}
