@@ -8,4 +8,5 @@ mod cli;
 mod conformance;
 mod dependencies;
 mod registry;
+mod retention;
 mod systemd;

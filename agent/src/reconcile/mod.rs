@@ -492,6 +492,7 @@ impl Agent {
                         }
                         tracing::info!(seq = rev.seq, commit = %rev.commit, outcome = %rev.outcome, duration_ms, "revision recorded");
                         self.current = Some(rev);
+                        self.prune_history().await;
                     }
                     Err(e) => errors.push(e.to_string()),
                 }
@@ -545,6 +546,35 @@ impl Agent {
             s.last_good_seq = last_good;
         });
         result
+    }
+
+    /// History retention (`history.keep`): drop old revisions from the store, then the applied refs of
+    /// revisions it no longer holds, and let `git gc --auto` reclaim objects. Both block: in the git task.
+    async fn prune_history(&mut self) {
+        let (store, keep) = (self.store.clone(), self.settings.history.keep);
+        let pruned = self
+            .git(move |src| {
+                let removed = store.prune(keep, &[]);
+                Ok(removed.map(|r| (r, src.prune_applied(&|seq| store.may_need(seq)))))
+            })
+            .await;
+        match pruned {
+            Ok(Ok((removed, Ok(refs)))) => {
+                if !removed.is_empty() || !refs.deleted.is_empty() {
+                    tracing::info!(
+                        keep,
+                        revisions = removed.len(),
+                        refs = refs.deleted.len(),
+                        "history pruned"
+                    );
+                }
+                if let Err(e) = refs.gc {
+                    tracing::warn!(error = %e, "git gc of the local clone failed");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune history"),
+            Ok(Ok((_, Err(e)))) | Err(e) => tracing::warn!(error = %e, "cannot prune applied refs"),
+        }
     }
 
     /// Check `commit` out into the working tree unless it is known to be there already.
