@@ -12,4 +12,5 @@ mod dependencies;
 mod files;
 mod reconcile;
 mod registry;
+mod retention;
 mod systemd;

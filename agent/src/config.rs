@@ -12,6 +12,9 @@ pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
 const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// How long one reconcile cycle may take before it is abandoned.
 pub const DEFAULT_CYCLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Revisions kept in history by default (`history.keep`), and the fewest a config may ask for.
+pub const DEFAULT_HISTORY_KEEP: usize = 200;
+pub const MIN_HISTORY_KEEP: usize = 10;
 /// A config file larger than this is refused before parsing.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
@@ -25,6 +28,7 @@ struct RawConfig {
     docker: Option<RawDocker>,
     log: Option<RawLog>,
     cycle_timeout: Option<String>,
+    history: Option<RawHistory>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -55,6 +59,12 @@ struct RawDocker {
 struct RawLog {
     format: Option<String>,
     level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    keep: Option<u64>,
 }
 
 /// Which commit of the remote the box follows.
@@ -114,6 +124,15 @@ pub struct Settings {
     pub log_level: String,
     /// A cycle still running after this is abandoned, logged and counted (`cycle_timeout`).
     pub cycle_timeout: Duration,
+    pub history: HistorySettings,
+}
+
+/// History retention: how many revisions the store (and the clone's applied refs) keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// The newest revisions kept; the current, last good and pinned revisions and the default rollback
+    /// target are kept besides, however old.
+    pub keep: usize,
 }
 
 /// A bad config: every problem, each naming its key.
@@ -289,6 +308,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             "log.level: {log_level:?} must be error, warn, info, debug or trace"
         ));
     }
+    let history = history_settings(raw.history.unwrap_or_default(), &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -313,7 +333,22 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         log_format,
         log_level,
         cycle_timeout,
+        history,
     })
+}
+
+fn history_settings(raw: RawHistory, problems: &mut Vec<String>) -> HistorySettings {
+    let keep = match raw.keep.map(usize::try_from) {
+        None => DEFAULT_HISTORY_KEEP,
+        Some(Ok(n)) if n >= MIN_HISTORY_KEEP => n,
+        Some(_) => {
+            problems.push(format!(
+                "history.keep: must be a number of revisions, at least {MIN_HISTORY_KEEP} (rollback needs some history)"
+            ));
+            DEFAULT_HISTORY_KEEP
+        }
+    };
+    HistorySettings { keep }
 }
 
 fn yaml_problem(e: &serde_yaml::Error) -> String {
@@ -465,6 +500,34 @@ mod tests {
         assert_eq!(s.source.interval, Duration::from_secs(60));
         assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(s.history.keep, DEFAULT_HISTORY_KEEP);
+    }
+
+    #[test]
+    fn history_keep() {
+        let base = "agent_id: a\nsource:\n  url: x\n";
+        let keep = |extra: &str| parse(&format!("{base}{extra}")).map(|s| s.history.keep);
+        assert_eq!(keep("history: {keep: 20}\n"), Ok(20));
+        assert_eq!(keep("history: {keep: 10}\n"), Ok(10));
+        assert_eq!(keep("history: {}\n"), Ok(DEFAULT_HISTORY_KEEP));
+        assert_eq!(keep("history:\n"), Ok(DEFAULT_HISTORY_KEEP));
+        let errs = keep("history: {keep: 9}\n").unwrap_err();
+        assert!(
+            errs[0].contains("history.keep") && errs[0].contains("at least 10"),
+            "{errs:?}"
+        );
+        // Reported with the other problems, not instead of them.
+        let errs = keep("history: {keep: 0}\nstate_dir: rel\n").unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        for bad in [
+            "history: {keep: -1}\n",
+            "history: {keep: lots}\n",
+            "history: {kept: 20}\n",
+        ] {
+            assert!(keep(bad).is_err(), "{bad}");
+        }
+        let errs = keep("history: {kept: 20}\n").unwrap_err();
+        assert!(errs[0].contains("kept"), "{errs:?}");
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! and `pinned`. A record and the pointers that name it are written in one transaction and flushed before
 //! the cycle reports success.
 //!
+//! Retention: [`Store::prune`] keeps the newest `history.keep` revisions plus every revision a pointer or a
+//! default `berth rollback` names, and deletes the rest in one transaction.
+//!
 //! The store is valuable but recoverable: a store that cannot be opened is moved aside with a loud error
 //! and a new one is started; it is never silently wiped.
 
 use crate::model::DesiredState;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// sled's page cache: the box is small.
@@ -237,6 +241,91 @@ impl Store {
         Ok(out)
     }
 
+    /// The revision `berth rollback` without a seq goes to: the newest good revision (applied, rendered)
+    /// before the current one whose commit differs from the current commit (a rollback record re-applies
+    /// an older commit, so every record of the current commit is stepped past). Without a current
+    /// revision: the newest good one.
+    pub fn default_rollback(&self) -> Result<Option<Revision>, StoreError> {
+        let current = match self.pointers()?.current {
+            Some(seq) => self.get(seq)?,
+            None => None,
+        };
+        let before = current.as_ref().map_or(u64::MAX, |c| c.seq);
+        for item in self.revisions.range(..before.to_be_bytes()).rev() {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let rev: Revision = serde_json::from_slice(&v)
+                .map_err(|e| self.err(format!("revision {}: {e}", key_seq(&k))))?;
+            let good = rev.outcome == Outcome::Applied && rev.desired.is_some();
+            if good && current.as_ref().is_none_or(|c| c.commit != rev.commit) {
+                return Ok(Some(rev));
+            }
+        }
+        Ok(None)
+    }
+
+    /// History retention: keep the newest `keep` revisions, the revisions the pointers name (current,
+    /// last good, pinned), the one a default rollback would pick ([`Store::default_rollback`]) and those
+    /// in `protect`; delete every other record in one transaction (which re-reads the pointers, so a
+    /// record a pointer names is never deleted), flush, and return the removed seqs, oldest first.
+    pub fn prune(&self, keep: usize, protect: &[u64]) -> Result<Vec<u64>, StoreError> {
+        // The newest record always stays: `next_seq` is derived from it, and a seq given out twice would
+        // make two revisions share one applied ref.
+        let keep = keep.max(1);
+        let pointers = self.pointers()?;
+        let mut kept: BTreeSet<u64> = protect.iter().copied().collect();
+        kept.extend(
+            [pointers.current, pointers.last_good, pointers.pinned]
+                .into_iter()
+                .flatten(),
+        );
+        let mut doomed = Vec::new();
+        for (i, key) in self.revisions.iter().keys().rev().enumerate() {
+            let seq = key_seq(&key.map_err(|e| self.err(e))?);
+            if i >= keep && !kept.contains(&seq) {
+                doomed.push(seq);
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(doomed);
+        }
+        if let Some(rev) = self.default_rollback()? {
+            doomed.retain(|s| *s != rev.seq);
+        }
+        doomed.reverse();
+        let removed = (&self.revisions, &self.meta)
+            .transaction(|(revs, meta)| {
+                let mut named = BTreeSet::new();
+                for k in [CURRENT, LAST_GOOD, PINNED] {
+                    if let Some(v) = meta.get(k)? {
+                        named.insert(key_seq(&v));
+                    }
+                }
+                let mut removed = Vec::new();
+                for seq in doomed.iter().filter(|s| !named.contains(s)) {
+                    if revs.remove(&seq.to_be_bytes())?.is_some() {
+                        removed.push(*seq);
+                    }
+                }
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(removed)
+            })
+            .map_err(|e| self.err(format!("{e:?}")))?;
+        self.flush()?;
+        Ok(removed)
+    }
+
+    /// Whether the applied ref of `seq` may still be needed: the store holds that revision, or has not
+    /// given that seq out yet (a ref left by an earlier store is overwritten, not deleted). An error
+    /// reading the store answers yes.
+    pub fn may_need(&self, seq: u64) -> bool {
+        match (
+            self.revisions.contains_key(seq.to_be_bytes()),
+            self.next_seq(),
+        ) {
+            (Ok(held), Ok(next)) => held || seq >= next,
+            _ => true,
+        }
+    }
+
     /// The newest applied revision with a sequence number below `before`.
     pub fn last_good_before(&self, before: u64) -> Result<Option<Revision>, StoreError> {
         for item in self.revisions.range(..before.to_be_bytes()).rev() {
@@ -322,6 +411,137 @@ mod tests {
         assert!(s.last_good_before(1).unwrap().is_none());
         s.set_pinned(None).unwrap();
         assert_eq!(s.pointers().unwrap().pinned, None);
+    }
+
+    /// `n` good revisions with distinct commits; the last is current and last good.
+    fn filled(path: &Path, n: u64) -> Store {
+        let s = Store::open(path).unwrap();
+        for seq in 1..=n {
+            s.put(&rev(seq, Outcome::Applied), true, true).unwrap();
+        }
+        s
+    }
+
+    fn seqs(s: &Store) -> Vec<u64> {
+        let mut v: Vec<u64> = s.list(usize::MAX).unwrap().iter().map(|r| r.seq).collect();
+        v.reverse();
+        v
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("store"), 30);
+        assert_eq!(s.prune(10, &[]).unwrap(), (1..=20).collect::<Vec<_>>());
+        assert_eq!(seqs(&s), (21..=30).collect::<Vec<_>>());
+        assert_eq!(
+            s.prune(10, &[]).unwrap(),
+            Vec::<u64>::new(),
+            "nothing more to drop"
+        );
+        assert_eq!(s.next_seq().unwrap(), 31);
+        // A window larger than the history drops nothing.
+        assert!(s.prune(200, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn prune_never_drops_what_a_pointer_or_the_caller_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("store"), 5);
+        for seq in 6..=30 {
+            s.put(&rev(seq, Outcome::Failed), true, false).unwrap();
+        }
+        s.set_pinned(Some(2)).unwrap();
+        let removed = s.prune(10, &[4]).unwrap();
+        assert!(!removed.contains(&2) && !removed.contains(&4) && !removed.contains(&5));
+        let mut want = vec![2, 4, 5];
+        want.extend(21..=30);
+        assert_eq!(seqs(&s), want);
+        assert_eq!(
+            s.pointers().unwrap(),
+            Pointers {
+                current: Some(30),
+                last_good: Some(5),
+                pinned: Some(2)
+            }
+        );
+        for seq in [2, 5, 30] {
+            assert!(s.get(seq).unwrap().is_some(), "revision {seq} is named");
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_default_rollback_target_outside_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("store"), 1);
+        // A month of commits that did not render, then a good one: `berth rollback` goes to 1.
+        for seq in 2..=29 {
+            let mut r = rev(seq, Outcome::Failed);
+            r.desired = None;
+            s.put(&r, false, false).unwrap();
+        }
+        s.put(&rev(30, Outcome::Applied), true, true).unwrap();
+        assert_eq!(s.default_rollback().unwrap().unwrap().seq, 1);
+        s.prune(10, &[]).unwrap();
+        let mut want = vec![1];
+        want.extend(21..=30);
+        assert_eq!(seqs(&s), want);
+        assert_eq!(s.default_rollback().unwrap().unwrap().seq, 1);
+    }
+
+    #[test]
+    fn the_rollback_target_steps_past_records_of_the_current_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("store"), 3);
+        // 4..=30 re-apply commit 3 (rollback records, re-applies): the target is 2, a different commit.
+        for seq in 4..=30 {
+            let mut r = rev(seq, Outcome::Applied);
+            r.commit = rev(3, Outcome::Applied).commit;
+            r.rollback = true;
+            s.put(&r, true, true).unwrap();
+        }
+        assert_eq!(s.default_rollback().unwrap().unwrap().seq, 2);
+        let removed = s.prune(10, &[]).unwrap();
+        assert_eq!(
+            removed,
+            [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+        );
+        assert_eq!(s.default_rollback().unwrap().unwrap().seq, 2);
+    }
+
+    #[test]
+    fn pruned_history_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        {
+            let s = filled(&path, 40);
+            s.set_pinned(Some(7)).unwrap();
+            s.prune(10, &[]).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let mut want = vec![7];
+        want.extend(31..=40);
+        assert_eq!(seqs(&s), want);
+        assert_eq!(s.next_seq().unwrap(), 41, "seqs are never given out twice");
+        assert_eq!(s.pointers().unwrap().pinned, Some(7));
+        assert_eq!(s.get(40).unwrap().unwrap(), rev(40, Outcome::Applied));
+        // Even a window of 0 keeps the newest record, which `next_seq` counts from.
+        s.set_pinned(None).unwrap();
+        s.put(&rev(41, Outcome::Failed), false, false).unwrap();
+        assert_eq!(s.prune(0, &[]).unwrap().len(), 9);
+        assert_eq!(seqs(&s), vec![39, 40, 41]);
+        assert_eq!(s.next_seq().unwrap(), 42);
+    }
+
+    #[test]
+    fn applied_refs_are_needed_while_their_record_is_or_the_seq_is_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = filled(&dir.path().join("store"), 30);
+        s.prune(10, &[]).unwrap();
+        assert!(!s.may_need(5));
+        assert!(s.may_need(25));
+        assert!(s.may_need(31), "not given out yet");
+        assert!(s.may_need(1000));
     }
 
     #[test]

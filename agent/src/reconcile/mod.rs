@@ -272,10 +272,7 @@ impl Agent {
 
     /// Which stored revision a rollback goes to: `seq`, or the last good one before the current.
     async fn rollback_target(&self, seq: Option<u64>) -> Result<u64, CycleError> {
-        let current = self.current.as_ref().map(|c| (c.seq, c.commit.clone()));
-        let picked = self
-            .db(move |store| pick_rollback(store, seq, current))
-            .await?;
+        let picked = self.db(move |store| pick_rollback(store, seq)).await?;
         Ok(picked?)
     }
 
@@ -593,22 +590,57 @@ impl Agent {
             tracing::warn!(error = %e, "cannot keep a local ref to the applied commit");
         }
         tracing::info!(seq = rev.seq, commit = %rev.commit, outcome = %rev.outcome, duration_ms = rev.duration_ms, "revision recorded");
+        self.prune_history().await;
         Ok(rev)
     }
 
     /// Record a commit that did not render, once (not again when it is the newest record already).
-    async fn record_rejected(&self, mut rev: Revision) -> Result<(), CycleError> {
-        self.db(move |s| {
-            let already = s.list(1)?.into_iter().next().is_some_and(|r| {
-                r.commit == rev.commit && r.outcome == Outcome::Failed && r.desired.is_none()
-            });
-            if !already {
-                rev.seq = s.next_seq()?;
-                s.put(&rev, false, false)?;
+    async fn record_rejected(&mut self, mut rev: Revision) -> Result<(), CycleError> {
+        let recorded = self
+            .db(move |s| {
+                let already = s.list(1)?.into_iter().next().is_some_and(|r| {
+                    r.commit == rev.commit && r.outcome == Outcome::Failed && r.desired.is_none()
+                });
+                if !already {
+                    rev.seq = s.next_seq()?;
+                    s.put(&rev, false, false)?;
+                }
+                Ok(!already)
+            })
+            .await?;
+        if recorded {
+            self.prune_history().await;
+        }
+        Ok(())
+    }
+
+    /// History retention (`history.keep`): drop old revisions from the store, then the applied refs of
+    /// revisions it no longer holds, and let `git gc --auto` reclaim objects. Both block: in the git task.
+    async fn prune_history(&mut self) {
+        let (store, keep) = (self.store.clone(), self.settings.history.keep);
+        let pruned = self
+            .git(move |src| {
+                let removed = store.prune(keep, &[]);
+                Ok(removed.map(|r| (r, src.prune_applied(&|seq| store.may_need(seq)))))
+            })
+            .await;
+        match pruned {
+            Ok(Ok((removed, Ok(refs)))) => {
+                if !removed.is_empty() || !refs.deleted.is_empty() {
+                    tracing::info!(
+                        keep,
+                        revisions = removed.len(),
+                        refs = refs.deleted.len(),
+                        "history pruned"
+                    );
+                }
+                if let Err(e) = refs.gc {
+                    tracing::warn!(error = %e, "git gc of the local clone failed");
+                }
             }
-            Ok(())
-        })
-        .await
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune history"),
+            Ok(Ok((_, Err(e)))) | Err(e) => tracing::warn!(error = %e, "cannot prune applied refs"),
+        }
     }
 
     /// Check `commit` out into the working tree unless it is known to be there already.
@@ -767,32 +799,21 @@ impl Queued {
     }
 }
 
-/// Pick the revision a rollback goes to: `seq`, or the newest good revision before the current one whose
-/// commit differs from the current commit. `Ok(Err(_))`: the store answered, the rollback is refused.
+/// Pick the revision a rollback goes to: `seq`, or [`Store::default_rollback`] (the rule history
+/// retention protects too). `Ok(Err(_))`: the store answered, the rollback is refused.
 fn pick_rollback(
     store: &Store,
     seq: Option<u64>,
-    current: Option<(u64, String)>,
 ) -> Result<Result<u64, RollbackError>, StoreError> {
     let rev = match seq {
         Some(s) => match store.get(s)? {
             Some(r) => r,
             None => return Ok(Err(RollbackError::NoSuchRevision(s))),
         },
-        None => {
-            let (mut before, current_commit) = match current {
-                Some((seq, commit)) => (seq, Some(commit)),
-                None => (u64::MAX, None),
-            };
-            // A rollback record re-applies an older commit: step past every record of the current commit.
-            loop {
-                match store.last_good_before(before)? {
-                    Some(r) if Some(&r.commit) == current_commit.as_ref() => before = r.seq,
-                    Some(r) => break r,
-                    None => return Ok(Err(RollbackError::NoEarlierGood)),
-                }
-            }
-        }
+        None => match store.default_rollback()? {
+            Some(r) => r,
+            None => return Ok(Err(RollbackError::NoEarlierGood)),
+        },
     };
     if rev.desired.is_none() {
         return Ok(Err(RollbackError::NotRendered(rev.seq)));

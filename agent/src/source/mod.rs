@@ -1,6 +1,7 @@
 //! Git source: fetch the followed ref into `state_dir`, pick the commit, expose its tree to `render/`,
 //! check a rendered revision out into the working tree that bind mounts point into, and keep applied
-//! commits reachable locally so rollback works offline.
+//! commits reachable locally so rollback works offline (`applied.rs`: the applied refs, their pruning
+//! and `git gc`).
 //!
 //! Everything here is blocking (git2); the reconcile loop calls it through `spawn_blocking`.
 //!
@@ -15,8 +16,9 @@
 //!   ref; a full id that is not advertised is asked for by id (servers that allow it); otherwise every
 //!   branch and tag is fetched with full history (unshallowing a shallow clone) and the id resolved.
 //!   libgit2 never deletes objects, `refs/berth/applied/<seq>` keeps applied commits reachable for
-//!   `git gc`, and the `shallow` file keeps listing the boundary commits whose parents are absent (a
-//!   local-transport fetch would otherwise drop it), so kept commits stay usable offline.
+//!   `git gc` (which history retention runs: `applied.rs`), and the `shallow` file keeps listing the
+//!   boundary commits whose parents are absent (a local-transport fetch would otherwise drop it), so kept
+//!   commits stay usable offline.
 //! - **Timeouts.** `source.timeout` is libgit2's (process-wide) connect and socket read/write timeout and
 //!   also a deadline for the whole fetch, checked in the progress and credential callbacks.
 //! - **Auth.** HTTPS: the token of `source.token_file` (read when the server asks, trimmed) is the password,
@@ -36,6 +38,7 @@
 //!   behind: the agent holds the store lock, so nothing else writes this repository.
 //! - **Submodules** are not fetched or checked out; in a [`GitTree`] they are empty directories.
 
+mod applied;
 mod known_hosts;
 mod remote;
 mod tree;
@@ -43,6 +46,7 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+pub use applied::{AppliedPrune, Gc, GcError, GC_TIMEOUT};
 pub use tree::GitTree;
 
 use crate::config::{GitRef, SourceSettings};
@@ -309,26 +313,6 @@ impl GitSource {
             .set_head_detached(oid)
             .map_err(|e| self.local_err("cannot move HEAD", &e))?;
         Ok(())
-    }
-
-    /// Keep `refs/berth/applied/<seq>` pointing at `id`, so the commit stays in the local repository (and
-    /// rollback works offline) whatever happens to the remote.
-    pub fn keep(&self, seq: u64, id: &str) -> Result<(), SourceError> {
-        let oid = self.require_commit(id)?;
-        self.repo
-            .reference(
-                &format!("{APPLIED_REFS}{seq}"),
-                oid,
-                true,
-                &format!("berth: applied revision {seq}"),
-            )
-            .map_err(|e| self.local_err("cannot write the applied ref", &e))?;
-        Ok(())
-    }
-
-    /// Whether a commit (full id or unambiguous prefix) is in the local repository.
-    pub fn has_commit(&self, id: &str) -> bool {
-        matches!(self.lookup_commit(id), Ok(Some(_)))
     }
 
     // --- fetching ---
