@@ -102,6 +102,7 @@ fn a_cycle_past_cycle_timeout_is_abandoned_and_counted() {
     });
     let mut opts = AgentOptions::new(&format!("http://127.0.0.1:{port}/fleet.git"));
     opts.extra_source = "  timeout: 5m\ncycle_timeout: 2s\n".into();
+    opts.rollout = "rollout:\n  stable: 0s\n  timeout: 1s\n".into();
     let agent = Agent::start_with("cycle-timeout", opts);
     let st = wait_for(TIMEOUT, "an abandoned cycle", || {
         let st = agent.status_json();

@@ -487,6 +487,10 @@ pub struct AgentOptions {
     pub interval: String,
     /// More YAML lines under `source:` (indented by the caller with two spaces).
     pub extra_source: String,
+    /// The `rollout:` block (top level). Tests default to no stable window (running at the gate's first
+    /// look passes) so every apply does not wait the production 10 s; tests of the health gate set their
+    /// own.
+    pub rollout: String,
 }
 
 impl AgentOptions {
@@ -496,6 +500,7 @@ impl AgentOptions {
             path: ".".into(),
             interval: "1h".into(),
             extra_source: String::new(),
+            rollout: "rollout:\n  stable: 0s\n  timeout: 60s\n".into(),
         }
     }
 }
@@ -527,11 +532,12 @@ impl Agent {
         let config = dir.path().join("config.yaml");
         let log = dir.path().join("agent.log");
         let text = format!(
-            "agent_id: {id}\nsource:\n  url: {url}\n  branch: main\n  path: {path}\n  interval: {interval}\n{extra}state_dir: {state}\nsocket: {socket}\nlog:\n  level: debug\n",
+            "agent_id: {id}\nsource:\n  url: {url}\n  branch: main\n  path: {path}\n  interval: {interval}\n{extra}state_dir: {state}\nsocket: {socket}\nlog:\n  level: debug\n{rollout}",
             url = opts.url,
             path = opts.path,
             interval = opts.interval,
             extra = opts.extra_source,
+            rollout = opts.rollout,
             state = state_dir.display(),
             socket = socket.display(),
         );

@@ -28,6 +28,27 @@ pub struct ApplyReport {
     pub warnings: Vec<String>,
     /// Image reference → local image id, for every image that was available.
     pub images: BTreeMap<String, String>,
+    /// Every container this apply created, recreated, started or restarted, in `depends_on` order: what
+    /// the health gate watches.
+    pub touched: Vec<crate::rollout::Watched>,
+}
+
+/// Why a convergence stopped before its first engine write.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvergeError {
+    #[error(transparent)]
+    Engine(#[from] RuntimeError),
+    #[error("preflight failed, nothing was changed:\n  {}", join_lines(.0))]
+    Preflight(Vec<crate::preflight::PreflightError>),
+    #[error(
+        "renders no containers while the box runs {running}; set allow_empty: true to allow it"
+    )]
+    Empty { running: usize },
+}
+
+fn join_lines(errors: &[crate::preflight::PreflightError]) -> String {
+    let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    texts.join("\n  ")
 }
 
 impl ApplyReport {
@@ -45,6 +66,8 @@ impl ApplyReport {
 pub struct ApplyOptions {
     /// Bound on a `service_healthy` / `service_completed_successfully` wait.
     pub dependency_timeout: Duration,
+    /// A desired state without containers may remove every container that runs.
+    pub allow_empty: bool,
 }
 
 impl ApplyOptions {
@@ -65,12 +88,14 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             dependency_timeout: DEPENDENCY_TIMEOUT,
+            allow_empty: false,
         }
     }
 }
 
-/// Images by pull policy, then observe, plan and apply. `log` remembers when each image was pulled;
-/// `progress` receives `(image, status line)` while pulling.
+/// Images by pull policy, then observe, plan, preflight and apply. `log` remembers when each image was
+/// pulled; `progress` receives `(image, status line)` while pulling. Nothing on the engine changes when
+/// this returns `Err`.
 pub async fn converge<R: Runtime>(
     rt: &R,
     desired: &DesiredState,
@@ -78,7 +103,7 @@ pub async fn converge<R: Runtime>(
     log: &mut PullLog,
     opts: &ApplyOptions,
     progress: &(dyn Fn(&str, &str) + Sync),
-) -> Result<(Plan, ApplyReport), RuntimeError> {
+) -> Result<(Plan, ApplyReport), ConvergeError> {
     // The engine's state does not depend on the pulls: ask for both at once (a no-op costs one round
     // trip less).
     let (prepared, actual) = tokio::join!(
@@ -88,6 +113,17 @@ pub async fn converge<R: Runtime>(
     let mut actual = actual?;
     actual.images = prepared.ids.clone();
     let plan = crate::plan::plan(desired, &actual);
+    let running = actual.containers.len();
+    if desired.containers().next().is_none() && running > 0 && !opts.allow_empty {
+        return Err(ConvergeError::Empty { running });
+    }
+    if !plan.is_empty() {
+        let inventory = rt.inventory().await?;
+        let problems = crate::preflight::check(desired, &plan, &inventory, &owner.agent_id);
+        if !problems.is_empty() {
+            return Err(ConvergeError::Preflight(problems));
+        }
+    }
     let mut report = apply(rt, &plan, owner, opts).await;
     // Say why an image is missing (the steps that needed it name the image).
     for image in &plan.missing_images {
@@ -200,6 +236,7 @@ pub async fn apply<R: Runtime>(
                     report
                         .done
                         .push(format!("{} container {}", step.verb(), spec.name));
+                    report.touched.push(crate::rollout::Watched::of(spec, &id));
                     let list = ids
                         .entry((spec.stack.clone(), spec.service.clone()))
                         .or_default();

@@ -29,6 +29,8 @@ struct RawConfig {
     log: Option<RawLog>,
     cycle_timeout: Option<String>,
     history: Option<RawHistory>,
+    rollout: Option<RawRollout>,
+    allow_empty: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -59,6 +61,30 @@ struct RawDocker {
 struct RawLog {
     format: Option<String>,
     level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRollout {
+    timeout: Option<String>,
+    stable: Option<String>,
+    on_failure: Option<String>,
+}
+
+/// What happens when a new revision fails its health gate (`rollout.on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Converge the last good revision again and quarantine the commit.
+    Rollback,
+    /// Leave the new revision running, recorded as failed.
+    Keep,
+}
+
+/// `rollout:`: the health gate after each apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutSettings {
+    pub gate: crate::rollout::GateSettings,
+    pub on_failure: OnFailure,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -125,6 +151,9 @@ pub struct Settings {
     /// A cycle still running after this is abandoned, logged and counted (`cycle_timeout`).
     pub cycle_timeout: Duration,
     pub history: HistorySettings,
+    pub rollout: RolloutSettings,
+    /// A commit that renders no containers may replace one that runs some (`allow_empty`).
+    pub allow_empty: bool,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -309,6 +338,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         ));
     }
     let history = history_settings(raw.history.unwrap_or_default(), &mut problems);
+    let rollout = rollout_settings(raw.rollout.unwrap_or_default(), &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -334,7 +364,45 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         log_level,
         cycle_timeout,
         history,
+        rollout,
+        allow_empty: raw.allow_empty.unwrap_or(false),
     })
+}
+
+fn rollout_settings(raw: RawRollout, problems: &mut Vec<String>) -> RolloutSettings {
+    let defaults = crate::rollout::GateSettings::default();
+    let timeout = duration_key(
+        "rollout.timeout",
+        raw.timeout.as_deref(),
+        defaults.timeout,
+        problems,
+    );
+    let stable = duration_key(
+        "rollout.stable",
+        raw.stable.as_deref(),
+        defaults.stable,
+        problems,
+    );
+    if timeout > MAX_INTERVAL {
+        problems.push("rollout.timeout: must be at most 24h".into());
+    }
+    if stable > timeout {
+        problems.push("rollout.stable: must not be longer than rollout.timeout".into());
+    }
+    let on_failure = match raw.on_failure.as_deref() {
+        None | Some("rollback") => OnFailure::Rollback,
+        Some("keep") => OnFailure::Keep,
+        Some(other) => {
+            problems.push(format!(
+                "rollout.on_failure: {other:?} must be rollback or keep"
+            ));
+            OnFailure::Rollback
+        }
+    };
+    RolloutSettings {
+        gate: crate::rollout::GateSettings { timeout, stable },
+        on_failure,
+    }
 }
 
 fn history_settings(raw: RawHistory, problems: &mut Vec<String>) -> HistorySettings {
@@ -501,6 +569,39 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.history.keep, DEFAULT_HISTORY_KEEP);
+    }
+
+    #[test]
+    fn rollout_and_allow_empty() {
+        let base = "source:\n  url: /srv/fleet.git\n";
+        let s = parse(base).unwrap();
+        assert_eq!(s.rollout.gate, crate::rollout::GateSettings::default());
+        assert_eq!(s.rollout.on_failure, OnFailure::Rollback);
+        assert!(!s.allow_empty);
+        let s = parse(&format!(
+            "{base}rollout: {{timeout: 30s, stable: 2s, on_failure: keep}}\nallow_empty: true\n"
+        ))
+        .unwrap();
+        assert_eq!(s.rollout.gate.timeout, Duration::from_secs(30));
+        assert_eq!(s.rollout.gate.stable, Duration::from_secs(2));
+        assert_eq!(s.rollout.on_failure, OnFailure::Keep);
+        assert!(s.allow_empty);
+        let errs = parse(&format!(
+            "{base}rollout: {{timeout: 5s, stable: 10s, on_failure: pray}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains("rollout.stable")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("rollout.on_failure")),
+            "{errs:?}"
+        );
+        assert!(parse(&format!(
+            "{base}rollout: {{timeout: 99999999999999999999s}}\n"
+        ))
+        .is_err());
     }
 
     #[test]

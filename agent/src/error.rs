@@ -10,7 +10,6 @@ use crate::runtime::RuntimeError;
 use crate::source::SourceError;
 use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,6 +118,8 @@ pub enum RollbackError {
     NoEarlierGood,
     #[error("revision {0} did not render; it cannot be re-applied")]
     NotRendered(u64),
+    #[error("the agent is suspended; `berth resume` first")]
+    Suspended,
 }
 
 /// Everything that can go wrong in one cycle.
@@ -145,9 +146,27 @@ pub enum CycleError {
         #[source]
         source: SourceError,
     },
-    /// A commit that failed before: reported again, not retried until the remote moves.
-    #[error("{0}")]
-    Rejected(Arc<CycleError>),
+    /// The fetched commit failed before: not applied again until the remote moves on.
+    #[error("commit {commit} is quarantined: {reason} (it is not applied again until the remote moves on, or `berth reconcile --retry`)")]
+    Quarantined { commit: String, reason: String },
+    /// The agent died twice while applying this commit.
+    #[error("commit {commit}: the agent stopped while applying this commit")]
+    Poisoned { commit: String },
+    /// Preflight, the empty-render guard, or the engine before the first write: nothing was changed.
+    #[error("commit {commit}: {source}")]
+    Converge {
+        commit: String,
+        #[source]
+        source: crate::apply::ConvergeError,
+    },
+    /// The health gate failed after the apply.
+    #[error("commit {commit}: {source}{}", if *rolled_back { "; rolled back to the last good revision" } else { "" })]
+    Gate {
+        commit: String,
+        #[source]
+        source: crate::rollout::GateFailure,
+        rolled_back: bool,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Observing the engine failed before anything was planned.
@@ -177,7 +196,13 @@ impl CycleError {
             CycleError::Render { .. } => ErrorClass::Input,
             // The commit's objects are local by now: failing to read them is the clone's problem.
             CycleError::Read { .. } | CycleError::Checkout { .. } => ErrorClass::Internal,
-            CycleError::Rejected(e) => e.class(),
+            CycleError::Quarantined { .. } | CycleError::Poisoned { .. } => ErrorClass::Input,
+            CycleError::Converge { source, .. } => match source {
+                crate::apply::ConvergeError::Engine(e) => runtime_class(e),
+                crate::apply::ConvergeError::Preflight(_)
+                | crate::apply::ConvergeError::Empty { .. } => ErrorClass::Input,
+            },
+            CycleError::Gate { .. } => ErrorClass::Rollout,
             CycleError::Store(_) | CycleError::Task { .. } => ErrorClass::Internal,
             CycleError::Engine(e) => runtime_class(e),
             CycleError::Step(e) => e.class(),
@@ -213,7 +238,11 @@ mod tests {
         assert_eq!(fetch.class(), ErrorClass::Transient);
         assert_eq!(render_error().class(), ErrorClass::Input);
         assert_eq!(
-            CycleError::Rejected(Arc::new(render_error())).class(),
+            CycleError::Quarantined {
+                commit: "abc".into(),
+                reason: "did not render".into()
+            }
+            .class(),
             ErrorClass::Input
         );
         let step = StepError {

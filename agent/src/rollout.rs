@@ -32,10 +32,34 @@ pub struct Watched {
     pub replica: u32,
     pub id: String,
     pub has_healthcheck: bool,
-    /// A one-shot job (others wait for it with `service_completed_successfully`): exiting 0 is success.
+    /// A one-shot job (others wait for it with `service_completed_successfully`, or its restart policy is
+    /// `no` or `on-failure`): exiting 0 is success.
     pub one_shot: bool,
-    /// The engine's restart count right after the apply started it.
+    /// The engine's restart count right after the apply started it (negative: take it from the gate's
+    /// first observation).
     pub restarts_at_start: i64,
+}
+
+impl Watched {
+    /// Watch container `id`, made from `spec` by this cycle.
+    pub fn of(spec: &crate::model::ContainerSpec, id: &str) -> Watched {
+        Watched {
+            stack: spec.stack.clone(),
+            service: spec.service.clone(),
+            replica: spec.replica,
+            id: id.to_string(),
+            has_healthcheck: spec
+                .healthcheck
+                .as_ref()
+                .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE")),
+            // A job others wait for, or one the engine is not asked to keep running: exiting 0 is done.
+            one_shot: spec.run_once
+                || spec.restart == "no"
+                || spec.restart.starts_with("on-failure"),
+            // A container the engine (re)started by API counts restarts from 0.
+            restarts_at_start: 0,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,12 +213,14 @@ pub async fn wait<R: Runtime>(
     let mut good_since: Vec<Option<Instant>> = vec![None; watched.len()];
     let mut last_state: Vec<String> = vec![String::new(); watched.len()];
     let mut delay = Duration::from_millis(200);
+    // A negative baseline is taken from the first observation.
+    let mut watched: Vec<Watched> = watched.to_vec();
     tokio::pin!(superseded);
     loop {
         tick(started.elapsed().as_secs());
         let now = Instant::now();
         let mut all_stable = true;
-        for (i, w) in watched.iter().enumerate() {
+        for (i, w) in watched.iter_mut().enumerate() {
             let st = match rt.container_state(&w.id).await {
                 Ok(st) => st,
                 Err(source) => {
@@ -210,6 +236,9 @@ pub async fn wait<R: Runtime>(
                 Some(h) => format!("{}, {h}", st.status),
                 None => st.status.clone(),
             };
+            if w.restarts_at_start < 0 {
+                w.restarts_at_start = st.restart_count;
+            }
             match judge(w, &st) {
                 State::Failed(f) => return GateOutcome::Failed(failure(w, f)),
                 State::Done => {}
@@ -232,7 +261,7 @@ pub async fn wait<R: Runtime>(
             // The first container (in depends_on order) that is not stable is named.
             let i = good_since
                 .iter()
-                .zip(watched)
+                .zip(&watched)
                 .position(|(g, _)| g.is_none_or(|t| now.duration_since(t) < settings.stable))
                 .unwrap_or(0);
             let Some(w) = watched.get(i) else {

@@ -18,10 +18,15 @@ use std::path::{Path, PathBuf};
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// Applied and passed its health gate.
     Applied,
     Failed,
+    /// Failed its health gate; the last good revision was converged again.
+    RolledBack,
+    /// A newer commit arrived while its health gate ran.
+    Superseded,
 }
 
 impl std::fmt::Display for Outcome {
@@ -29,6 +34,8 @@ impl std::fmt::Display for Outcome {
         f.write_str(match self {
             Outcome::Applied => "applied",
             Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Superseded => "superseded",
         })
     }
 }
@@ -56,6 +63,46 @@ pub struct Revision {
     /// tag that moved later can be told apart in history.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub images: std::collections::BTreeMap<String, String>,
+    /// The class of `error` (transient failures are retried and may still become good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<crate::error::ErrorClass>,
+}
+
+/// A new commit the agent started to apply and has not finished: written before the first engine write,
+/// so a crash in between is resumed (even offline) and a commit that keeps killing the agent is found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The record to be (no sequence number yet), with its desired state.
+    pub revision: Revision,
+    /// How many agent starts found this attempt unfinished.
+    pub deaths: u32,
+}
+
+/// A commit that failed: not applied again until the remote moves on (or `berth reconcile --retry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub commit: String,
+    pub reason: String,
+    /// Seconds since the epoch.
+    pub since: i64,
+}
+
+/// Changes written together in one transaction (then flushed): a revision record and every pointer,
+/// pin, attempt and quarantine change that goes with it. `None` fields are left as they are.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// A record to insert or update (its `seq` must be set).
+    pub revision: Option<Revision>,
+    /// Point `current` at this seq.
+    pub current: Option<u64>,
+    /// Point `last_good` at this seq.
+    pub last_good: Option<u64>,
+    /// `Some(Some(seq))` pins, `Some(None)` unpins.
+    pub pinned: Option<Option<u64>>,
+    /// `Some(None)` clears the attempt.
+    pub attempt: Option<Option<Attempt>>,
+    /// `Some(None)` lifts the quarantine.
+    pub quarantine: Option<Option<Quarantine>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,6 +134,9 @@ const CURRENT: &[u8] = b"current";
 const LAST_GOOD: &[u8] = b"last_good";
 const PINNED: &[u8] = b"pinned";
 const PULLS: &[u8] = b"pulls";
+const ATTEMPT: &[u8] = b"attempt";
+const QUARANTINE: &[u8] = b"quarantine";
+const SUSPENDED: &[u8] = b"suspended";
 
 impl Store {
     /// Open `<dir>` (created if missing). When the existing store cannot be opened it is renamed to
@@ -157,16 +207,61 @@ impl Store {
 
     /// Write `rev` (new or updated) and move the pointers, atomically, then flush to disk.
     pub fn put(&self, rev: &Revision, set_current: bool, set_good: bool) -> Result<(), StoreError> {
-        let value = serde_json::to_vec(rev).map_err(|e| self.err(e))?;
-        let key = rev.seq.to_be_bytes();
+        self.record(&Record {
+            revision: Some(rev.clone()),
+            current: set_current.then_some(rev.seq),
+            last_good: set_good.then_some(rev.seq),
+            ..Default::default()
+        })
+    }
+
+    /// Write everything in `r` in one transaction, then flush to disk.
+    pub fn record(&self, r: &Record) -> Result<(), StoreError> {
+        let json = |v: &dyn erased::Json| v.to_json().map_err(|e| self.err(e));
+        let revision = match &r.revision {
+            Some(rev) => Some((rev.seq.to_be_bytes(), json(rev)?)),
+            None => None,
+        };
+        let attempt = match &r.attempt {
+            Some(Some(a)) => Some(Some(json(a)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let quarantine = match &r.quarantine {
+            Some(Some(q)) => Some(Some(json(q)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
         (&self.revisions, &self.meta)
             .transaction(|(revs, meta)| {
-                revs.insert(&key, value.as_slice())?;
-                if set_current {
-                    meta.insert(CURRENT, &key)?;
+                if let Some((key, value)) = &revision {
+                    revs.insert(key, value.as_slice())?;
                 }
-                if set_good {
-                    meta.insert(LAST_GOOD, &key)?;
+                if let Some(seq) = r.current {
+                    meta.insert(CURRENT, &seq.to_be_bytes())?;
+                }
+                if let Some(seq) = r.last_good {
+                    meta.insert(LAST_GOOD, &seq.to_be_bytes())?;
+                }
+                match r.pinned {
+                    Some(Some(seq)) => {
+                        meta.insert(PINNED, &seq.to_be_bytes())?;
+                    }
+                    Some(None) => {
+                        meta.remove(PINNED)?;
+                    }
+                    None => {}
+                }
+                for (key, change) in [(ATTEMPT, &attempt), (QUARANTINE, &quarantine)] {
+                    match change {
+                        Some(Some(v)) => {
+                            meta.insert(key, v.as_slice())?;
+                        }
+                        Some(None) => {
+                            meta.remove(key)?;
+                        }
+                        None => {}
+                    }
                 }
                 Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
             })
@@ -175,12 +270,47 @@ impl Store {
     }
 
     pub fn set_pinned(&self, seq: Option<u64>) -> Result<(), StoreError> {
-        match seq {
-            Some(s) => self.meta.insert(PINNED, &s.to_be_bytes()).map(|_| ()),
-            None => self.meta.remove(PINNED).map(|_| ()),
+        self.record(&Record {
+            pinned: Some(seq),
+            ..Default::default()
+        })
+    }
+
+    /// The unfinished attempt, if any.
+    pub fn attempt(&self) -> Result<Option<Attempt>, StoreError> {
+        self.meta_json(ATTEMPT, "attempt")
+    }
+
+    /// The quarantined commit, if any.
+    pub fn quarantine(&self) -> Result<Option<Quarantine>, StoreError> {
+        self.meta_json(QUARANTINE, "quarantine")
+    }
+
+    /// Whether `berth suspend` is in force (it survives restarts).
+    pub fn suspended(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get(SUSPENDED).map_err(|e| self.err(e))?.is_some())
+    }
+
+    pub fn set_suspended(&self, on: bool) -> Result<(), StoreError> {
+        if on {
+            self.meta.insert(SUSPENDED, b"1").map_err(|e| self.err(e))?;
+        } else {
+            self.meta.remove(SUSPENDED).map_err(|e| self.err(e))?;
         }
-        .map_err(|e| self.err(e))?;
         self.flush()
+    }
+
+    fn meta_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.meta.get(key).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.err(format!("{what}: {e}"))),
+        }
     }
 
     /// When each image was last pulled (seconds since the epoch).
@@ -356,6 +486,18 @@ fn is_unreadable(e: &sled::Error) -> bool {
     }
 }
 
+mod erased {
+    /// Serialise any record type to JSON through one closure.
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Result<Vec<u8>>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+            serde_json::to_vec(self)
+        }
+    }
+}
+
 fn key_seq(k: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = k.len().min(8);
@@ -381,6 +523,7 @@ mod tests {
             rollback: false,
             desired: Some(DesiredState::default()),
             images: Default::default(),
+            error_class: None,
         }
     }
 

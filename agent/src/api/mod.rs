@@ -3,9 +3,11 @@
 //! HTTP/1.1 + JSON over a Unix socket:
 //! - `GET /v1/status` → [`Status`]
 //! - `GET /v1/history?limit=N` → `[HistoryEntry]`, newest first
-//! - `POST /v1/reconcile` (`?wait=1` to answer after the cycle) → [`CycleResult`]
+//! - `POST /v1/reconcile` (`?wait=1` to answer after the cycle, `?retry=1` to lift a quarantine) →
+//!   [`CycleResult`]
 //! - `POST /v1/rollback?seq=N` → [`CycleResult`] (after the cycle)
-//! - `POST /v1/resume` → [`CycleResult`] (after the cycle)
+//! - `POST /v1/resume` → [`CycleResult`] (after the cycle): lifts a rollback pin and a suspend
+//! - `POST /v1/suspend` → `{"suspended": true}`: no reconciling, drift repair included, until resume
 //!
 //! Errors answer with a non-2xx status and [`ErrorBody`]; a query that does not parse (percent-decoded,
 //! unknown keys refused) answers 400.
@@ -44,11 +46,34 @@ pub struct Status {
     pub error_class: Option<ErrorClass>,
     pub pinned: bool,
     pub pinned_seq: Option<u64>,
+    /// `berth suspend` is in force: nothing is reconciled, drift repair included.
+    #[serde(default)]
+    pub suspended: bool,
+    /// The commit that is not applied again until the remote moves (or `berth reconcile --retry`).
+    #[serde(default)]
+    pub quarantined: Option<QuarantineInfo>,
+    /// A rollout waiting on its health gate.
+    #[serde(default)]
+    pub rollout: Option<RolloutInfo>,
     pub cycles: u64,
     /// Cycles that ran past `cycle_timeout` and were abandoned.
     #[serde(default)]
     pub cycles_abandoned: u64,
     pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineInfo {
+    pub commit: String,
+    pub reason: String,
+    pub since: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutInfo {
+    pub commit: String,
+    /// Seconds since the health gate started.
+    pub seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,15 +18,20 @@ use tokio::sync::{mpsc, oneshot};
 /// Requests the reconcile loop serves; the reply comes after the cycle that ran for it.
 #[derive(Debug)]
 pub enum Command {
+    /// Fetch and follow Git; `retry`: lift the quarantine of the fetched commit first.
     Reconcile {
         reply: Option<oneshot::Sender<CycleResult>>,
+        retry: bool,
     },
     Rollback {
         seq: Option<u64>,
-        reply: oneshot::Sender<Result<CycleResult, String>>,
+        reply: oneshot::Sender<Result<CycleResult, crate::error::CycleError>>,
     },
-    Resume {
-        reply: oneshot::Sender<CycleResult>,
+    /// Lift a rollback pin and a suspend, then follow Git again.
+    Resume { reply: oneshot::Sender<CycleResult> },
+    /// Stop all reconciling, drift repair included, until `Resume`.
+    Suspend {
+        reply: oneshot::Sender<Result<(), crate::error::CycleError>>,
     },
     /// An owned container died or was removed behind berth's back: converge without fetching.
     Drift,
@@ -39,6 +44,9 @@ pub struct Shared {
     pub store: Store,
     pub runtime: DockerRuntime,
     pub commands: mpsc::Sender<Command>,
+    /// Woken (`notify_waiters`) when an operator's command is queued, so a rollout waiting on its health
+    /// gate can give way to it.
+    pub wake: tokio::sync::Notify,
 }
 
 /// Histories longer than this are asked for with `?limit=`.
@@ -52,6 +60,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/reconcile", post(reconcile))
         .route("/v1/rollback", post(rollback))
         .route("/v1/resume", post(resume))
+        .route("/v1/suspend", post(suspend))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
@@ -105,6 +114,9 @@ struct ReconcileQuery {
     /// `?wait`, `?wait=1`, `?wait=true`: answer after the cycle.
     #[serde(default, deserialize_with = "flag")]
     wait: bool,
+    /// `?retry=1`: apply the fetched commit even if it is quarantined.
+    #[serde(default, deserialize_with = "flag")]
+    retry: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +200,13 @@ async fn reconcile(
     Params(q): Params<ReconcileQuery>,
 ) -> Response {
     if !q.wait {
-        return match shared.commands.try_send(Command::Reconcile { reply: None }) {
+        let cmd = Command::Reconcile {
+            reply: None,
+            retry: q.retry,
+        };
+        let sent = shared.commands.try_send(cmd);
+        shared.wake.notify_waiters();
+        return match sent {
             // A full queue already holds a cycle that will see the newest state.
             Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => json(
                 StatusCode::ACCEPTED,
@@ -198,7 +216,11 @@ async fn reconcile(
         };
     }
     let (tx, rx) = oneshot::channel();
-    send_and_wait(&shared, Command::Reconcile { reply: Some(tx) }, rx, Ok).await
+    let cmd = Command::Reconcile {
+        reply: Some(tx),
+        retry: q.retry,
+    };
+    send_and_wait(&shared, cmd, rx, Ok::<_, String>).await
 }
 
 async fn rollback(State(shared): State<Arc<Shared>>, Params(q): Params<RollbackQuery>) -> Response {
@@ -215,7 +237,18 @@ async fn resume(
     Params(NoQuery {}): Params<NoQuery>,
 ) -> Response {
     let (tx, rx) = oneshot::channel();
-    send_and_wait(&shared, Command::Resume { reply: tx }, rx, Ok).await
+    send_and_wait(&shared, Command::Resume { reply: tx }, rx, Ok::<_, String>).await
+}
+
+async fn suspend(
+    State(shared): State<Arc<Shared>>,
+    Params(NoQuery {}): Params<NoQuery>,
+) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let done = |r: Result<(), crate::error::CycleError>| {
+        r.map(|()| serde_json::json!({"suspended": true}))
+    };
+    send_and_wait(&shared, Command::Suspend { reply: tx }, rx, done).await
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -232,11 +265,11 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     )
 }
 
-async fn send_and_wait<T>(
+async fn send_and_wait<T, A: serde::Serialize, E: std::fmt::Display>(
     shared: &Shared,
     cmd: Command,
     rx: oneshot::Receiver<T>,
-    into: impl FnOnce(T) -> Result<CycleResult, String>,
+    into: impl FnOnce(T) -> Result<A, E>,
 ) -> Response {
     if shared.commands.send(cmd).await.is_err() {
         return error(
@@ -244,10 +277,11 @@ async fn send_and_wait<T>(
             "the reconcile loop has stopped",
         );
     }
+    shared.wake.notify_waiters();
     match rx.await {
         Ok(v) => match into(v) {
             Ok(result) => json(StatusCode::OK, &result),
-            Err(e) => error(StatusCode::CONFLICT, e),
+            Err(e) => error(StatusCode::CONFLICT, e.to_string()),
         },
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -42,7 +42,11 @@ pub fn run(
             &desired,
             &owner,
             &mut Default::default(),
-            &crate::apply::ApplyOptions::from_env(),
+            // An explicit `berth apply` of a directory without stacks removes what the id owns.
+            &crate::apply::ApplyOptions {
+                allow_empty: true,
+                ..crate::apply::ApplyOptions::from_env()
+            },
             &progress,
         )
         .await?;

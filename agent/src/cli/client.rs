@@ -155,8 +155,8 @@ fn print_cycle(r: &CycleResult, out: &mut impl Write) -> anyhow::Result<i32> {
         short(&r.applied_commit)
     )?;
     match (&r.outcome, &r.error) {
-        (Outcome::Applied, _) => Ok(exit::OK),
-        (Outcome::Failed, e) => {
+        (Outcome::Applied, None) => Ok(exit::OK),
+        (_, e) => {
             anyhow::bail!("{}", e.as_deref().unwrap_or("cycle failed"))
         }
     }

@@ -1,5 +1,8 @@
 //! The reconcile loop: every trigger (interval tick with jitter, `berth reconcile`, rollback, resume, drift)
-//! feeds one loop that recomputes everything: fetch → render → checkout → observe → plan → apply → record.
+//! feeds one loop that runs one cycle at a time. A cycle asks [`decide`] what to converge (follow a new
+//! commit, keep the current or pinned revision, roll back, refuse a quarantined commit, or nothing while
+//! suspended) and [`cycle`] carries it out: fetch → render → attempt record → checkout → images → observe →
+//! plan → preflight → apply → health gate → record (one store transaction).
 //!
 //! Errors never tear anything down: a fetch or render failure keeps converging the current revision (so
 //! drift is still corrected offline). Errors are typed ([`CycleError`]); their class decides the next
@@ -8,14 +11,14 @@
 //! from the loop only while it is alive and within that deadline.
 
 use crate::api::server::{Command, Shared};
-use crate::api::{CycleResult, SourceInfo, Status};
+use crate::api::{CycleResult, QuarantineInfo, SourceInfo, Status};
 use crate::config::Settings;
-use crate::error::{overall_class, CycleError, RollbackError};
+use crate::error::{overall_class, CycleError};
 use crate::model::DesiredState;
 use crate::render::{self, RenderError, RenderOptions, Tree};
-use crate::runtime::{DockerRuntime, Owner};
+use crate::runtime::DockerRuntime;
 use crate::source::{self, GitSource};
-use crate::store::{Outcome, Revision, Store, StoreError};
+use crate::store::{Attempt, Outcome, Quarantine, Revision, Store, StoreError};
 use crate::{apply, notify};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 pub mod backoff;
+mod cycle;
 pub mod decide;
 mod drift;
 pub use backoff::Backoff;
@@ -39,8 +43,12 @@ pub struct Agent {
     current: Option<Revision>,
     /// The last commit seen on the remote.
     fetched: Option<String>,
-    /// A commit that failed to render or check out: not retried until the remote moves.
-    rejected: Option<(String, Arc<CycleError>)>,
+    /// The commit not applied again until the remote moves on (kept in the store).
+    quarantine: Option<Quarantine>,
+    /// An attempt this process found unfinished at start (the agent died applying it).
+    unfinished: Option<Attempt>,
+    /// `berth suspend` (kept in the store).
+    suspended: bool,
     backoff: Backoff,
     cycles: u64,
     abandoned: u64,
@@ -54,13 +62,19 @@ pub struct Agent {
 /// What one cycle is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// Follow Git (or the pinned revision); `fetch`: ask the remote first.
-    Follow { fetch: bool },
+    /// Follow Git (or the pinned revision); `fetch`: ask the remote first; `retry`: the operator lifted
+    /// the quarantine.
+    Follow { fetch: bool, retry: bool },
     /// Re-apply stored revision `seq` and pin there, without touching the remote.
     Rollback(u64),
     /// Converge the current (or pinned) revision again without fetching: drift seen in engine events.
     Local,
 }
+
+const FOLLOW: Mode = Mode::Follow {
+    fetch: true,
+    retry: false,
+};
 
 /// What a cycle converges: a desired state and the commit it came from.
 struct Target {
@@ -84,6 +98,9 @@ struct Opened {
     pointers: crate::store::Pointers,
     pull_log: crate::images::PullLog,
     current: Option<Revision>,
+    quarantine: Option<Quarantine>,
+    unfinished: Option<Attempt>,
+    suspended: bool,
 }
 
 fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
@@ -100,12 +117,29 @@ fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
         Some(seq) => store.get(seq)?,
         None => None,
     };
+    // An attempt still recorded at start: the agent died while applying it. Count that death first, so
+    // a commit that kills the agent every time is quarantined however often systemd restarts it.
+    let unfinished = match store.attempt()? {
+        Some(mut a) => {
+            a.deaths = a.deaths.saturating_add(1);
+            store.record(&crate::store::Record {
+                attempt: Some(Some(a.clone())),
+                ..Default::default()
+            })?;
+            tracing::warn!(commit = %a.revision.commit, deaths = a.deaths, "the agent stopped while applying this commit");
+            Some(a)
+        }
+        None => None,
+    };
     Ok(Opened {
+        quarantine: store.quarantine()?,
+        suspended: store.suspended()?,
         store,
         source,
         pointers,
         pull_log,
         current,
+        unfinished,
     })
 }
 
@@ -124,6 +158,9 @@ impl Agent {
             pointers,
             pull_log,
             current,
+            quarantine,
+            unfinished,
+            suspended,
         } = opened;
         let (tx, rx) = mpsc::channel(64);
         let status = Status {
@@ -138,6 +175,8 @@ impl Agent {
             last_good_seq: pointers.last_good,
             pinned: pointers.pinned.is_some(),
             pinned_seq: pointers.pinned,
+            suspended,
+            quarantined: quarantine.as_ref().map(quarantine_info),
             ..Default::default()
         };
         let shared = Arc::new(Shared {
@@ -145,7 +184,10 @@ impl Agent {
             store: store.clone(),
             runtime: runtime.clone(),
             commands: tx,
+            wake: tokio::sync::Notify::new(),
         });
+        let mut apply_options = apply::ApplyOptions::from_env();
+        apply_options.allow_empty = settings.allow_empty;
         let agent = Agent {
             settings,
             runtime,
@@ -154,13 +196,15 @@ impl Agent {
             shared,
             current,
             fetched: None,
-            rejected: None,
+            quarantine,
+            unfinished,
+            suspended,
             backoff: Backoff::default(),
             cycles: 0,
             abandoned: 0,
             checked_out: None,
             pull_log,
-            apply_options: apply::ApplyOptions::from_env(),
+            apply_options,
         };
         Ok((agent, rx))
     }
@@ -181,9 +225,7 @@ impl Agent {
             tokio::time::interval(notify::watchdog_interval().unwrap_or(Duration::from_secs(3600)));
         watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let first = self
-            .run_cycle(Mode::Follow { fetch: true }, &mut watchdog)
-            .await;
+        let first = self.run_cycle(FOLLOW, &mut watchdog).await;
         notify::notify("READY=1");
         if once {
             return Ok(Some(first));
@@ -207,20 +249,29 @@ impl Agent {
                 let fetch = self
                     .backoff
                     .fetch_due(Instant::now(), self.settings.source.interval);
-                self.run_cycle(Mode::Follow { fetch }, &mut watchdog).await;
+                let mode = Mode::Follow {
+                    fetch,
+                    retry: false,
+                };
+                self.run_cycle(mode, &mut watchdog).await;
                 continue;
             };
             // Everything queued while the last cycle ran is served together: one cycle answers every
-            // reconcile request and every drift event; rollback and resume keep their order.
+            // reconcile request and every drift event; rollback, resume and suspend keep their order.
             let mut queued = Queued::default();
             queued.add(first);
             while let Ok(c) = commands.try_recv() {
                 queued.add(c);
             }
             if !queued.replies.is_empty() || queued.reconcile {
-                let r = self
-                    .run_cycle(Mode::Follow { fetch: true }, &mut watchdog)
-                    .await;
+                if queued.retry {
+                    self.lift_quarantine().await;
+                }
+                let mode = Mode::Follow {
+                    fetch: true,
+                    retry: queued.retry,
+                };
+                let r = self.run_cycle(mode, &mut watchdog).await;
                 for reply in queued.replies {
                     let _ = reply.send(r.clone());
                 }
@@ -235,17 +286,25 @@ impl Agent {
 
     async fn command(&mut self, cmd: Command, watchdog: &mut tokio::time::Interval) {
         match cmd {
-            Command::Reconcile { reply } => {
-                let r = self.run_cycle(Mode::Follow { fetch: true }, watchdog).await;
+            Command::Reconcile { reply, retry } => {
+                if retry {
+                    self.lift_quarantine().await;
+                }
+                let mode = Mode::Follow { fetch: true, retry };
+                let r = self.run_cycle(mode, watchdog).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
             }
             Command::Rollback { seq, reply } => {
+                if self.suspended {
+                    let _ = reply.send(Err(crate::error::RollbackError::Suspended.into()));
+                    return;
+                }
                 let target = match self.rollback_target(seq).await {
                     Ok(t) => t,
                     Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
+                        let _ = reply.send(Err(e));
                         return;
                     }
                 };
@@ -255,18 +314,62 @@ impl Agent {
             Command::Drift => {
                 self.run_cycle(Mode::Local, watchdog).await;
             }
-            Command::Resume { reply } => {
-                if let Err(e) = self.db(|s| s.set_pinned(None)).await {
-                    tracing::error!(error = %e, "cannot unpin");
+            Command::Suspend { reply } => {
+                let r = self.db(|s| s.set_suspended(true)).await;
+                if r.is_ok() {
+                    self.suspended = true;
+                    self.set_status(|s| s.suspended = true);
+                    tracing::warn!(
+                        "suspended: no reconciling, drift repair included, until `berth resume`"
+                    );
                 }
-                self.set_status(|s| {
-                    s.pinned = false;
-                    s.pinned_seq = None;
-                });
-                tracing::info!("resumed: following Git again");
-                let r = self.run_cycle(Mode::Follow { fetch: true }, watchdog).await;
                 let _ = reply.send(r);
             }
+            Command::Resume { reply } => {
+                let unpinned = self
+                    .db(|s| {
+                        s.set_suspended(false)?;
+                        s.set_pinned(None)
+                    })
+                    .await;
+                if let Err(e) = unpinned {
+                    tracing::error!(error = %e, "cannot resume");
+                } else {
+                    self.suspended = false;
+                    self.set_status(|s| {
+                        s.pinned = false;
+                        s.pinned_seq = None;
+                        s.suspended = false;
+                    });
+                    tracing::info!("resumed: following Git again");
+                }
+                let r = self.run_cycle(FOLLOW, watchdog).await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// `berth reconcile --retry`: the quarantined commit may be applied again.
+    async fn lift_quarantine(&mut self) {
+        if self.quarantine.is_none() {
+            return;
+        }
+        let lifted = self
+            .db(|s| {
+                s.record(&crate::store::Record {
+                    quarantine: Some(None),
+                    ..Default::default()
+                })
+            })
+            .await;
+        match lifted {
+            Ok(()) => {
+                if let Some(q) = self.quarantine.take() {
+                    tracing::info!(commit = %q.commit, "quarantine lifted by the operator");
+                }
+                self.set_status(|s| s.quarantined = None);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot lift the quarantine"),
         }
     }
 
@@ -306,98 +409,32 @@ impl Agent {
                 let _entered = span.enter();
                 self.abandoned += 1;
                 // A git task still running on the blocking pool keeps the source; the next cycle opens
-                // the clone again.
+                // the clone again. An attempt it left open is not a death of the agent.
                 tracing::error!(
                     cycle_timeout_s = limit.as_secs(),
                     abandoned = self.abandoned,
                     "cycle abandoned: it did not finish within cycle_timeout"
                 );
-                let abandoned = self.abandoned;
-                self.set_status(|s| s.cycles_abandoned = abandoned);
-                self.finish(vec![CycleError::Timeout { after: limit }])
-            }
-        }
-    }
-
-    async fn cycle(&mut self, mode: Mode) -> CycleResult {
-        let started = Instant::now();
-        let mut errors: Vec<CycleError> = Vec::new();
-        let pinned = match self.db(|s| s.pointers()).await {
-            Ok(p) => p.pinned,
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
-
-        // 1. Fetch (not for a rollback: that works offline, from the store).
-        if mode == (Mode::Follow { fetch: true }) {
-            if let Err(e) = self.fetch().await {
-                tracing::warn!(error = %e, "fetch failed; keeping the current revision");
-                errors.push(e);
-            }
-        }
-
-        // 2. Decide the target: a new revision to render, or the current/pinned one to keep converged.
-        let (target, new_revision) = self.choose_target(mode, pinned, &mut errors).await;
-
-        // 3-5. Observe, plan, apply.
-        let mut apply_errors = Vec::new();
-        let mut images_used = std::collections::BTreeMap::new();
-        if let Some(t) = &target {
-            tracing::Span::current().record("revision", t.commit.as_str());
-            match self.converge(t).await {
-                Ok(report) => {
-                    images_used = report.images;
-                    apply_errors.extend(report.errors.into_iter().map(CycleError::Step));
+                let mut errors = vec![CycleError::Timeout { after: limit }];
+                if let Err(e) = self
+                    .db(|s| {
+                        s.record(&crate::store::Record {
+                            attempt: Some(None),
+                            ..Default::default()
+                        })
+                    })
+                    .await
+                {
+                    errors.push(e);
                 }
-                Err(e) => apply_errors.push(CycleError::Engine(e)),
+                let abandoned = self.abandoned;
+                self.set_status(|s| {
+                    s.cycles_abandoned = abandoned;
+                    s.rollout = None;
+                });
+                self.finish(errors)
             }
         }
-        for e in &apply_errors {
-            tracing::error!(error = %e, class = %e.class(), "apply step failed");
-        }
-
-        // 6. Record.
-        let apply_ok = apply_errors.is_empty();
-        let apply_text = join(&apply_errors, "; ");
-        errors.extend(apply_errors);
-        if let Some(mut rev) = new_revision {
-            rev.applied_at = crate::now_unix();
-            rev.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
-            rev.images = images_used;
-            rev.outcome = if apply_ok {
-                Outcome::Applied
-            } else {
-                Outcome::Failed
-            };
-            rev.error = (!apply_ok).then_some(apply_text);
-            match self.record_new(rev, apply_ok).await {
-                Ok(rev) => self.current = Some(rev),
-                Err(e) => errors.push(e),
-            }
-        } else if let Some(cur) = self
-            .current
-            .clone()
-            .filter(|c| c.outcome == Outcome::Failed && apply_ok && target.is_some())
-        {
-            // A revision that failed to apply now converged: it becomes good.
-            let rev = Revision {
-                outcome: Outcome::Applied,
-                error: None,
-                ..cur
-            };
-            let saved = rev.clone();
-            match self.db(move |s| s.put(&saved, true, true)).await {
-                Ok(()) => self.current = Some(rev),
-                Err(e) => errors.push(e),
-            }
-        }
-        match self.db(|s| s.pointers()).await {
-            Ok(p) => self.set_status(|s| s.last_good_seq = p.last_good),
-            Err(e) => errors.push(e),
-        }
-        self.finish(errors)
     }
 
     /// Count the cycle, set the backoff from its errors' class, and publish its result in status.
@@ -411,6 +448,9 @@ impl Agent {
             Outcome::Failed
         };
         let error = (!errors.is_empty()).then(|| join(&errors, "\n"));
+        for e in &errors {
+            tracing::error!(error = %e, class = %e.class(), "cycle failed");
+        }
         let result = CycleResult {
             outcome,
             error: error.clone(),
@@ -419,6 +459,7 @@ impl Agent {
             applied_seq: self.current.as_ref().map(|c| c.seq),
         };
         let cycles = self.cycles;
+        let quarantined = self.quarantine.as_ref().map(quarantine_info);
         self.set_status(|s| {
             s.outcome = Some(outcome);
             s.last_error = error;
@@ -426,6 +467,8 @@ impl Agent {
             s.cycles = cycles;
             s.applied_commit = result.applied_commit.clone();
             s.applied_seq = result.applied_seq;
+            s.quarantined = quarantined;
+            s.rollout = None;
         });
         result
     }
@@ -444,173 +487,6 @@ impl Agent {
             s.fetched_at = Some(crate::now_unix());
             s.fetch_count = count;
         });
-        Ok(())
-    }
-
-    /// The desired state this cycle converges, and the new revision record it will write (when it is
-    /// a new commit or a rollback).
-    async fn choose_target(
-        &mut self,
-        mode: Mode,
-        pinned: Option<u64>,
-        errors: &mut Vec<CycleError>,
-    ) -> (Option<Target>, Option<Revision>) {
-        match (mode, pinned) {
-            (Mode::Rollback(seq), _) => match self.db(move |s| s.get(seq)).await {
-                Ok(Some(rev)) if rev.desired.is_some() => {
-                    if let Err(e) = self.db(move |s| s.set_pinned(Some(seq))).await {
-                        errors.push(e);
-                    }
-                    self.set_status(|s| {
-                        s.pinned = true;
-                        s.pinned_seq = Some(seq);
-                    });
-                    tracing::info!(seq, commit = %rev.commit, "rolling back; pinned until `berth resume`");
-                    let target = Target::of(&rev);
-                    let record = Revision {
-                        rollback: true,
-                        outcome: Outcome::Applied,
-                        error: None,
-                        ..rev
-                    };
-                    (target, Some(record))
-                }
-                Ok(_) => {
-                    errors.push(RollbackError::NotRendered(seq).into());
-                    (None, None)
-                }
-                Err(e) => {
-                    errors.push(e);
-                    (None, None)
-                }
-            },
-            (Mode::Follow { .. } | Mode::Local, Some(seq)) => {
-                // Pinned: new commits are fetched and shown, not applied.
-                match self.db(move |s| s.get(seq)).await {
-                    Ok(Some(rev)) => (Target::of(&rev), None),
-                    _ => (self.current_target(), None),
-                }
-            }
-            (Mode::Follow { .. }, None) => match self.fetched.clone() {
-                Some(commit) if self.current.as_ref().map(|c| &c.commit) != Some(&commit) => {
-                    if let Some((_, err)) = self.rejected.clone().filter(|(c, _)| *c == commit) {
-                        // Already reported once; keep the running revision converged.
-                        errors.push(CycleError::Rejected(err));
-                        return (self.current_target(), None);
-                    }
-                    match self.render_commit(&commit).await {
-                        Ok((desired, rev)) => (Some(Target { desired, commit }), Some(rev)),
-                        Err((err, rev)) => {
-                            tracing::error!(commit = %commit, error = %err, class = %err.class(), "revision rejected; the running revision stays");
-                            let err = Arc::new(err);
-                            self.rejected = Some((commit.clone(), err.clone()));
-                            if let Some(rev) = rev {
-                                if let Err(e) = self.record_rejected(rev).await {
-                                    errors.push(e);
-                                }
-                            }
-                            errors.push(CycleError::Rejected(err));
-                            (self.current_target(), None)
-                        }
-                    }
-                }
-                _ => (self.current_target(), None),
-            },
-            (Mode::Local, None) => (self.current_target(), None),
-        }
-    }
-
-    /// Images, observe, plan and apply for one target; pull times are kept in the store.
-    async fn converge(
-        &mut self,
-        target: &Target,
-    ) -> Result<apply::ApplyReport, crate::runtime::RuntimeError> {
-        // The working tree must hold the revision being converged (after a rollback, or when the clone
-        // under state_dir was lost); without it, bind mounts would see other files.
-        if let Err(e) = self.ensure_checkout(&target.commit).await {
-            tracing::warn!(error = %e, commit = %target.commit, "cannot check out the revision; bind-mounted files stay as they are");
-        }
-        let owner = Owner {
-            agent_id: self.settings.agent_id.clone(),
-            revision: target.commit.clone(),
-        };
-        let throttle = crate::images::Throttle::new(Duration::from_secs(2));
-        let progress = |image: &str, line: &str| {
-            if throttle.pass(image, line) {
-                tracing::info!(image, progress = line, "pulling");
-            }
-        };
-        let before = self.pull_log.clone();
-        let converged = apply::converge(
-            &self.runtime,
-            &target.desired,
-            &owner,
-            &mut self.pull_log,
-            &self.apply_options,
-            &progress,
-        )
-        .await;
-        if self.pull_log != before {
-            let log = self.pull_log.clone();
-            if let Err(e) = self.db(move |s| s.set_pull_log(&log)).await {
-                tracing::warn!(error = %e, "cannot record pull times");
-            }
-        }
-        let (plan, report) = converged?;
-        for step in plan.describe() {
-            tracing::info!(step = %step, "plan");
-        }
-        for w in &report.warnings {
-            tracing::warn!(warning = %w, "image");
-        }
-        Ok(report)
-    }
-
-    /// Write a new revision record (next sequence number, pointers) in one transaction, then keep a
-    /// local ref to its commit so a rollback to it works offline.
-    async fn record_new(&mut self, mut rev: Revision, good: bool) -> Result<Revision, CycleError> {
-        let rev = self
-            .db(move |s| {
-                rev.seq = s.next_seq()?;
-                s.put(&rev, true, good)?;
-                Ok(rev)
-            })
-            .await?;
-        let (seq, commit) = (rev.seq, rev.commit.clone());
-        if let Err(e) = self
-            .git(move |src| {
-                // A rollback record re-applies an older commit, which may be gone from a fresh clone.
-                if src.has_commit(&commit) {
-                    src.keep(seq, &commit)?;
-                }
-                Ok(())
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "cannot keep a local ref to the applied commit");
-        }
-        tracing::info!(seq = rev.seq, commit = %rev.commit, outcome = %rev.outcome, duration_ms = rev.duration_ms, "revision recorded");
-        self.prune_history().await;
-        Ok(rev)
-    }
-
-    /// Record a commit that did not render, once (not again when it is the newest record already).
-    async fn record_rejected(&mut self, mut rev: Revision) -> Result<(), CycleError> {
-        let recorded = self
-            .db(move |s| {
-                let already = s.list(1)?.into_iter().next().is_some_and(|r| {
-                    r.commit == rev.commit && r.outcome == Outcome::Failed && r.desired.is_none()
-                });
-                if !already {
-                    rev.seq = s.next_seq()?;
-                    s.put(&rev, false, false)?;
-                }
-                Ok(!already)
-            })
-            .await?;
-        if recorded {
-            self.prune_history().await;
-        }
         Ok(())
     }
 
@@ -654,10 +530,6 @@ impl Agent {
         Ok(())
     }
 
-    fn current_target(&self) -> Option<Target> {
-        self.current.as_ref().and_then(Target::of)
-    }
-
     /// Render a commit from its Git tree, then (only if it rendered) check it out. `Err` carries the
     /// error and, when the commit could be read, a failed revision record (without a sequence number).
     async fn render_commit(
@@ -698,6 +570,7 @@ impl Agent {
             rollback: false,
             desired: None,
             images: Default::default(),
+            error_class: None,
         };
         let desired = match result {
             Ok(d) => d,
@@ -781,6 +654,7 @@ impl Agent {
 #[derive(Default)]
 struct Queued {
     reconcile: bool,
+    retry: bool,
     replies: Vec<oneshot::Sender<CycleResult>>,
     drift: bool,
     other: Vec<Command>,
@@ -789,8 +663,9 @@ struct Queued {
 impl Queued {
     fn add(&mut self, c: Command) {
         match c {
-            Command::Reconcile { reply } => {
+            Command::Reconcile { reply, retry } => {
                 self.reconcile = true;
+                self.retry |= retry;
                 self.replies.extend(reply);
             }
             Command::Drift => self.drift = true,
@@ -804,7 +679,8 @@ impl Queued {
 fn pick_rollback(
     store: &Store,
     seq: Option<u64>,
-) -> Result<Result<u64, RollbackError>, StoreError> {
+) -> Result<Result<u64, crate::error::RollbackError>, StoreError> {
+    use crate::error::RollbackError;
     let rev = match seq {
         Some(s) => match store.get(s)? {
             Some(r) => r,
@@ -824,6 +700,14 @@ fn pick_rollback(
 fn join(errors: &[CycleError], separator: &str) -> String {
     let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
     texts.join(separator)
+}
+
+fn quarantine_info(q: &Quarantine) -> QuarantineInfo {
+    QuarantineInfo {
+        commit: q.commit.clone(),
+        reason: q.reason.clone(),
+        since: q.since,
+    }
 }
 
 /// Render the followed path of a tree; a followed path missing from the commit is an error, not an

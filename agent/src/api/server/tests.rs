@@ -20,6 +20,7 @@ fn revision(seq: u64, summary: &str) -> Revision {
         rollback: false,
         desired: None,
         images: Default::default(),
+        error_class: None,
     }
 }
 
@@ -40,6 +41,7 @@ async fn shared(dir: &Path, queue: usize) -> (Arc<Shared>, mpsc::Receiver<Comman
             store,
             runtime,
             commands: tx,
+            wake: tokio::sync::Notify::new(),
         }),
         rx,
     )
@@ -189,20 +191,27 @@ async fn commands_reach_the_loop_and_its_answer_comes_back() {
                         seen.push(format!("rollback {seq:?}"));
                         let _ = reply.send(match seq {
                             Some(2) => Ok(done.clone()),
-                            _ => Err("no revision to roll back to".into()),
+                            _ => Err(crate::error::RollbackError::NoEarlierGood.into()),
                         });
                     }
                     Command::Resume { reply } => {
                         seen.push("resume".into());
                         let _ = reply.send(done.clone());
                     }
-                    Command::Reconcile { reply } => {
-                        seen.push(format!("reconcile waiting={}", reply.is_some()));
+                    Command::Reconcile { reply, retry } => {
+                        seen.push(format!(
+                            "reconcile waiting={} retry={retry}",
+                            reply.is_some()
+                        ));
                         if let Some(r) = reply {
                             let _ = r.send(done.clone());
                         }
                     }
                     Command::Drift => seen.push("drift".into()),
+                    Command::Suspend { reply } => {
+                        seen.push("suspend".into());
+                        let _ = reply.send(Ok(()));
+                    }
                 }
             }
             seen
@@ -215,7 +224,7 @@ async fn commands_reach_the_loop_and_its_answer_comes_back() {
         send_err(&app, Method::POST, "/v1/rollback").await,
         (
             StatusCode::CONFLICT,
-            "no revision to roll back to".to_string()
+            "no earlier good revision in history to roll back to".to_string()
         )
     );
     let (code, _) = send(&app, Method::POST, "/v1/resume").await;
@@ -227,6 +236,11 @@ async fn commands_reach_the_loop_and_its_answer_comes_back() {
     }
     let (code, _) = send(&app, Method::POST, "/v1/reconcile?wait=0").await;
     assert_eq!(code, StatusCode::ACCEPTED);
+    let (code, _) = send(&app, Method::POST, "/v1/reconcile?wait=1&retry=1").await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = send(&app, Method::POST, "/v1/suspend").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(body, b"{\n  \"suspended\": true\n}\n");
     drop(app);
     assert_eq!(
         loop_.await.unwrap(),
@@ -234,9 +248,11 @@ async fn commands_reach_the_loop_and_its_answer_comes_back() {
             "rollback Some(2)",
             "rollback None",
             "resume",
-            "reconcile waiting=true",
-            "reconcile waiting=true",
-            "reconcile waiting=false",
+            "reconcile waiting=true retry=false",
+            "reconcile waiting=true retry=false",
+            "reconcile waiting=false retry=false",
+            "reconcile waiting=true retry=true",
+            "suspend",
         ]
     );
 }
