@@ -43,6 +43,8 @@ impl ApplyReport {
 pub struct ApplyOptions {
     /// Bound on a `service_healthy` / `service_completed_successfully` wait.
     pub dependency_timeout: Duration,
+    /// Told of every container apply stops or removes, so the drift watcher ignores those events.
+    pub drift: crate::reconcile::DriftLink,
 }
 
 impl ApplyOptions {
@@ -63,6 +65,7 @@ impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             dependency_timeout: DEPENDENCY_TIMEOUT,
+            drift: Default::default(),
         }
     }
 }
@@ -105,6 +108,7 @@ pub async fn apply<R: Runtime>(
     opts: &ApplyOptions,
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
+    let rt = &opts.drift.announce(rt);
 
     for net in &plan.create_networks {
         match rt.create_network(net, owner).await {

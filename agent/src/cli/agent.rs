@@ -40,6 +40,7 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
                 shared.runtime.clone(),
                 settings.agent_id.clone(),
                 shared.commands.clone(),
+                agent.drift_link(),
             ));
             let socket = settings.socket.clone();
             tokio::spawn(async move {

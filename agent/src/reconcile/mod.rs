@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 mod drift;
-pub use drift::watch_drift;
+pub use drift::{watch_drift, DriftLink};
 
 /// Shortest wait after a failed cycle; doubles per consecutive failure up to the interval.
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -121,6 +121,11 @@ impl Agent {
         self.shared.clone()
     }
 
+    /// What the drift watcher shares with this agent's applies and loop.
+    pub fn drift_link(&self) -> DriftLink {
+        self.apply_options.drift.clone()
+    }
+
     /// Run forever (the caller stops it on SIGTERM/SIGINT by dropping this future, which may happen in the
     /// middle of a cycle: that is as safe as a crash, which berth must survive anyway). `once`: one cycle,
     /// then return its result.
@@ -196,6 +201,7 @@ impl Agent {
                 let _ = reply.send(Ok(r));
             }
             Command::Drift => {
+                self.apply_options.drift.dequeued();
                 self.cycle_pinging(Mode::Local, watchdog).await;
             }
             Command::Resume { reply } => {
