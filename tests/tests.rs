@@ -7,5 +7,6 @@ mod agent;
 mod cli;
 mod conformance;
 mod dependencies;
+mod ownership;
 mod registry;
 mod systemd;

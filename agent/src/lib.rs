@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod images;
+pub mod lock;
 pub mod model;
 pub mod notify;
 pub mod plan;
