@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 /// Shortest time between two drift-triggered cycles after the first: the first event of a quiet period
 /// starts a cycle at once; whatever follows within this window is answered by one more cycle at its end.
-const DRIFT_WINDOW: Duration = Duration::from_millis(500);
+const DRIFT_WINDOW: Duration = Duration::from_millis(300);
 
 /// How long after the agent's own stop or removal of a container returned its late events are still
 /// recognised as the agent's (the engine sends them before it answers; the stream may lag a little).
