@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Converge benchmark: berth vs Docker Compose v2 vs plain `docker run`, on one generated 20-service
-# compose file. Prints a stable, parseable table on stdout (format in bench/README.md); progress and the
-# individual samples go to stderr. Exit 0: every target met; 1: a target missed; anything else: the
+# compose file, plus the agent's idle memory and how fast it repairs a container removed by hand. Prints
+# a stable, parseable table on stdout (format in bench/README.md); progress and the individual samples go
+# to stderr. Exit 0: every target met; 1: a target missed; anything else: the
 # benchmark itself failed (no `result` line then).
 #
 #   bench/converge.sh                RUNS=5 repetitions (median reported)
@@ -25,6 +26,7 @@ IDLE_SECS="${IDLE_SECS:-5}"
 TARGET_FRESH_RATIO="1.00"   # berth_ms / compose_ms at most this
 TARGET_NOOP_SPEEDUP="5.0"   # compose_ms / berth_ms at least this
 TARGET_IDLE_RSS_KIB=30720   # below 30 MiB
+TARGET_DRIFT_MS=1000        # drift repair at most this
 
 case "$RUNS" in '' | *[!0-9]* | 0) echo "RUNS must be a positive integer" >&2; exit 2 ;; esac
 case "$SERVICES" in '' | *[!0-9]* | 0) echo "SERVICES must be a positive integer" >&2; exit 2 ;; esac
@@ -327,21 +329,70 @@ done
 peak_rss_kib="$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")"
 [ "$peak_rss_kib" -ge "$idle_rss_kib" ] || peak_rss_kib="$idle_rss_kib"
 
+# --- (d) drift repair: `docker rm -f` of one managed container until it runs again ------------------------
+
+# Whole cycles the agent has run (from `berth status --json`).
+agent_cycles() {
+    "$BERTH" status --json --socket "$WORK/berth.sock" 2>/dev/null | tr -d ' \n' \
+        | sed -n 's/.*"cycles":\([0-9]*\).*/\1/p'
+}
+
+# drift_repair NAME: ms from `docker rm -f NAME` until a new container of that name runs (polled with
+# `docker inspect`, which also counts the engine's own latency).
+drift_repair() {
+    local name="$1" old t0 t1 i=0 now
+    old="$(docker inspect --format '{{.Id}}' "$name")"
+    t0="$(now_us)"
+    docker rm -f "$name" >/dev/null
+    while :; do
+        now="$(docker inspect --format '{{.Id}} {{.State.Running}}' "$name" 2>/dev/null || true)"
+        case "$now" in "$old "*) ;; *" true") break ;; esac
+        i=$((i + 1))
+        if [ "$i" -gt 1500 ]; then log "$name was not repaired by the drift watcher"; return 1; fi
+        sleep 0.02
+    done
+    t1="$(now_us)"
+    ms "$t0" "$t1"
+}
+
+log "drift repair: docker rm -f of one of $SERVICES managed containers"
+DR=""
+for run in $(seq 1 "$RUNS"); do
+    # Quiet first: every container running and the last drift window long closed (not timed).
+    [ "$(settle "io.berth.agent=$AGENT_ID" 0)" ] || exit 3
+    sleep 1
+    name="bench-$(printf 's%02d' $(((run - 1) % SERVICES + 1)))-1"
+    c0="$(agent_cycles)"
+    d="$(drift_repair "$name")" || { tail -n 30 "$WORK/agent.log" >&2; exit 3; }
+    DR="$DR $d"
+    sleep 1
+    c1="$(agent_cycles)"
+    log "run $run: drift repair of $name ${d}ms (agent cycles +$((${c1:-0} - ${c0:-0})))"
+done
+drift_ms="$(med "$DR")"
+if grep -q "apply step failed" "$WORK/agent.log"; then
+    log "WARNING: the agent logged failed apply steps during the drift runs:"
+    grep "apply step failed" "$WORK/agent.log" | tail -n 5 >&2
+fi
+
 # --- the table ------------------------------------------------------------------------------------------
 
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi; }
 v_fresh="$(verdict "$fresh_ratio <= $TARGET_FRESH_RATIO")"
 v_noop="$(verdict "$noop_speedup >= $TARGET_NOOP_SPEEDUP")"
 v_idle="$(verdict "$idle_rss_kib < $TARGET_IDLE_RSS_KIB")"
+v_drift="$(verdict "$drift_ms <= $TARGET_DRIFT_MS")"
 result=PASS
-for v in "$v_fresh" "$v_noop" "$v_idle"; do [ "$v" = PASS ] || result=FAIL; done
+for v in "$v_fresh" "$v_noop" "$v_idle" "$v_drift"; do [ "$v" = PASS ] || result=FAIL; done
 
 echo "bench  services=$SERVICES  runs=$RUNS  berth=$BERTH_VERSION  compose=$COMPOSE_VERSION  docker=$(docker version --format '{{.Server.Version}}')"
 echo "fresh  berth_ms=$fresh_berth_ms  compose_ms=$fresh_compose_ms  docker_run_ms=$fresh_run_ms  berth/compose=${fresh_ratio}x"
 echo "noop  berth_ms=$noop_berth_ms  compose_ms=$noop_compose_ms  docker_run_ms=n/a  compose/berth=${noop_speedup}x"
 echo "idle_rss_kib=$idle_rss_kib  peak_rss_kib=$peak_rss_kib"
+echo "drift  berth_ms=$drift_ms"
 echo "target  fresh  berth/compose<=${TARGET_FRESH_RATIO}x  $v_fresh"
 echo "target  noop  compose/berth>=${TARGET_NOOP_SPEEDUP}x  $v_noop"
 echo "target  idle  idle_rss_kib<$TARGET_IDLE_RSS_KIB  $v_idle"
+echo "target  drift  berth_ms<=$TARGET_DRIFT_MS  $v_drift"
 echo "result  $result"
 [ "$result" = PASS ]

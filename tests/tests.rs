@@ -10,6 +10,7 @@ mod cli;
 mod conformance;
 mod dependencies;
 mod files;
+mod ownership;
 mod reconcile;
 mod registry;
 mod retention;

@@ -68,6 +68,8 @@ pub struct ApplyOptions {
     pub dependency_timeout: Duration,
     /// A desired state without containers may remove every container that runs.
     pub allow_empty: bool,
+    /// Told of every container apply stops or removes, so the drift watcher ignores those events.
+    pub drift: crate::reconcile::DriftLink,
 }
 
 impl ApplyOptions {
@@ -89,6 +91,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             dependency_timeout: DEPENDENCY_TIMEOUT,
             allow_empty: false,
+            drift: Default::default(),
         }
     }
 }
@@ -154,6 +157,7 @@ pub async fn apply<R: Runtime>(
     opts: &ApplyOptions,
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
+    let rt = &opts.drift.announce(rt);
 
     for net in &plan.create_networks {
         match rt.create_network(net, owner).await {

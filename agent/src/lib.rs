@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod images;
+pub mod lock;
 pub mod model;
 pub mod notify;
 pub mod plan;

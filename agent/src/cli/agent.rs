@@ -1,4 +1,5 @@
-//! `berth agent`: load the config, start the socket, run the reconcile loop.
+//! `berth agent`: load the config, take the agent id's lock, start the socket and the drift watcher, run
+//! the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -14,6 +15,29 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
         }
     };
     crate::telemetry::init(&settings.log_format, &settings.log_level);
+    // Before anything else (the socket above all: a second agent must not take over the first's), and
+    // held until the process ends; the kernel releases it when the process dies however it dies.
+    let _lock = match crate::lock::Lock::agent(
+        &settings.agent_id,
+        &settings.state_dir,
+        &settings.socket,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot take the agent's lock");
+            let _ = match e {
+                crate::lock::LockError::Held { .. } => writeln!(
+                    err,
+                    "berth: another agent runs with agent id {} or state_dir {}: {e}; one agent owns an \
+                     agent id and a state_dir at a time: stop it first",
+                    settings.agent_id,
+                    settings.state_dir.display()
+                ),
+                crate::lock::LockError::Io { .. } => writeln!(err, "berth: {e}"),
+            };
+            return exit::FAILED;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)
@@ -40,6 +64,7 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
                 shared.runtime.clone(),
                 settings.agent_id.clone(),
                 shared.commands.clone(),
+                agent.drift_link(),
             ));
             let socket = settings.socket.clone();
             tokio::spawn(async move {

@@ -1,4 +1,5 @@
-//! `berth apply DIR`: render a directory and converge the engine once, with no Git, daemon or history.
+//! `berth apply DIR`: render a directory and converge the engine once, with no Git, daemon or history;
+//! refused while a running agent (or another apply) holds the agent id's lock.
 
 use super::exit;
 use crate::runtime::{DockerRuntime, Owner};
@@ -9,6 +10,7 @@ use std::path::Path;
 pub fn run(
     dir: &Path,
     agent_id: Option<String>,
+    conn: &super::Conn,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
@@ -17,6 +19,28 @@ pub fn run(
         writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
         return Ok(exit::FAILED);
     }
+    // The lock lives next to the socket of the agent this id would belong to (`--socket`, `--config`,
+    // the default config, `/run/berth`). Held for the whole apply, so an agent cannot start under it.
+    let socket = conn.socket_path()?;
+    let _lock = match crate::lock::Lock::apply(&agent_id, &socket) {
+        Ok(l) => l,
+        Err(e @ crate::lock::LockError::Held { .. }) => {
+            let how = match e.holder() {
+                Some(h) if h.command == "agent" => {
+                    "stop that agent first (e.g. `systemctl stop berth`), or pass another --agent-id"
+                }
+                Some(_) => "wait until it has finished, or pass another --agent-id",
+                None => "stop the agent that runs it first, or pass another --agent-id",
+            };
+            writeln!(
+                err,
+                "berth: agent id {agent_id} is in use: {e}. `berth apply` would replace or remove the \
+                 containers it runs; {how}. Nothing was changed."
+            )?;
+            return Ok(exit::FAILED);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let Some(desired) = super::render::render_or_report(dir, "nothing changed: ", err)? else {
         return Ok(exit::FAILED);
     };

@@ -88,6 +88,10 @@ pub enum Command {
         /// Owner of the containers (default: the hostname).
         #[arg(long)]
         agent_id: Option<String>,
+        /// Where a running agent of this id would have its socket: its lock is in the same directory, and
+        /// `apply` refuses an id that agent holds.
+        #[command(flatten)]
+        conn: Conn,
     },
 }
 
@@ -129,7 +133,11 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
         Command::Rollback { conn, seq } => client::rollback(&conn, seq, out),
         Command::Resume { conn } => client::resume(&conn, out),
         Command::Render { dir, json } => render::run(&dir, json, out, err),
-        Command::Apply { dir, agent_id } => apply::run(&dir, agent_id, out, err),
+        Command::Apply {
+            dir,
+            agent_id,
+            conn,
+        } => apply::run(&dir, agent_id, &conn, out, err),
     };
     match result {
         Ok(code) => code,

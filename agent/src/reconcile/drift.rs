@@ -1,17 +1,248 @@
 //! The drift watcher: engine events on owned containers (stopped, killed or removed by hand) become
-//! `Command::Drift` for the reconcile loop, which converges without fetching.
+//! `Command::Drift` for the reconcile loop, which converges without fetching. It owns the [`DriftLink`]
+//! shared with apply (containers the agent is itself stopping or removing, whose events are not drift)
+//! and with the loop (a drift cycle already queued), and the leading-edge debounce of the triggers.
 
 use crate::api::server::Command;
-use crate::runtime::DockerRuntime;
+use crate::model::{ActualState, ContainerSpec, NetworkSpec, VolumeSpec};
+use crate::runtime::{ContainerState, DockerRuntime, ImageInfo, Owner, Runtime, RuntimeError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Watch the engine's events for owned containers stopped, killed or removed by hand, and ask the loop to converge
-/// (at most once per [`DRIFT_DEBOUNCE`]); reconnects with backoff when the event stream ends.
+/// Shortest time between two drift-triggered cycles after the first: the first event of a quiet period
+/// starts a cycle at once; whatever follows within this window is answered by one more cycle at its end.
+const DRIFT_WINDOW: Duration = Duration::from_millis(300);
+
+/// How long after the agent's own stop or removal of a container returned its late events are still
+/// recognised as the agent's (the engine sends them before it answers; the stream may lag a little).
+const OWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What apply and the loop share with the drift watcher. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct DriftLink {
+    own: Arc<Mutex<HashMap<String, OwnChange>>>,
+    queued: Arc<AtomicBool>,
+}
+
+/// The agent's own stop/kill/remove of one container.
+#[derive(Debug, Default)]
+struct OwnChange {
+    /// Engine calls on it still running.
+    active: u32,
+    /// Set when the last call returned: recognised until then.
+    until: Option<Instant>,
+    /// Its final event (`stop` or `destroy`) was seen while a call still ran.
+    finished: bool,
+}
+
+/// Marks a container as being stopped or removed by the agent until dropped (and [`OWN_GRACE`] after).
+pub struct OwnGuard<'a> {
+    link: &'a DriftLink,
+    id: String,
+}
+
+impl Drop for OwnGuard<'_> {
+    fn drop(&mut self) {
+        self.link.release(&self.id, Instant::now());
+    }
+}
+
+impl DriftLink {
+    /// The agent is about to stop, kill or remove container `id`: its events are not drift.
+    pub fn expect(&self, id: &str) -> OwnGuard<'_> {
+        let now = Instant::now();
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        own.retain(|_, c| c.active > 0 || c.until.is_some_and(|t| t > now));
+        let c = own.entry(id.to_string()).or_default();
+        c.active += 1;
+        c.until = None;
+        c.finished = false;
+        OwnGuard {
+            link: self,
+            id: id.to_string(),
+        }
+    }
+
+    fn release(&self, id: &str, now: Instant) {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = own.get_mut(id) {
+            c.active = c.active.saturating_sub(1);
+            if c.active == 0 {
+                if c.finished {
+                    own.remove(id);
+                } else {
+                    c.until = Some(now + OWN_GRACE);
+                }
+            }
+        }
+    }
+
+    /// Whether an event (`action` on container `id`) comes from the agent's own change. Its final event
+    /// (`stop`, `destroy`) ends the recognition, so a later hand-made change of the same container counts.
+    fn is_own(&self, id: &str, action: &str, now: Instant) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = own.get_mut(id) else {
+            return false;
+        };
+        if c.active == 0 && c.until.is_none_or(|t| t <= now) {
+            own.remove(id);
+            return false;
+        }
+        if matches!(action, "stop" | "destroy") {
+            if c.active > 0 {
+                c.finished = true;
+            } else {
+                own.remove(id);
+            }
+        }
+        true
+    }
+
+    /// Queue one drift cycle unless one is queued already (triggers merge into the queued one).
+    fn trigger(&self, commands: &mpsc::Sender<Command>) {
+        if self.queued.swap(true, Ordering::SeqCst) {
+            tracing::debug!("drift cycle already queued");
+            return;
+        }
+        // A full queue already holds a cycle that will see this; do not leave the flag set for a
+        // command that was never queued.
+        if commands.try_send(Command::Drift).is_err() {
+            self.queued.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The loop took the queued drift cycle: the next trigger queues a new one.
+    pub fn dequeued(&self) {
+        self.queued.store(false, Ordering::SeqCst);
+    }
+
+    /// `rt`, with every stop and removal announced to this link first.
+    pub fn announce<'a, R: Runtime>(&'a self, rt: &'a R) -> Announced<'a, R> {
+        Announced { link: self, rt }
+    }
+}
+
+/// A [`Runtime`] that marks each container it stops or removes with [`DriftLink::expect`] for the
+/// duration of the call, so the agent's own changes never read as drift.
+pub struct Announced<'a, R> {
+    link: &'a DriftLink,
+    rt: &'a R,
+}
+
+impl<R: Runtime> Runtime for Announced<'_, R> {
+    async fn observe(&self, agent_id: &str) -> Result<ActualState, RuntimeError> {
+        self.rt.observe(agent_id).await
+    }
+    async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.rt.inspect_image(image).await
+    }
+    async fn pull_image(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), RuntimeError> {
+        self.rt.pull_image(image, platform, progress).await
+    }
+    async fn create_network(&self, spec: &NetworkSpec, owner: &Owner) -> Result<(), RuntimeError> {
+        self.rt.create_network(spec, owner).await
+    }
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        self.rt.remove_network(name).await
+    }
+    async fn create_volume(&self, spec: &VolumeSpec, owner: &Owner) -> Result<(), RuntimeError> {
+        self.rt.create_volume(spec, owner).await
+    }
+    async fn create_container(
+        &self,
+        spec: &ContainerSpec,
+        name: &str,
+        owner: &Owner,
+    ) -> Result<String, RuntimeError> {
+        self.rt.create_container(spec, name, owner).await
+    }
+    async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        self.rt.start_container(id).await
+    }
+    async fn stop_container(&self, id: &str, grace: Option<u64>) -> Result<(), RuntimeError> {
+        let _own = self.link.expect(id);
+        self.rt.stop_container(id, grace).await
+    }
+    async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let _own = self.link.expect(id);
+        self.rt.remove_container(id).await
+    }
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<(), RuntimeError> {
+        self.rt.rename_container(id, new_name).await
+    }
+    async fn container_state(&self, id: &str) -> Result<ContainerState, RuntimeError> {
+        self.rt.container_state(id).await
+    }
+    async fn inventory(&self) -> Result<crate::preflight::Inventory, RuntimeError> {
+        self.rt.inventory().await
+    }
+}
+
+/// Leading-edge debounce: the first event of a quiet period starts a cycle at once and opens a window;
+/// events inside the window ask for one more cycle at its end, which opens the next window.
+#[derive(Debug)]
+struct Debounce {
+    window: Duration,
+    /// End of the current window.
+    until: Option<Instant>,
+    /// A cycle is due at the window's end.
+    pending: bool,
+}
+
+impl Debounce {
+    fn new(window: Duration) -> Debounce {
+        Debounce {
+            window,
+            until: None,
+            pending: false,
+        }
+    }
+
+    /// An event at `now`; true: start a cycle now. `kill` is sent before the process is dead, so it
+    /// always gets a second look at the window's end.
+    fn event(&mut self, now: Instant, kill: bool) -> bool {
+        match self.until {
+            Some(end) if now < end => {
+                self.pending = true;
+                false
+            }
+            _ => {
+                self.until = Some(now + self.window);
+                self.pending = kill;
+                true
+            }
+        }
+    }
+
+    /// When the trailing cycle is due, if one is.
+    fn due(&self) -> Option<Instant> {
+        self.until.filter(|_| self.pending)
+    }
+
+    /// The trailing cycle starts at `now`.
+    fn fired(&mut self, now: Instant) {
+        self.pending = false;
+        self.until = Some(now + self.window);
+    }
+}
+
+/// Watch the engine's events for owned containers stopped, killed or removed by hand, and ask the loop to
+/// converge (leading edge, then at most one more cycle per [`DRIFT_WINDOW`]); events of the agent's own
+/// stops and removals (announced through `link`) are ignored. Reconnects with backoff when the event
+/// stream ends.
 pub async fn watch_drift(
     runtime: DockerRuntime,
     agent_id: String,
     commands: mpsc::Sender<Command>,
+    link: DriftLink,
 ) {
     use bollard::query_parameters::EventsOptions;
     use futures_util::StreamExt;
@@ -38,29 +269,26 @@ pub async fn watch_drift(
             filters: Some(filters.clone()),
             ..Default::default()
         }));
-        // At most one cycle per DRIFT_DEBOUNCE, and never a lost one: an event inside the window (the
-        // `destroy` that follows the `kill` of `docker rm -f`) asks for a cycle at the window's end.
-        let mut last: Option<Instant> = None;
-        let mut pending = false;
+        let mut debounce = Debounce::new(DRIFT_WINDOW);
         loop {
-            let wake = match (pending, last) {
-                (true, Some(t)) => tokio::time::Instant::from_std(t + DRIFT_DEBOUNCE),
-                _ => tokio::time::Instant::now() + Duration::from_secs(86_400),
-            };
+            let wake = debounce
+                .due()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(Ok(ev)) => {
                         backoff = Duration::from_secs(1);
-                        tracing::debug!(action = ?ev.action, "engine event on an owned container");
-                        if last.is_some_and(|t| t.elapsed() < DRIFT_DEBOUNCE) {
-                            pending = true;
+                        let action = ev.action.as_deref().unwrap_or_default();
+                        let id = ev.actor.as_ref().and_then(|a| a.id.as_deref()).unwrap_or_default();
+                        if link.is_own(id, action, Instant::now()) {
+                            tracing::debug!(action, id, "engine event of the agent's own change: ignored");
                             continue;
                         }
-                        last = Some(Instant::now());
-                        // `kill` is sent before the process is dead: look again at the window's end.
-                        pending = ev.action.as_deref() == Some("kill");
-                        // A full queue already holds a cycle that will see this.
-                        let _ = commands.try_send(Command::Drift);
+                        tracing::debug!(action, id, "engine event on an owned container");
+                        if debounce.event(Instant::now(), action == "kill") {
+                            link.trigger(&commands);
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "engine event stream ended");
@@ -68,20 +296,120 @@ pub async fn watch_drift(
                     }
                     None => break,
                 },
-                _ = tokio::time::sleep_until(wake), if pending => {
-                    last = Some(Instant::now());
-                    pending = false;
-                    let _ = commands.try_send(Command::Drift);
+                _ = tokio::time::sleep_until(wake), if debounce.due().is_some() => {
+                    debounce.fired(Instant::now());
+                    link.trigger(&commands);
                 }
             }
         }
-        if pending {
-            let _ = commands.try_send(Command::Drift);
+        if debounce.due().is_some() {
+            link.trigger(&commands);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 
-/// Shortest time between two drift-triggered cycles.
-const DRIFT_DEBOUNCE: Duration = Duration::from_secs(2);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_first_event_starts_a_cycle_at_once_and_the_rest_of_the_window_one_more() {
+        let t0 = Instant::now();
+        let mut d = Debounce::new(ms(500));
+        assert!(d.event(t0, false), "leading edge");
+        assert_eq!(d.due(), None, "nothing more unless more comes");
+        assert!(!d.event(t0 + ms(10), false));
+        assert!(!d.event(t0 + ms(300), false));
+        assert_eq!(d.due(), Some(t0 + ms(500)), "one trailing cycle at the end");
+        d.fired(t0 + ms(500));
+        assert_eq!(d.due(), None);
+        // Inside the next window: again at most one, at its end.
+        assert!(!d.event(t0 + ms(600), false));
+        assert_eq!(d.due(), Some(t0 + ms(1000)));
+        d.fired(t0 + ms(1000));
+        // After a quiet window: leading edge again.
+        assert!(d.event(t0 + ms(2000), false));
+        assert_eq!(d.due(), None);
+    }
+
+    #[test]
+    fn a_kill_gets_a_second_look() {
+        let t0 = Instant::now();
+        let mut d = Debounce::new(ms(500));
+        assert!(d.event(t0, true));
+        assert_eq!(d.due(), Some(t0 + ms(500)));
+    }
+
+    #[test]
+    fn the_agents_own_changes_are_not_drift_until_their_final_event() {
+        let link = DriftLink::default();
+        let now = Instant::now();
+        assert!(!link.is_own("a", "kill", now));
+        {
+            let _g = link.expect("a");
+            assert!(link.is_own("a", "kill", Instant::now()));
+            assert!(link.is_own("a", "stop", Instant::now()));
+            assert!(
+                !link.is_own("b", "stop", Instant::now()),
+                "another container"
+            );
+        }
+        // Its final event came while the call ran: a later hand-made stop is drift again.
+        assert!(!link.is_own("a", "stop", Instant::now()));
+
+        // A late final event (after the call returned) is still the agent's, once.
+        let g = link.expect("c");
+        drop(g);
+        assert!(link.is_own("c", "kill", Instant::now()));
+        assert!(link.is_own("c", "destroy", Instant::now()));
+        assert!(!link.is_own("c", "destroy", Instant::now()));
+    }
+
+    #[test]
+    fn own_changes_expire() {
+        let link = DriftLink::default();
+        drop(link.expect("a"));
+        let later = Instant::now() + OWN_GRACE + ms(1);
+        assert!(!link.is_own("a", "kill", later));
+        assert!(link.own.lock().unwrap().is_empty(), "expired entries go");
+        // Entries whose final event never came are dropped on the next mark.
+        drop(link.expect("b"));
+        link.own.lock().unwrap().get_mut("b").unwrap().until = Some(Instant::now());
+        drop(link.expect("c"));
+        assert!(!link.own.lock().unwrap().contains_key("b"));
+    }
+
+    #[test]
+    fn queued_drift_triggers_merge() {
+        let link = DriftLink::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        link.trigger(&tx);
+        link.trigger(&tx);
+        link.trigger(&tx);
+        assert!(matches!(rx.try_recv(), Ok(Command::Drift)));
+        assert!(rx.try_recv().is_err(), "one queued at most");
+        link.dequeued();
+        link.trigger(&tx);
+        assert!(matches!(rx.try_recv(), Ok(Command::Drift)));
+    }
+
+    #[test]
+    fn a_full_queue_does_not_stop_later_triggers() {
+        let link = DriftLink::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        tx.try_send(Command::Resume {
+            reply: tokio::sync::oneshot::channel().0,
+        })
+        .unwrap();
+        link.trigger(&tx);
+        let _ = rx.try_recv();
+        link.trigger(&tx);
+        assert!(matches!(rx.try_recv(), Ok(Command::Drift)));
+    }
+}

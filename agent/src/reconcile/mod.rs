@@ -30,7 +30,7 @@ mod cycle;
 pub mod decide;
 mod drift;
 pub use backoff::Backoff;
-pub use drift::watch_drift;
+pub use drift::{watch_drift, DriftLink};
 
 pub struct Agent {
     settings: Settings,
@@ -213,6 +213,11 @@ impl Agent {
         self.shared.clone()
     }
 
+    /// What the drift watcher shares with this agent's applies and loop.
+    pub fn drift_link(&self) -> DriftLink {
+        self.apply_options.drift.clone()
+    }
+
     /// Run forever (the caller stops it on SIGTERM/SIGINT by dropping this future, which may happen in the
     /// middle of a cycle: that is as safe as a crash, which berth must survive anyway). `once`: one cycle,
     /// then return its result.
@@ -278,6 +283,9 @@ impl Agent {
             } else if queued.drift {
                 self.run_cycle(Mode::Local, &mut watchdog).await;
             }
+            if queued.drift {
+                self.apply_options.drift.dequeued();
+            }
             for c in queued.other {
                 self.command(c, &mut watchdog).await;
             }
@@ -312,6 +320,7 @@ impl Agent {
                 let _ = reply.send(Ok(r));
             }
             Command::Drift => {
+                self.apply_options.drift.dequeued();
                 self.run_cycle(Mode::Local, watchdog).await;
             }
             Command::Suspend { reply } => {
