@@ -14,4 +14,5 @@ mod ownership;
 mod reconcile;
 mod registry;
 mod retention;
+mod rollouts;
 mod systemd;

@@ -78,8 +78,35 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
             s.pinned_seq.map(|n| n.to_string()).unwrap_or_default()
         )?;
     }
+    if s.suspended {
+        writeln!(
+            out,
+            "suspended: yes — nothing is reconciled, drift repair included, until `berth resume`"
+        )?;
+    }
+    if let Some(r) = &s.rollout {
+        writeln!(
+            out,
+            "rolling out {} ({} s): waiting on the health gate",
+            prefix(&r.commit),
+            r.seconds
+        )?;
+    }
+    if let Some(q) = &s.quarantined {
+        writeln!(
+            out,
+            "quarantined: {} since {} — not applied again until the remote moves on (`berth reconcile --retry` to try it again)",
+            prefix(&q.commit),
+            time(Some(q.since))
+        )?;
+    }
     if let Some(e) = &s.last_error {
-        writeln!(out, "error:    {}", e.replace('\n', "\n          "))?;
+        let class = s.error_class.map(|c| format!(" ({c})")).unwrap_or_default();
+        writeln!(
+            out,
+            "error{class}:\n          {}",
+            e.replace('\n', "\n          ")
+        )?;
     }
     writeln!(out)?;
     let w = s
@@ -162,15 +189,37 @@ fn print_cycle(r: &CycleResult, out: &mut impl Write) -> anyhow::Result<i32> {
     }
 }
 
-pub fn reconcile(conn: &Conn, wait: bool, out: &mut impl Write) -> anyhow::Result<i32> {
+pub fn reconcile(
+    conn: &Conn,
+    wait: bool,
+    retry: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let retry = if retry { "retry=1&" } else { "" };
     if !wait {
         let socket = conn.socket_path()?;
-        call(&socket, "POST", "/v1/reconcile", QUICK)?;
+        call(
+            &socket,
+            "POST",
+            &format!("/v1/reconcile?{retry}wait=0"),
+            QUICK,
+        )?;
         writeln!(out, "reconcile triggered")?;
         return Ok(exit::OK);
     }
-    let (r, _): (CycleResult, _) = get(conn, "POST", "/v1/reconcile?wait=1", None)?;
+    let (r, _): (CycleResult, _) =
+        get(conn, "POST", &format!("/v1/reconcile?{retry}wait=1"), None)?;
     print_cycle(&r, out)
+}
+
+pub fn suspend(conn: &Conn, out: &mut impl Write) -> anyhow::Result<i32> {
+    let socket = conn.socket_path()?;
+    call(&socket, "POST", "/v1/suspend", QUICK)?;
+    writeln!(
+        out,
+        "suspended: nothing is reconciled, drift repair included, until `berth resume`"
+    )?;
+    Ok(exit::OK)
 }
 
 pub fn rollback(conn: &Conn, seq: Option<u64>, out: &mut impl Write) -> anyhow::Result<i32> {

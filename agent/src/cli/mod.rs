@@ -63,6 +63,9 @@ pub enum Command {
         /// Wait for the cycle to finish; exit 1 if it failed.
         #[arg(long)]
         wait: bool,
+        /// Apply the fetched commit even if it is quarantined (after a failed rollout).
+        #[arg(long)]
+        retry: bool,
     },
     /// Re-apply a stored revision (default: the last good one before the current) and pin the box there.
     Rollback {
@@ -71,8 +74,13 @@ pub enum Command {
         /// Sequence number from `berth history`.
         seq: Option<u64>,
     },
-    /// Unpin after a rollback: follow Git again.
+    /// Unpin after a rollback, or end a suspend: follow Git again.
     Resume {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Stop all reconciling, drift repair included, until `berth resume` (for maintenance by hand).
+    Suspend {
         #[command(flatten)]
         conn: Conn,
     },
@@ -129,9 +137,10 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
         Command::Agent { config, once } => return agent::run(&config, once, err),
         Command::Status { conn, json } => client::status(&conn, json, out),
         Command::History { conn, json, limit } => client::history(&conn, json, limit, out),
-        Command::Reconcile { conn, wait } => client::reconcile(&conn, wait, out),
+        Command::Reconcile { conn, wait, retry } => client::reconcile(&conn, wait, retry, out),
         Command::Rollback { conn, seq } => client::rollback(&conn, seq, out),
         Command::Resume { conn } => client::resume(&conn, out),
+        Command::Suspend { conn } => client::suspend(&conn, out),
         Command::Render { dir, json } => render::run(&dir, json, out, err),
         Command::Apply {
             dir,

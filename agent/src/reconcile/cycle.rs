@@ -111,6 +111,14 @@ impl Agent {
                 self.apply_new(&commit, resumed, started, &mut errors).await
             }
         }
+        match self.db(|s| s.pointers()).await {
+            Ok(p) => self.set_status(|s| {
+                s.last_good_seq = p.last_good;
+                s.pinned = p.pinned.is_some();
+                s.pinned_seq = p.pinned;
+            }),
+            Err(e) => errors.push(e),
+        }
         self.finish(errors)
     }
 
@@ -177,11 +185,11 @@ impl Agent {
                 }
             }
             GateOutcome::Superseded => {}
-            GateOutcome::Failed(f) => errors.push(CycleError::Gate {
-                commit: short(&target.commit).to_string(),
-                source: f,
-                rolled_back: false,
-            }),
+            GateOutcome::Failed(f) => {
+                let err = gate_error(&target.commit, f, false);
+                // Box::pin: fail_rollout converges the last good revision through keep() again.
+                Box::pin(self.fail_rollout(rev, err, None, true, errors)).await;
+            }
         }
     }
 
@@ -367,7 +375,8 @@ impl Agent {
                 errors.extend(errs);
             }
             Rollout::Failed(err, report) => {
-                self.fail_rollout(rev, err, report, errors).await;
+                let touched = report.as_ref().is_some_and(|r| !r.done.is_empty());
+                self.fail_rollout(rev, err, report, touched, errors).await;
             }
         }
     }
@@ -429,9 +438,9 @@ impl Agent {
         mut rev: Revision,
         err: CycleError,
         report: Option<apply::Report>,
+        touched_engine: bool,
         errors: &mut Vec<CycleError>,
     ) {
-        let touched_engine = report.as_ref().is_some_and(|r| !r.done.is_empty());
         if let Some(r) = report {
             rev.images = r.images;
         }
@@ -501,7 +510,9 @@ impl Agent {
         let recorded = self
             .db(move |s| {
                 let mut rev = rev;
-                rev.seq = s.next_seq()?;
+                if rev.seq == 0 {
+                    rev.seq = s.next_seq()?;
+                }
                 s.record(&Record {
                     revision: Some(rev.clone()),
                     current: last_good,
@@ -572,7 +583,10 @@ impl Agent {
         let q = quarantine.clone();
         let rev = self
             .db(move |s: &Store| {
-                rev.seq = s.next_seq()?;
+                // A record already in history (a superseded rollout that failed later) is updated.
+                if rev.seq == 0 {
+                    rev.seq = s.next_seq()?;
+                }
                 s.record(&Record {
                     revision: Some(rev.clone()),
                     current: moves.current.then_some(rev.seq),
