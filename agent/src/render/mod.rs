@@ -482,4 +482,6 @@ mod bounds_tests;
 #[cfg(test)]
 mod memtree;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
