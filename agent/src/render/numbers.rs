@@ -26,7 +26,7 @@ pub enum NumberError {
         i64::MAX
     )]
     SizeTooLarge,
-    #[error("must be a duration like 30s, 1m30s or 500ms{}", not(.found))]
+    #[error("must be a duration like 30s, 1m30s or 500ms, no longer than the agent accepts{}", not(.found))]
     NotDuration { found: Option<&'static str> },
     #[error("is longer than the longest duration the engine takes (about 292 years)")]
     DurationTooLong,
