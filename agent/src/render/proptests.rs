@@ -216,6 +216,10 @@ enum Replacement {
     EmptyMap,
     /// Nested this many lists deep.
     Deep(usize),
+    /// `${A:-${A:-…}}` nested this many times (far past any stack if recursed).
+    NestedVars(usize),
+    /// A long string: a variable repeated this many times, or a line of `- ` items.
+    Repeated(&'static str, usize),
 }
 
 /// One change to the document (as a value), then to its text.
@@ -313,6 +317,9 @@ fn replacement(texts: Vec<&'static str>) -> impl Strategy<Value = Replacement> {
         1 => Just(Replacement::EmptyList),
         1 => Just(Replacement::EmptyMap),
         1 => (1usize..200).prop_map(Replacement::Deep),
+        1 => (1usize..100_000).prop_map(Replacement::NestedVars),
+        1 => (prop::sample::select(&["$HUGE", "${HUGE}", "- ", "[", "${", "\\"][..]), 1usize..50_000)
+            .prop_map(|(s, n)| Replacement::Repeated(s, n)),
     ]
 }
 
@@ -392,6 +399,10 @@ fn replace(node: &mut Value, r: &Replacement) {
             }
             v
         }
+        Replacement::NestedVars(n) => {
+            Value::String(format!("{}x{}", "${A:-".repeat(*n), "}".repeat(*n)))
+        }
+        Replacement::Repeated(s, n) => Value::String(s.repeat(*n)),
     };
 }
 
