@@ -2,6 +2,10 @@
 //!
 //! Rendering reads only through the [`Tree`] trait, so a new commit is rendered from its Git tree before
 //! any file on disk changes.
+//!
+//! Nothing in a tree can make render panic or take unbounded time or memory: numbers are read with
+//! bounds (`numbers`), what a stack reads and expands has a budget (`budget`, `yaml`, `interpolate`),
+//! and every problem is reported with its file and line (at most [`MAX_PROBLEMS`] of them).
 
 mod assemble;
 mod budget;
