@@ -364,6 +364,17 @@ fn a_stack_is_bounded_in_services_containers_and_port_bindings() {
 }
 
 #[test]
+fn a_followed_directory_holds_a_bounded_number_of_stacks() {
+    let mut tree = MemTree::new();
+    for i in 0..=MAX_STACKS {
+        tree.set(&format!("s{i}/compose.yaml"), "services: {}\n");
+    }
+    let p = problems_of(&tree);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(p[0].message.contains("more than 1000 stacks"), "{}", p[0]);
+}
+
+#[test]
 fn a_long_depends_on_chain_is_checked_without_deep_recursion() {
     let mut text = String::from("services:\n  s0: {image: busybox}\n");
     for i in 1..compose::MAX_SERVICES {

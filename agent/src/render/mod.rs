@@ -52,6 +52,8 @@ pub const OVERRIDE_FILES: &[&str] = &[
 
 /// Largest compose / env file berth reads, in bytes.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+/// The most stacks one followed directory may hold (each has its own budget, see `budget`).
+pub const MAX_STACKS: usize = 1000;
 /// The most problems one render reports (a file with thousands of bad entries says so in one line).
 pub const MAX_PROBLEMS: usize = 200;
 
@@ -210,13 +212,25 @@ pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, Ren
     }
 
     let mut containers: BTreeMap<String, String> = BTreeMap::new();
+    let mut stacks_seen = 0;
     for (dir, dir_name) in dirs {
         let default_name = match &dir_name {
             None => opts.root_stack_name.clone(),
             Some(n) => sanitize_stack_name(n),
         };
         let before = problems.len();
-        let Some(stack) = render_stack(tree, opts, &dir, &default_name, &mut problems) else {
+        let rendered = render_stack(tree, opts, &dir, &default_name, &mut problems);
+        if rendered.is_some() || problems.len() > before {
+            stacks_seen += 1;
+            if stacks_seen > MAX_STACKS {
+                problems.push(Problem::at(
+                    &base,
+                    format!("more than {MAX_STACKS} stacks; a box follows at most that many"),
+                ));
+                break;
+            }
+        }
+        let Some(stack) = rendered else {
             continue;
         };
         if problems.len() > before {
