@@ -3,8 +3,10 @@
 //! This is the one place where Compose's many spellings (lists or maps, short or long syntax, strings
 //! or numbers) are normalised into the model, so the spec hash sees one canonical form. Every problem is
 //! collected with its key path; the caller turns paths into file and line. The top level (networks,
-//! volumes, secrets, configs, profiles, replicas) is here; one service is in `service.rs`.
+//! volumes, secrets, configs, profiles, replicas) is here, with the bounds on a stack's size (services,
+//! containers, port bindings); one service is in `service.rs`.
 
+use super::budget::Budget;
 use super::lines::{LineIndex, Seg};
 use super::service::{self, Service};
 use super::tree::{join_rel, resolve};
@@ -15,6 +17,13 @@ use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The most services one stack may define.
+pub const MAX_SERVICES: usize = 1000;
+/// The most containers one stack may run (its services' replicas together).
+pub const MAX_CONTAINERS: u64 = 1000;
+/// The most port bindings the containers of one stack may have together.
+pub const MAX_STACK_PORT_BINDINGS: u64 = 4 * super::ports::MAX_PORT_BINDINGS as u64;
 
 /// Top-level keys of this release (`include` is resolved before this point).
 const TOP_KEYS: &[&str] = &[
@@ -73,11 +82,16 @@ pub(super) enum SecretSource {
 }
 
 /// Convert one stack. Problems are appended to `problems`; `None` when there was any.
-pub fn convert(input: &StackInput, problems: &mut Vec<super::Problem>) -> Option<StackSpec> {
+pub(super) fn convert(
+    input: &StackInput,
+    budget: Budget,
+    problems: &mut Vec<super::Problem>,
+) -> Option<StackSpec> {
     let mut ctx = Ctx {
         docs: input.docs,
         stack: input.name.clone(),
         problems: Vec::new(),
+        budget,
     };
     let top = match &input.doc {
         Value::Mapping(m) => m.clone(),
@@ -140,6 +154,15 @@ pub fn convert(input: &StackInput, problems: &mut Vec<super::Problem>) -> Option
             None => Vec::new(),
         },
     };
+    if services.len() > MAX_SERVICES {
+        ctx.err(
+            None,
+            &services_path,
+            format!("a stack may define at most {MAX_SERVICES} services"),
+        );
+        problems.append(&mut ctx.problems);
+        return None;
+    }
     let names: BTreeSet<String> = services.iter().map(|(n, _)| n.clone()).collect();
 
     // Every service is checked, active or not; only those of active profiles are deployed (Compose reads
@@ -192,6 +215,7 @@ pub fn convert(input: &StackInput, problems: &mut Vec<super::Problem>) -> Option
         s.spec.depends_on = kept;
     }
     check_cycles(&mut ctx, &services_path, &built);
+    check_size(&mut ctx, &services_path, &built);
 
     // A service another one waits for with `service_completed_successfully` is a one-shot job.
     let jobs: BTreeSet<String> = built
@@ -656,6 +680,32 @@ pub(super) fn labels(
     out
 }
 
+/// The containers a stack expands to, and their port bindings, are bounded before any is made.
+fn check_size(ctx: &mut Ctx, services_path: &[Seg], built: &[Service]) {
+    let containers: u64 = built.iter().map(|s| u64::from(s.replicas)).sum();
+    if containers > MAX_CONTAINERS {
+        ctx.err(
+            None,
+            services_path,
+            format!("the services of this stack make {containers} containers; at most {MAX_CONTAINERS} are allowed"),
+        );
+    }
+    let ports: u64 = built
+        .iter()
+        .map(|s| {
+            let n = u64::try_from(s.spec.ports.len()).unwrap_or(u64::MAX);
+            u64::from(s.replicas).saturating_mul(n)
+        })
+        .sum();
+    if ports > MAX_STACK_PORT_BINDINGS {
+        ctx.err(
+            None,
+            services_path,
+            format!("the containers of this stack publish {ports} ports; at most {MAX_STACK_PORT_BINDINGS} are allowed"),
+        );
+    }
+}
+
 /// A `depends_on` cycle is an error naming the services in it.
 fn check_cycles(ctx: &mut Ctx, services_path: &[Seg], built: &[Service]) {
     let deps: BTreeMap<&str, Vec<&str>> = built
@@ -692,7 +742,7 @@ fn check_cycles(ctx: &mut Ctx, services_path: &[Seg], built: &[Service]) {
     }
     for s in deps.keys() {
         if let Some(cycle) = visit(s, &deps, &mut state, &mut Vec::new()) {
-            let first = cycle[0].clone();
+            let first = cycle.first().cloned().unwrap_or_default();
             ctx.err(
                 Some(&first),
                 &key(&key(services_path, &first), "depends_on"),

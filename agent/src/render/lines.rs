@@ -35,6 +35,10 @@ pub fn display(path: &[Seg]) -> String {
     s
 }
 
+/// How deep a key path is indexed (YAML itself nests at most 128 levels; deeper lines are text that
+/// only looks like keys, such as a multi-line quoted string).
+const MAX_DEPTH: usize = 256;
+
 #[derive(Debug, Default, Clone)]
 pub struct LineIndex {
     lines: HashMap<KeyPath, usize>,
@@ -82,61 +86,71 @@ impl LineIndex {
         idx
     }
 
+    /// Index one line (after its indentation). A line of nested items (`- - key: v`) is walked in a
+    /// loop, and nothing deeper than [`MAX_DEPTH`] is indexed: no input can recurse the stack away.
     fn line(
         &mut self,
         stack: &mut Vec<Frame>,
-        indent: usize,
-        content: &str,
+        mut indent: usize,
+        mut content: &str,
         line_no: usize,
         block_scalar: &mut Option<usize>,
     ) {
-        let is_item = content == "-" || content.starts_with("- ");
-        while stack.len() > 1 {
-            let top = stack.last().expect("non-empty");
-            if top.indent < indent || (top.indent == indent && is_item && top.open_key) {
-                break;
+        loop {
+            let is_item = content == "-" || content.starts_with("- ");
+            while stack.len() > 1 {
+                let Some(top) = stack.last() else { break };
+                if top.indent < indent || (top.indent == indent && is_item && top.open_key) {
+                    break;
+                }
+                stack.pop();
             }
-            stack.pop();
-        }
-        if is_item {
-            let parent = stack.last_mut().expect("root frame");
-            let i = parent.next_index;
-            parent.next_index += 1;
+            if stack.len() > MAX_DEPTH {
+                return;
+            }
+            let Some(parent) = stack.last_mut() else {
+                return;
+            };
+            if is_item {
+                let i = parent.next_index;
+                parent.next_index += 1;
+                let mut path = parent.path.clone();
+                path.push(Seg::Index(i));
+                self.lines.entry(path.clone()).or_insert(line_no);
+                // Mark the key frame as no longer accepting same-indent items of a nested sequence.
+                stack.push(Frame {
+                    indent,
+                    path,
+                    open_key: false,
+                    next_index: 0,
+                });
+                let rest = content[1..].trim_start_matches(' ');
+                if rest.is_empty() || rest.starts_with('#') {
+                    return;
+                }
+                indent += content.len() - rest.len();
+                content = rest;
+                continue;
+            }
+            let Some((key, value)) = split_key(content) else {
+                return; // a scalar continuation line
+            };
             let mut path = parent.path.clone();
-            path.push(Seg::Index(i));
+            path.push(Seg::Key(key));
             self.lines.entry(path.clone()).or_insert(line_no);
-            // Mark the key frame as no longer accepting same-indent items of a nested sequence.
+            let value = strip_comment(value).trim();
+            let value = strip_props(value);
+            if value.starts_with('|') || value.starts_with('>') {
+                *block_scalar = Some(indent);
+            }
             stack.push(Frame {
                 indent,
                 path,
-                open_key: false,
+                open_key: value.is_empty(),
                 next_index: 0,
             });
-            let rest = content[1..].trim_start_matches(' ');
-            if !rest.is_empty() && !rest.starts_with('#') {
-                let rest_indent = indent + (content.len() - rest.len());
-                self.line(stack, rest_indent, rest, line_no, block_scalar);
-            }
             return;
         }
-        let Some((key, value)) = split_key(content) else {
-            return; // a scalar continuation line
-        };
-        let parent = stack.last().expect("root frame");
-        let mut path = parent.path.clone();
-        path.push(Seg::Key(key));
-        self.lines.entry(path.clone()).or_insert(line_no);
-        let value = strip_comment(value).trim();
-        let value = strip_props(value);
-        if value.starts_with('|') || value.starts_with('>') {
-            *block_scalar = Some(indent);
-        }
-        stack.push(Frame {
-            indent,
-            path,
-            open_key: value.is_empty(),
-            next_index: 0,
-        });
     }
 
     /// The line of `path`, or of its nearest indexed ancestor.
@@ -270,5 +284,17 @@ x-base: &base
             display(&[k("services"), k("web"), k("ports"), Seg::Index(1)]),
             "services.web.ports[1]"
         );
+    }
+
+    #[test]
+    fn a_line_of_a_hundred_thousand_items_does_not_recurse() {
+        // Text that only looks like nested items (inside a quoted string) must not blow the stack.
+        let text = format!("a: \"x\n  {}y\"\n", "- ".repeat(100_000));
+        let idx = LineIndex::build(&text);
+        assert_eq!(idx.exact(&[k("a")]), Some(1));
+        let items = format!("{}x\n", "- ".repeat(100_000));
+        let idx = LineIndex::build(&items);
+        assert_eq!(idx.exact(&[Seg::Index(0)]), Some(1));
+        assert_eq!(idx.exact(&[Seg::Index(0), Seg::Index(0)]), Some(1));
     }
 }

@@ -9,9 +9,12 @@
 //!   duplicates;
 //! - the YAML tags `!reset` (drop the earlier value) and `!override` (replace instead of merging) work as
 //!   in Compose.
+//!
+//! Merging is linear in the size of both documents (long lists are merged through sets and maps).
 
 use serde_yaml::value::Tag;
 use serde_yaml::{Mapping, Value};
+use std::collections::{HashMap, HashSet};
 
 /// Merge `over` into `base` (both whole compose documents).
 pub fn merge_documents(base: Value, over: Value) -> Value {
@@ -81,31 +84,19 @@ fn merge_at(base: Value, over: Value, path: &mut Vec<String>) -> Value {
         Rule::Hosts => return merge_maps(hosts_map(base), hosts_map(over), path),
         Rule::VolumesByTarget => {
             if let (Value::Sequence(b), Value::Sequence(o)) = (&base, &over) {
-                let mut out: Vec<Value> = b.clone();
-                for v in o {
-                    let v = strip_tags(v.clone());
-                    let target = volume_target(&v);
-                    match out
-                        .iter()
-                        .position(|e| target.is_some() && volume_target(e) == target)
-                    {
-                        Some(i) => out[i] = v,
-                        None => out.push(v),
-                    }
-                }
-                return Value::Sequence(out);
+                return Value::Sequence(volumes_by_target(b.clone(), o));
             }
         }
         Rule::Default => {}
     }
     match (base, over) {
-        (Value::Mapping(b), Value::Mapping(o)) => {
-            merge_maps(Value::Mapping(b), Value::Mapping(o), path)
-        }
+        (Value::Mapping(b), Value::Mapping(o)) => merge_maps(b, o, path),
         (Value::Sequence(mut b), Value::Sequence(o)) => {
+            // Appended without duplicates; a set keeps long lists linear.
+            let mut seen: HashSet<Value> = b.iter().cloned().collect();
             for v in o {
                 let v = strip_tags(v);
-                if !b.contains(&v) {
+                if seen.insert(v.clone()) {
                     b.push(v);
                 }
             }
@@ -115,10 +106,35 @@ fn merge_at(base: Value, over: Value, path: &mut Vec<String>) -> Value {
     }
 }
 
-fn merge_maps(base: Value, over: Value, path: &mut Vec<String>) -> Value {
-    let (Value::Mapping(mut b), Value::Mapping(o)) = (base, over) else {
-        unreachable!("merge_maps takes mappings")
-    };
+/// Service volumes: an override replaces the earlier volume of the same target, or is appended.
+fn volumes_by_target(mut out: Vec<Value>, over: &[Value]) -> Vec<Value> {
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for (i, e) in out.iter().enumerate() {
+        if let Some(t) = volume_target(e) {
+            at.entry(t).or_insert(i);
+        }
+    }
+    for v in over {
+        let v = strip_tags(v.clone());
+        match volume_target(&v) {
+            Some(t) => match at.get(&t) {
+                Some(&i) => {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = v;
+                    }
+                }
+                None => {
+                    at.insert(t, out.len());
+                    out.push(v);
+                }
+            },
+            None => out.push(v),
+        }
+    }
+    out
+}
+
+fn merge_maps(mut b: Mapping, o: Mapping, path: &mut Vec<String>) -> Value {
     for (k, v) in o {
         if is_tag(&v, "reset") {
             b.remove(&k);
@@ -146,7 +162,7 @@ fn merge_maps(base: Value, over: Value, path: &mut Vec<String>) -> Value {
 }
 
 /// `[K=V, K2]` or `{K: V}` → mapping (a bare `K` maps to null).
-fn key_value_map(v: Value) -> Value {
+fn key_value_map(v: Value) -> Mapping {
     match v {
         Value::Sequence(items) => {
             let mut m = Mapping::new();
@@ -160,29 +176,24 @@ fn key_value_map(v: Value) -> Value {
                     };
                 }
             }
-            Value::Mapping(m)
+            m
         }
-        Value::Mapping(_) => v,
-        _ => Value::Mapping(Mapping::new()),
+        Value::Mapping(m) => m,
+        _ => Mapping::new(),
     }
 }
 
 /// `[a, b]` or `{a: {...}}` → mapping by name.
-fn name_map(v: Value) -> Value {
+fn name_map(v: Value) -> Mapping {
     match v {
-        Value::Sequence(items) => Value::Mapping(
-            items
-                .into_iter()
-                .map(|i| (i, Value::Null))
-                .collect::<Mapping>(),
-        ),
-        Value::Mapping(_) => v,
-        _ => Value::Mapping(Mapping::new()),
+        Value::Sequence(items) => items.into_iter().map(|i| (i, Value::Null)).collect(),
+        Value::Mapping(m) => m,
+        _ => Mapping::new(),
     }
 }
 
 /// `["host:ip", "host=ip"]` or `{host: ip}` → mapping by host.
-fn hosts_map(v: Value) -> Value {
+fn hosts_map(v: Value) -> Mapping {
     match v {
         Value::Sequence(items) => {
             let mut m = Mapping::new();
@@ -194,10 +205,10 @@ fn hosts_map(v: Value) -> Value {
                     }
                 }
             }
-            Value::Mapping(m)
+            m
         }
-        Value::Mapping(_) => v,
-        _ => Value::Mapping(Mapping::new()),
+        Value::Mapping(m) => m,
+        _ => Mapping::new(),
     }
 }
 
@@ -286,5 +297,33 @@ services:
         assert_eq!(m["services"]["web"]["environment"], y("{B: '2'}"));
         let single = strip_tags(y("services: {web: {image: a, ports: !reset []}}"));
         assert!(single["services"]["web"].get("ports").is_none());
+    }
+
+    #[test]
+    fn long_lists_merge_in_linear_time() {
+        let n = 50_000;
+        let list = |from: usize| {
+            Value::Sequence(
+                (from..from + n)
+                    .map(|i| Value::String(format!("/d{i}")))
+                    .collect(),
+            )
+        };
+        let doc = |ports: Value, volumes: Value| {
+            let mut web = Mapping::new();
+            web.insert("ports".into(), ports);
+            web.insert("volumes".into(), volumes);
+            let mut services = Mapping::new();
+            services.insert("web".into(), Value::Mapping(web));
+            let mut top = Mapping::new();
+            top.insert("services".into(), Value::Mapping(services));
+            Value::Mapping(top)
+        };
+        let start = std::time::Instant::now();
+        let m = merge_documents(doc(list(0), list(0)), doc(list(n / 2), list(n / 2)));
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        let web = &m["services"]["web"];
+        assert_eq!(web["ports"].as_sequence().map(Vec::len), Some(n + n / 2));
+        assert_eq!(web["volumes"].as_sequence().map(Vec::len), Some(n + n / 2));
     }
 }

@@ -2,15 +2,30 @@
 //!
 //! Rendering reads only through the [`Tree`] trait, so a new commit is rendered from its Git tree before
 //! any file on disk changes.
+//!
+//! Nothing in a tree can make render panic or take unbounded time or memory: numbers are read with
+//! bounds (`numbers`), what a stack reads and expands has a budget (`budget`, `yaml`, `interpolate`),
+//! and every problem is reported with its file and line (at most [`MAX_PROBLEMS`] of them).
 
 mod assemble;
+mod budget;
 pub mod compose;
+mod deploy;
+mod env;
+mod health;
 pub mod interpolate;
 pub mod lines;
 pub mod merge;
+mod mounts;
+mod networks;
+pub mod numbers;
+pub mod ports;
+mod rebase;
+mod secrets;
 mod service;
 pub mod tree;
 mod values;
+mod yaml;
 
 use crate::model::DesiredState;
 use lines::Seg;
@@ -37,6 +52,10 @@ pub const OVERRIDE_FILES: &[&str] = &[
 
 /// Largest compose / env file berth reads, in bytes.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+/// The most stacks one followed directory may hold (each has its own budget, see `budget`).
+pub const MAX_STACKS: usize = 1000;
+/// The most problems one render reports (a file with thousands of bad entries says so in one line).
+pub const MAX_PROBLEMS: usize = 200;
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,14 +151,14 @@ impl std::fmt::Display for RenderError {
 }
 
 impl Problem {
-    fn at(file: &Path, message: impl Into<String>) -> Problem {
+    fn at(file: &Path, message: impl std::fmt::Display) -> Problem {
         Problem {
             file: Some(display_path(file)),
             line: None,
             column: None,
             stack: None,
             service: None,
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
@@ -193,13 +212,25 @@ pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, Ren
     }
 
     let mut containers: BTreeMap<String, String> = BTreeMap::new();
+    let mut stacks_seen = 0;
     for (dir, dir_name) in dirs {
         let default_name = match &dir_name {
             None => opts.root_stack_name.clone(),
             Some(n) => sanitize_stack_name(n),
         };
         let before = problems.len();
-        let Some(stack) = render_stack(tree, opts, &dir, &default_name, &mut problems) else {
+        let rendered = render_stack(tree, opts, &dir, &default_name, &mut problems);
+        if rendered.is_some() || problems.len() > before {
+            stacks_seen += 1;
+            if stacks_seen > MAX_STACKS {
+                problems.push(Problem::at(
+                    &base,
+                    format!("more than {MAX_STACKS} stacks; a box follows at most that many"),
+                ));
+                break;
+            }
+        }
+        let Some(stack) = rendered else {
             continue;
         };
         if problems.len() > before {
@@ -239,8 +270,27 @@ pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, Ren
     if problems.is_empty() {
         Ok(desired)
     } else {
-        Err(RenderError { problems })
+        Err(RenderError {
+            problems: capped(problems),
+        })
     }
+}
+
+/// The first [`MAX_PROBLEMS`] problems, and a last one saying how many more there were.
+fn capped(mut problems: Vec<Problem>) -> Vec<Problem> {
+    if problems.len() > MAX_PROBLEMS {
+        let more = problems.len() - MAX_PROBLEMS;
+        problems.truncate(MAX_PROBLEMS);
+        problems.push(Problem {
+            file: None,
+            line: None,
+            column: None,
+            stack: None,
+            service: None,
+            message: format!("… and {more} more problems"),
+        });
+    }
+    problems
 }
 
 /// The first of `names` that exists in `dir` (resolving a symlinked file inside the repository).
@@ -293,6 +343,8 @@ fn render_stack(
         files.push(o);
     }
 
+    // Everything the stack reads and expands is charged to one budget.
+    let mut budget = budget::Budget::default();
     // Interpolation scope: the stack's .env, then the agent's environment, which wins (as in Compose).
     let mut scope: BTreeMap<String, String> = BTreeMap::new();
     let env_path = if dir == Path::new(".") {
@@ -308,14 +360,18 @@ fn render_stack(
                 return None;
             }
         };
-        match values::read_capped(tree, &resolved) {
+        match budget.read(tree, &resolved) {
             Ok(Some(bytes)) => {
-                match interpolate::parse_dotenv(&String::from_utf8_lossy(&bytes), &opts.env) {
+                match interpolate::parse_dotenv(
+                    &String::from_utf8_lossy(&bytes),
+                    &opts.env,
+                    &mut budget.expansion,
+                ) {
                     Ok(pairs) => scope.extend(pairs),
-                    Err((line, msg)) => {
+                    Err(e) => {
                         problems.push(Problem {
-                            line: Some(line),
-                            ..Problem::at(&env_path, msg)
+                            line: Some(e.line),
+                            ..Problem::at(&env_path, e.kind)
                         });
                         return None;
                     }
@@ -331,7 +387,16 @@ fn render_stack(
     scope.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     let mut docs = Vec::new();
-    let doc = assemble::assemble(tree, dir, &files, &scope, &opts.env, &mut docs, problems)?;
+    let doc = assemble::assemble(
+        tree,
+        dir,
+        &files,
+        &scope,
+        &opts.env,
+        &mut budget,
+        &mut docs,
+        problems,
+    )?;
 
     let name = match doc.get("name").filter(|v| !v.is_null()) {
         Some(Value::String(n)) if valid_stack_name(n) => n.clone(),
@@ -347,8 +412,11 @@ fn render_stack(
                 stack: None,
                 service: None,
                 message: format!(
-                    "name: {} must be lowercase letters, digits, '_' or '-', starting with a letter or digit",
-                    serde_yaml::to_string(other).unwrap_or_default().trim()
+                    "name: must be lowercase letters, digits, '_' or '-', starting with a letter or digit{}",
+                    match other {
+                        Value::String(_) => String::new(),
+                        v => format!(", not {}", values::type_name(v)),
+                    }
                 ),
             });
             return None;
@@ -365,7 +433,7 @@ fn render_stack(
         env: &scope,
         agent_env: &opts.env,
     };
-    compose::convert(&input, problems)
+    compose::convert(&input, budget, problems)
 }
 
 /// Compose's project-name rule for an explicit `name:`.
@@ -427,5 +495,11 @@ pub fn render_dir(
     render(&DirTree::new(root), &opts)
 }
 
+#[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
+mod memtree;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

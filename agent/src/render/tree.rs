@@ -102,10 +102,28 @@ pub fn join_rel(base: &Path, rel: &Path) -> Option<PathBuf> {
     })
 }
 
+/// The most symlinks one path may pass through.
+const MAX_HOPS: usize = 40;
+
+/// Why a repository path could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{path}: too many levels of symlinks (more than {MAX_HOPS})")]
+    TooManyLinks { path: PathBuf },
+    #[error("symlink {link} points outside the repository (to {target})")]
+    Outside { link: PathBuf, target: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Resolve every symlink along a repository path. A symlink with an absolute target, or one whose target
 /// climbs out of the repository, is an error (naming the symlink); so is a chain of more than 40 links.
 /// A path that does not exist resolves to itself.
-pub fn resolve(tree: &dyn Tree, path: &Path) -> Result<PathBuf, String> {
+pub fn resolve(tree: &dyn Tree, path: &Path) -> Result<PathBuf, ResolveError> {
     let mut pending: Vec<std::ffi::OsString> = path
         .components()
         .filter_map(|c| match c {
@@ -125,22 +143,19 @@ pub fn resolve(tree: &dyn Tree, path: &Path) -> Result<PathBuf, String> {
         match tree.kind(&candidate) {
             Ok(Some(EntryKind::Symlink(target))) => {
                 hops += 1;
-                if hops > 40 {
-                    return Err(format!("{}: too many levels of symlinks", path.display()));
+                if hops > MAX_HOPS {
+                    return Err(ResolveError::TooManyLinks {
+                        path: path.to_path_buf(),
+                    });
                 }
-                if target.is_absolute() {
-                    return Err(format!(
-                        "symlink {} points outside the repository (to {})",
-                        candidate.display(),
-                        target.display()
-                    ));
-                }
-                let Some(joined) = join_rel(&done, &target) else {
-                    return Err(format!(
-                        "symlink {} points outside the repository (to {})",
-                        candidate.display(),
-                        target.display()
-                    ));
+                let joined = match join_rel(&done, &target) {
+                    Some(j) if !target.is_absolute() => j,
+                    _ => {
+                        return Err(ResolveError::Outside {
+                            link: candidate,
+                            target,
+                        })
+                    }
                 };
                 done = PathBuf::new();
                 let mut rest: Vec<std::ffi::OsString> = joined
@@ -161,7 +176,12 @@ pub fn resolve(tree: &dyn Tree, path: &Path) -> Result<PathBuf, String> {
                     done.push(p);
                 }
             }
-            Err(e) => return Err(format!("{}: {e}", candidate.display())),
+            Err(source) => {
+                return Err(ResolveError::Io {
+                    path: candidate,
+                    source,
+                })
+            }
         }
     }
     Ok(if done.as_os_str().is_empty() {
@@ -214,14 +234,18 @@ mod tests {
             resolve(&t, Path::new("hosts/a/missing/x")).unwrap(),
             PathBuf::from("hosts/a/missing/x")
         );
-        let e = resolve(&t, Path::new("hosts/a/etc/passwd")).unwrap_err();
+        let e = resolve(&t, Path::new("hosts/a/etc/passwd"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("hosts/a/etc") && e.contains("outside"), "{e}");
-        assert!(resolve(&t, Path::new("hosts/a/up"))
-            .unwrap_err()
-            .contains("outside"));
-        assert!(resolve(&t, Path::new("hosts/a/loop1"))
-            .unwrap_err()
-            .contains("too many"));
+        assert!(matches!(
+            resolve(&t, Path::new("hosts/a/up")),
+            Err(ResolveError::Outside { .. })
+        ));
+        assert!(matches!(
+            resolve(&t, Path::new("hosts/a/loop1")),
+            Err(ResolveError::TooManyLinks { .. })
+        ));
         let names: Vec<String> = t
             .list(Path::new("hosts/a"))
             .unwrap()

@@ -1,16 +1,18 @@
 //! Reading compose values: every spelling Compose accepts for a scalar, list or mapping, with problems
 //! located by key path (and so by file and line).
 
+use super::budget::Budget;
 use super::compose::Doc;
 use super::lines::{display, KeyPath, Seg};
-use super::{Problem, Tree};
+use super::Problem;
 use serde_yaml::{Mapping, Value};
-use std::path::Path;
 
 pub(super) struct Ctx<'a> {
     pub docs: &'a [Doc],
     pub stack: String,
     pub problems: Vec<Problem>,
+    /// What is left of the stack's budget (files read by `env_file`, their expansion).
+    pub budget: Budget,
 }
 
 impl Ctx<'_> {
@@ -180,7 +182,7 @@ pub(super) fn boolean(
             "true" | "yes" | "y" | "on" | "1" => Some(true),
             "false" | "no" | "n" | "off" | "0" | "" => Some(false),
             _ => {
-                ctx.err(service, path, format!("{s:?} is not a boolean"));
+                ctx.err(service, path, "must be a boolean (true or false)");
                 None
             }
         },
@@ -193,87 +195,6 @@ pub(super) fn boolean(
             None
         }
     }
-}
-
-pub(super) fn integer(
-    ctx: &mut Ctx,
-    service: Option<&str>,
-    path: &[Seg],
-    v: &Value,
-) -> Option<i64> {
-    let parsed = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    };
-    if parsed.is_none() {
-        ctx.err(service, path, format!("{} is not a whole number", show(v)));
-    }
-    parsed
-}
-
-pub(super) fn show(v: &Value) -> String {
-    scalar(v)
-        .map(|s| format!("{s:?}"))
-        .unwrap_or_else(|| type_name(v).to_string())
-}
-
-/// A Go-style duration (`1m30s`, `500ms`) or a number of seconds.
-pub(super) fn duration(
-    ctx: &mut Ctx,
-    service: Option<&str>,
-    path: &[Seg],
-    v: &Value,
-) -> Option<std::time::Duration> {
-    let text = scalar(v).unwrap_or_default();
-    match crate::config::parse_duration(&text) {
-        Ok(d) => Some(d),
-        Err(_) => {
-            ctx.err(
-                service,
-                path,
-                format!("{} is not a duration like 30s, 1m30s or 500ms", show(v)),
-            );
-            None
-        }
-    }
-}
-
-/// A size in bytes: a number, or a number with a unit `b`, `k`/`kb`, `m`/`mb`, `g`/`gb` (powers of 1024),
-/// the way Compose reads `mem_limit: 512m` or `shm_size: 1gb`.
-pub(super) fn bytes(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Value) -> Option<i64> {
-    let parsed = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => parse_bytes(s),
-        _ => None,
-    };
-    if parsed.is_none() {
-        ctx.err(
-            service,
-            path,
-            format!("{} is not a size like 512m or 1g", show(v)),
-        );
-    }
-    parsed
-}
-
-pub fn parse_bytes(s: &str) -> Option<i64> {
-    let s = s.trim().to_ascii_lowercase();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let factor: f64 = match unit.trim() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = n * factor;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
 }
 
 /// A list of strings (numbers accepted), or a single string when `single_ok`.
@@ -303,7 +224,8 @@ pub(super) fn string_list(
     }
 }
 
-/// `command` / `entrypoint`: a list, or a string split like a shell would.
+/// `command` / `entrypoint`: a list, or a string split into words the way a POSIX shell would (as
+/// Compose does, with a shell-words implementation). An unterminated quote is a problem at the key.
 pub(super) fn command(
     ctx: &mut Ctx,
     service: &str,
@@ -312,76 +234,19 @@ pub(super) fn command(
 ) -> Option<Vec<String>> {
     match v {
         Value::Null => None,
-        Value::String(s) => match shell_split(s) {
+        Value::String(s) => match shell_words::split(s) {
             Ok(words) => Some(words),
-            Err(e) => {
-                ctx.err(Some(service), path, e);
+            Err(shell_words::ParseError) => {
+                ctx.err(
+                    Some(service),
+                    path,
+                    "a quote is not closed (the string is split into words like a shell does)",
+                );
                 None
             }
         },
         _ => Some(string_list(ctx, Some(service), path, v, false)),
     }
-}
-
-/// Split a command line into words: whitespace separates, single quotes are literal, double quotes allow
-/// `\"` and `\\`, a backslash outside quotes escapes the next character.
-pub fn shell_split(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("unterminated single quote in {s:?}")),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
-                            Some(c) => {
-                                cur.push('\\');
-                                cur.push(c);
-                            }
-                            None => return Err(format!("unterminated double quote in {s:?}")),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err(format!("unterminated double quote in {s:?}")),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(c) = chars.next() {
-                    cur.push(c);
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
 }
 
 /// `[K=V, K]` or `{K: V, K: null}` → ordered (key, value); a value-less key is `None`.
@@ -435,30 +300,49 @@ pub(super) fn key_values(
     }
 }
 
-/// Read a repository file, refusing ones over [`super::MAX_FILE_BYTES`].
-pub fn read_capped(tree: &dyn Tree, path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match tree.read(path) {
-        Ok(Some(b)) if b.len() > super::MAX_FILE_BYTES => Err(format!(
-            "{} is {} bytes, larger than the {} allowed",
-            path.display(),
-            b.len(),
-            super::MAX_FILE_BYTES
-        )),
-        Ok(r) => Ok(r),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(s: &str) -> Result<Vec<String>, shell_words::ParseError> {
+        shell_words::split(s)
+    }
+
     #[test]
-    fn shell_words() {
+    fn commands_split_like_a_shell() {
         assert_eq!(
-            shell_split(r#"sh -c 'echo "a b"' "x\"y" z\ w"#).unwrap(),
+            words(r#"sh -c 'echo "a b"' "x\"y" z\ w"#).unwrap(),
             vec!["sh", "-c", "echo \"a b\"", "x\"y", "z w"]
         );
-        assert!(shell_split("echo 'open").is_err());
-        assert_eq!(shell_split("  ").unwrap(), Vec::<String>::new());
+        assert_eq!(words("  ").unwrap(), Vec::<String>::new());
+        assert!(words("echo 'open").is_err());
+        assert!(words("echo \"open").is_err());
+    }
+
+    #[test]
+    fn an_unterminated_quote_is_a_problem_at_the_key_without_the_value() {
+        let mut ctx = Ctx {
+            docs: &[],
+            stack: "s".into(),
+            problems: Vec::new(),
+            budget: Budget::default(),
+        };
+        let path = vec![
+            Seg::Key("services".into()),
+            Seg::Key("web".into()),
+            Seg::Key("command".into()),
+        ];
+        let got = command(
+            &mut ctx,
+            "web",
+            &path,
+            &Value::String("echo 'hunter2".into()),
+        );
+        assert_eq!(got, None);
+        let p = &ctx.problems[0];
+        assert_eq!(p.service.as_deref(), Some("web"));
+        assert!(p.message.starts_with("services.web.command: "), "{p}");
+        assert!(p.message.contains("quote"), "{p}");
+        assert!(!p.message.contains("hunter2"), "{p}");
     }
 }

@@ -1,0 +1,223 @@
+//! A service's `deploy` (replicas, resources, restart policy) and the resource limits read with it
+//! (`ulimits`, `pids_limit`): every count is bounded, Swarm-only keys are refused.
+
+use super::lines::{KeyPath, Seg};
+use super::numbers::{bytes, cpus, duration, int_in};
+use super::values::*;
+use crate::model::{ContainerSpec, UlimitSpec};
+use serde_yaml::Value;
+
+/// The most containers one service may run (`scale`, `deploy.replicas`). An edge box running more of
+/// one service is a mistake more likely than a plan, and every replica is a container to create.
+pub(super) const MAX_REPLICAS: u32 = 100;
+
+/// Linux's largest `pid_max` (`PID_MAX_LIMIT`, 2^22): no pids limit above it means anything.
+pub(super) const MAX_PIDS: i64 = 4_194_304;
+
+/// `scale` / `deploy.replicas`: 0 to [`MAX_REPLICAS`].
+pub(super) fn replica_count(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Option<u32> {
+    let n = int_in(ctx, Some(service), path, v, 0, i64::from(MAX_REPLICAS))?;
+    u32::try_from(n).ok()
+}
+
+/// `deploy`: replicas, resources (limits, reservations), restart_policy. Swarm-only keys are refused:
+/// they would have no effect on a single engine.
+pub(super) fn deploy(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+    spec: &mut ContainerSpec,
+    replicas: &mut Option<(u32, KeyPath)>,
+    has_restart: bool,
+) {
+    let svc = Some(service);
+    let Some(d) = as_map(ctx, svc, path, v) else {
+        return;
+    };
+    check_keys(
+        ctx,
+        svc,
+        path,
+        d,
+        &["replicas", "resources", "restart_policy", "mode"],
+        &[
+            "labels",
+            "placement",
+            "update_config",
+            "rollback_config",
+            "endpoint_mode",
+        ],
+    );
+    if let Some(mode) = d.get("mode").and_then(scalar) {
+        if mode != "replicated" {
+            ctx.err(
+                svc,
+                &key(path, "mode"),
+                "only `replicated` makes sense on a single engine",
+            );
+        }
+    }
+    if let Some(r) = d.get("replicas").filter(|v| !v.is_null()) {
+        let rp = key(path, "replicas");
+        if let Some(n) = replica_count(ctx, service, &rp, r) {
+            if let Some((other, op)) = replicas.as_ref() {
+                if *other != n {
+                    ctx.err(
+                        svc,
+                        &rp,
+                        format!(
+                            "{n} replicas, but {} says {other}",
+                            super::lines::display(op)
+                        ),
+                    );
+                }
+            }
+            *replicas = Some((n, rp));
+        }
+    }
+    if let Some(r) = d.get("resources").filter(|v| !v.is_null()) {
+        let rp = key(path, "resources");
+        if let Some(rm) = as_map(ctx, svc, &rp, r) {
+            check_keys(ctx, svc, &rp, rm, &["limits", "reservations"], &[]);
+            if let Some(l) = rm.get("limits").filter(|v| !v.is_null()) {
+                let lp = key(&rp, "limits");
+                if let Some(lm) = as_map(ctx, svc, &lp, l) {
+                    check_keys(ctx, svc, &lp, lm, &["cpus", "memory", "pids"], &["devices"]);
+                    if let Some(v) = lm.get("cpus") {
+                        spec.nano_cpus = cpus(ctx, svc, &key(&lp, "cpus"), v);
+                    }
+                    if let Some(v) = lm.get("memory") {
+                        spec.memory = bytes(ctx, svc, &key(&lp, "memory"), v);
+                    }
+                    if let Some(v) = lm.get("pids") {
+                        spec.pids_limit = pids(ctx, svc, &key(&lp, "pids"), v);
+                    }
+                }
+            }
+            if let Some(r) = rm.get("reservations").filter(|v| !v.is_null()) {
+                let lp = key(&rp, "reservations");
+                if let Some(lm) = as_map(ctx, svc, &lp, r) {
+                    check_keys(
+                        ctx,
+                        svc,
+                        &lp,
+                        lm,
+                        &["cpus", "memory"],
+                        &["devices", "generic_resources"],
+                    );
+                    if let Some(v) = lm.get("memory") {
+                        spec.memory_reservation = bytes(ctx, svc, &key(&lp, "memory"), v);
+                    }
+                    // A CPU reservation is a Swarm scheduling hint; Compose checks it and passes nothing.
+                    if let Some(v) = lm.get("cpus") {
+                        cpus(ctx, svc, &key(&lp, "cpus"), v);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(r) = d.get("restart_policy").filter(|v| !v.is_null()) {
+        let rp = key(path, "restart_policy");
+        if let Some(rm) = as_map(ctx, svc, &rp, r) {
+            check_keys(
+                ctx,
+                svc,
+                &rp,
+                rm,
+                &["condition", "max_attempts", "delay", "window"],
+                &[],
+            );
+            let condition = rm
+                .get("condition")
+                .and_then(scalar)
+                .unwrap_or_else(|| "any".into());
+            let attempts = rm
+                .get("max_attempts")
+                .filter(|v| !v.is_null())
+                .and_then(|v| {
+                    int_in(
+                        ctx,
+                        svc,
+                        &key(&rp, "max_attempts"),
+                        v,
+                        0,
+                        i64::from(u32::MAX),
+                    )
+                });
+            for k in ["delay", "window"] {
+                if let Some(v) = rm.get(k) {
+                    duration(ctx, svc, &key(&rp, k), v);
+                }
+            }
+            let policy = match condition.as_str() {
+                "none" => Some("no".to_string()),
+                "any" => Some("always".to_string()),
+                "on-failure" => Some(match attempts {
+                    Some(n) if n > 0 => format!("on-failure:{n}"),
+                    _ => "on-failure".to_string(),
+                }),
+                _ => {
+                    ctx.err(
+                        svc,
+                        &key(&rp, "condition"),
+                        "must be none, on-failure or any",
+                    );
+                    None
+                }
+            };
+            // `restart:` wins when both are set, as in Compose.
+            if let (Some(p), false) = (policy, has_restart) {
+                spec.restart = p;
+            }
+        }
+    }
+}
+
+/// `pids_limit` / `deploy.resources.limits.pids`: -1 or 0 (no limit) up to the kernel's largest
+/// `pid_max`.
+pub(super) fn pids(ctx: &mut Ctx, service: Option<&str>, path: &[Seg], v: &Value) -> Option<i64> {
+    int_in(ctx, service, path, v, -1, MAX_PIDS)
+}
+
+/// `ulimits`: a number (soft and hard alike) or `{soft, hard}`; -1 is unlimited, and the soft limit
+/// may not exceed the hard one.
+pub(super) fn ulimits(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Vec<UlimitSpec> {
+    let svc = Some(service);
+    let Some(m) = as_map(ctx, svc, path, v) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in m {
+        let Some(name) = scalar(k) else { continue };
+        let p = key(path, &name);
+        let (soft, hard) = match v {
+            Value::Mapping(lm) => {
+                check_keys(ctx, svc, &p, lm, &["soft", "hard"], &[]);
+                let (Some(soft), Some(hard)) = (lm.get("soft"), lm.get("hard")) else {
+                    ctx.err(svc, &p, "needs both `soft` and `hard`");
+                    continue;
+                };
+                let soft = int_in(ctx, svc, &key(&p, "soft"), soft, -1, i64::MAX);
+                let hard = int_in(ctx, svc, &key(&p, "hard"), hard, -1, i64::MAX);
+                match (soft, hard) {
+                    (Some(s), Some(h)) => (s, h),
+                    _ => continue,
+                }
+            }
+            other => match int_in(ctx, svc, &p, other, -1, i64::MAX) {
+                Some(n) => (n, n),
+                None => continue,
+            },
+        };
+        // -1 is unlimited: above every number.
+        let unlimited = |n: i64| if n == -1 { u64::MAX } else { n.unsigned_abs() };
+        if unlimited(soft) > unlimited(hard) {
+            ctx.err(svc, &p, "the soft limit is above the hard limit");
+            continue;
+        }
+        out.push(UlimitSpec { name, soft, hard });
+    }
+    out.sort();
+    out
+}
