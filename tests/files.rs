@@ -75,10 +75,11 @@ fn non_numeric_uid_is_a_clear_error_and_no_container_is_created() {
     let o = stack.apply();
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let err = stderr(&o);
+    // Refused by render, at its file and line, before anything on the engine is touched.
     assert!(
-        err.contains("service app")
-            && err.contains("/run/secrets/token")
-            && err.contains("uid \"www-data\" is not a numeric id"),
+        err.contains("compose.yaml:7")
+            && err.contains("service app")
+            && err.contains("secrets[0].uid: must be a whole number"),
         "{}",
         show(&o)
     );

@@ -71,7 +71,7 @@ pub enum GateFailure {
         replica: u32,
         code: i64,
     },
-    #[error("stack {stack}, service {service}, replica {replica}: restarted {count} times")]
+    #[error("stack {stack}, service {service}, replica {replica}: restarted {count} time{}", if *count == 1 { "" } else { "s" })]
     Restarting {
         stack: String,
         service: String,

@@ -49,6 +49,22 @@ impl Agent {
                 errors.push(e);
             }
         }
+        // The remote moved on past a quarantined commit: the quarantine is over.
+        if let (Some(q), Some(fetched)) = (&self.quarantine, &self.fetched) {
+            if q.commit != *fetched {
+                tracing::info!(quarantined = %q.commit, fetched = %fetched, "the remote moved on; quarantine lifted");
+                match self
+                    .write(Record {
+                        quarantine: Some(None),
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(()) => self.set_quarantine(None),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
         let trigger = match mode {
             Mode::Follow { retry, .. } => Trigger::Follow { retry },
             Mode::Local => Trigger::Local,
@@ -524,7 +540,7 @@ impl Agent {
             })
             .await?;
         tracing::info!(seq = recorded.seq, commit = %recorded.commit, outcome = %recorded.outcome, "revision recorded");
-        self.quarantine = Some(q);
+        self.set_quarantine(Some(q));
         if let Some(good) = good {
             self.current = Some(good);
         }
@@ -559,7 +575,7 @@ impl Agent {
                         })
                         .await;
                     if w.is_ok() {
-                        self.quarantine = Some(q);
+                        self.set_quarantine(Some(q));
                     }
                     w
                 }
@@ -600,7 +616,7 @@ impl Agent {
             .await?;
         if let Some(q) = quarantine {
             tracing::warn!(commit = %q.commit, reason = %q.reason, "commit quarantined until the remote moves on");
-            self.quarantine = Some(q);
+            self.set_quarantine(Some(q));
         }
         let (seq, commit) = (rev.seq, rev.commit.clone());
         if let Err(e) = self
@@ -717,6 +733,13 @@ impl Agent {
             tracing::warn!(warning = %w, "image");
         }
         Ok(report)
+    }
+
+    /// The quarantine as the store now holds it, shown in status at once.
+    fn set_quarantine(&mut self, q: Option<Quarantine>) {
+        let info = q.as_ref().map(super::quarantine_info);
+        self.quarantine = q;
+        self.set_status(|s| s.quarantined = info);
     }
 
     /// Write `r` to the store (one transaction, flushed).
