@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod apply;
 pub mod client;
+pub mod diff;
 pub mod render;
 
 use clap::{Args, Parser, Subcommand};
@@ -89,6 +90,23 @@ pub enum Command {
         #[arg(long)]
         agent_id: Option<String>,
     },
+    /// Show what converging would change, changing nothing (exit 0: nothing to do, 2: something would
+    /// change, 1: an error, or an apply that would fail). With DIR: render it as `apply` does and plan it
+    /// against the engine; without: ask the agent for the plan of the commit it fetched.
+    Diff {
+        #[arg(conflicts_with_all = ["socket", "config"])]
+        dir: Option<PathBuf>,
+        /// With DIR: owner of the containers to compare with (default: the hostname).
+        #[arg(long, requires = "dir")]
+        agent_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Without DIR: plan the commit the agent fetched last, without asking the remote first.
+        #[arg(long, conflicts_with = "dir")]
+        no_fetch: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// How a client command finds the agent's socket: `--socket`, else the `socket:` of `--config`, else
@@ -130,6 +148,23 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
         Command::Resume { conn } => client::resume(&conn, out),
         Command::Render { dir, json } => render::run(&dir, json, out, err),
         Command::Apply { dir, agent_id } => apply::run(&dir, agent_id, out, err),
+        Command::Diff {
+            dir,
+            agent_id,
+            json,
+            no_fetch,
+            conn,
+        } => diff::run(
+            &diff::Target {
+                dir,
+                agent_id,
+                fetch: !no_fetch,
+                conn,
+            },
+            json,
+            out,
+            err,
+        ),
     };
     match result {
         Ok(code) => code,
