@@ -201,64 +201,7 @@ pub fn describe(
     problems: Vec<String>,
 ) -> Description {
     let mut stacks: BTreeMap<String, StackChanges> = BTreeMap::new();
-    let mut containers: BTreeMap<(String, String), Vec<ContainerChange>> = BTreeMap::new();
-
-    for c in &plan.remove_containers {
-        let why = removal_reason(desired, &c.name, &c.stack, &c.service);
-        containers
-            .entry((c.stack.clone(), c.service.clone()))
-            .or_default()
-            .push(ContainerChange {
-                container: c.name.clone(),
-                action: Action::Remove,
-                why,
-            });
-    }
-    let replaced: BTreeSet<(&str, &str)> = plan
-        .waves
-        .iter()
-        .flatten()
-        .filter(|s| s.needs_image())
-        .map(|s| (s.spec().stack.as_str(), s.spec().service.as_str()))
-        .collect();
-    for step in plan.waves.iter().flatten() {
-        let spec = step.spec();
-        let (action, why) = match step {
-            ContainerStep::Create { .. } => (Action::Create, Why::New),
-            ContainerStep::Recreate { old_hash, .. } => {
-                (Action::Recreate, recreate_reason(spec, old_hash, known))
-            }
-            ContainerStep::Start { id, .. } => {
-                let state = actual
-                    .containers
-                    .iter()
-                    .find(|c| c.id == *id)
-                    .map(|c| c.state.clone())
-                    .unwrap_or_else(|| "stopped".into());
-                (Action::Start, Why::NotRunning { state })
-            }
-            ContainerStep::Restart { .. } => {
-                let services = spec
-                    .depends_on
-                    .iter()
-                    .filter(|d| {
-                        d.restart && replaced.contains(&(spec.stack.as_str(), d.service.as_str()))
-                    })
-                    .map(|d| d.service.clone())
-                    .collect();
-                (Action::Restart, Why::DependencyReplaced { services })
-            }
-        };
-        containers
-            .entry((spec.stack.clone(), spec.service.clone()))
-            .or_default()
-            .push(ContainerChange {
-                container: spec.name.clone(),
-                action,
-                why,
-            });
-    }
-    for ((stack_name, service), changes) in containers {
+    for ((stack_name, service), changes) in container_changes(desired, actual, plan, known) {
         stack(&mut stacks, &stack_name)
             .services
             .push(ServiceChanges {
@@ -266,7 +209,6 @@ pub fn describe(
                 containers: changes,
             });
     }
-
     for n in &plan.create_networks {
         stack(&mut stacks, &n.stack).networks.push(ObjectChange {
             name: n.name.clone(),
@@ -300,11 +242,86 @@ pub fn describe(
             });
         }
     }
-
     Description {
         stacks: stacks.into_values().collect(),
         pulls,
         problems,
+    }
+}
+
+/// The container steps of `plan` by (stack, service): removals first, then the waves, as apply runs them.
+fn container_changes(
+    desired: &DesiredState,
+    actual: &ActualState,
+    plan: &Plan,
+    known: &KnownSpecs,
+) -> BTreeMap<(String, String), Vec<ContainerChange>> {
+    let mut containers: BTreeMap<(String, String), Vec<ContainerChange>> = BTreeMap::new();
+    for c in &plan.remove_containers {
+        containers
+            .entry((c.stack.clone(), c.service.clone()))
+            .or_default()
+            .push(ContainerChange {
+                container: c.name.clone(),
+                action: Action::Remove,
+                why: removal_reason(desired, &c.name, &c.stack, &c.service),
+            });
+    }
+    let replaced: BTreeSet<(&str, &str)> = plan
+        .waves
+        .iter()
+        .flatten()
+        .filter(|s| s.needs_image())
+        .map(|s| (s.spec().stack.as_str(), s.spec().service.as_str()))
+        .collect();
+    for step in plan.waves.iter().flatten() {
+        let spec = step.spec();
+        let (action, why) = step_reason(step, actual, &replaced, known);
+        containers
+            .entry((spec.stack.clone(), spec.service.clone()))
+            .or_default()
+            .push(ContainerChange {
+                container: spec.name.clone(),
+                action,
+                why,
+            });
+    }
+    containers
+}
+
+/// What a step does and why. `replaced`: the (stack, service) pairs that get new containers.
+fn step_reason(
+    step: &ContainerStep,
+    actual: &ActualState,
+    replaced: &BTreeSet<(&str, &str)>,
+    known: &KnownSpecs,
+) -> (Action, Why) {
+    let spec = step.spec();
+    match step {
+        ContainerStep::Create { .. } => (Action::Create, Why::New),
+        ContainerStep::Recreate { old_hash, .. } => {
+            (Action::Recreate, recreate_reason(spec, old_hash, known))
+        }
+        ContainerStep::Start { id, .. } => {
+            let state = actual
+                .containers
+                .iter()
+                .find(|c| c.id == *id)
+                .map(|c| c.state.clone())
+                .unwrap_or_else(|| "stopped".into());
+            (Action::Start, Why::NotRunning { state })
+        }
+        ContainerStep::Restart { .. } => {
+            let services = spec
+                .depends_on
+                .iter()
+                .filter(|d| {
+                    d.restart && replaced.contains(&(spec.stack.as_str(), d.service.as_str()))
+                })
+                .map(|d| d.service.clone())
+                .collect();
+            (Action::Restart, Why::DependencyReplaced { services })
+        }
     }
 }
 
@@ -426,6 +443,8 @@ pub enum DiffError {
     /// The agent's store or a blocking task failed.
     #[error(transparent)]
     Agent(crate::error::CycleError),
+    #[error("no plan within {}s (cycle_timeout)", after.as_secs())]
+    Timeout { after: std::time::Duration },
 }
 
 #[cfg(test)]

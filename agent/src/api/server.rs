@@ -258,6 +258,7 @@ async fn diff(State(shared): State<Arc<Shared>>, Params(q): Params<DiffQuery>) -
                 DiffError::NothingFetched => StatusCode::CONFLICT,
                 DiffError::Fetch(_) | DiffError::Engine(_) => StatusCode::BAD_GATEWAY,
                 DiffError::Read { .. } | DiffError::Agent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                DiffError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             };
             error(code, e.to_string())
         }
