@@ -9,6 +9,7 @@ mod apply;
 mod cli;
 mod conformance;
 mod dependencies;
+mod diff;
 mod files;
 mod ownership;
 mod reconcile;

@@ -105,15 +105,9 @@ pub struct Prepared {
 /// When each image was last pulled by this agent (seconds since the epoch); kept in the store.
 pub type PullLog = BTreeMap<String, i64>;
 
-/// Make every image of `desired` available by its policy (the most eager policy wins when services
-/// share an image). Pulls run one at a time: an edge box's link is small, and a registry is not made
-/// faster by hammering it.
-pub async fn prepare<R: Runtime>(
-    rt: &R,
-    desired: &DesiredState,
-    log: &mut PullLog,
-    progress: &(dyn Fn(&str, &str) + Sync),
-) -> Prepared {
+/// Every image `desired` names, with the policy it is pulled by (the most eager one when services share
+/// the image) and the platform of the first service naming it. `berth diff` decides with the same.
+pub fn policies(desired: &DesiredState) -> BTreeMap<&str, (PullPolicy, Option<&str>)> {
     let mut policies: BTreeMap<&str, (PullPolicy, Option<&str>)> = BTreeMap::new();
     for c in desired.containers() {
         let p = PullPolicy::of(c.pull_policy.as_deref());
@@ -124,9 +118,21 @@ pub async fn prepare<R: Runtime>(
             e.0 = p;
         }
     }
+    policies
+}
+
+/// Make every image of `desired` available by its policy (the most eager policy wins when services
+/// share an image). Pulls run one at a time: an edge box's link is small, and a registry is not made
+/// faster by hammering it.
+pub async fn prepare<R: Runtime>(
+    rt: &R,
+    desired: &DesiredState,
+    log: &mut PullLog,
+    progress: &(dyn Fn(&str, &str) + Sync),
+) -> Prepared {
     let now = crate::now_unix();
     let mut out = Prepared::default();
-    for (image, (policy, platform)) in policies {
+    for (image, (policy, platform)) in policies(desired) {
         let local = match rt.inspect_image(image).await {
             Ok(l) => l,
             Err(e) => {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod images;
 pub mod lock;

@@ -16,6 +16,10 @@ pub mod labels {
     pub const REPLICA: &str = "io.berth.replica";
     pub const SPEC_HASH: &str = "io.berth.spec-hash";
     pub const REVISION: &str = "io.berth.revision";
+    /// The canonical JSON the spec hash is computed over ([`super::ContainerSpec::canonical_json`]), so
+    /// `berth diff` can name the fields a recreate changes. Env values are in it as they are in the
+    /// container's own config; secret values never are (only their digests).
+    pub const SPEC: &str = "io.berth.spec";
 }
 
 /// Everything the followed directory describes, after rendering.
@@ -437,13 +441,23 @@ impl ContainerSpec {
     /// fleet-wide recreate on upgrade). `depends_on` only orders the work and is not hashed, like Compose's
     /// config hash.
     pub fn spec_hash(&self) -> String {
+        hash_canonical(&self.canonical_json())
+    }
+
+    /// The canonical JSON serialisation [`ContainerSpec::spec_hash`] hashes: the spec without the fields
+    /// that are not hashed.
+    pub fn canonical_json(&self) -> String {
         let mut view = self.clone();
         view.depends_on.clear();
         view.pull_policy = None;
         view.run_once = false;
-        let bytes = serde_json::to_vec(&view).expect("ContainerSpec serialises");
-        hex(&Sha256::digest(&bytes))
+        serde_json::to_string(&view).expect("ContainerSpec serialises")
     }
+}
+
+/// The spec hash of a canonical JSON serialisation (see [`ContainerSpec::canonical_json`]).
+pub fn hash_canonical(json: &str) -> String {
+    hex(&Sha256::digest(json.as_bytes()))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

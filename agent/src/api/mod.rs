@@ -8,6 +8,8 @@
 //! - `POST /v1/rollback?seq=N` → [`CycleResult`] (after the cycle)
 //! - `POST /v1/resume` → [`CycleResult`] (after the cycle): lifts a rollback pin and a suspend
 //! - `POST /v1/suspend` → `{"suspended": true}`: no reconciling, drift repair included, until resume
+//! - `GET /v1/diff` (`?fetch=0`: without asking the remote first) → [`DiffAnswer`]: the plan of the
+//!   fetched commit against the engine; nothing is pulled, recorded, checked out or applied
 //!
 //! Errors answer with a non-2xx status and [`ErrorBody`]; a query that does not parse (percent-decoded,
 //! unknown keys refused) answers 400.
@@ -135,4 +137,21 @@ pub struct CycleResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// What `berth diff` prints: the plan of a desired state against the engine, changing nothing
+/// (`GET /v1/diff`, and `berth diff DIR --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffAnswer {
+    pub agent_id: String,
+    /// The commit planned: the one the agent fetched last; `None` for `berth diff DIR`.
+    pub commit: Option<String>,
+    /// The commit the box runs now (the agent's current revision).
+    #[serde(default)]
+    pub applied_commit: Option<String>,
+    /// The agent is pinned by a rollback: this is what `berth resume` would do, not the next cycle.
+    #[serde(default)]
+    pub pinned: bool,
+    #[serde(flatten)]
+    pub diff: crate::diff::Description,
 }

@@ -1,7 +1,7 @@
 //! The agent's side of the status socket: the axum [`router`] (callable without a socket), the commands it
 //! sends the reconcile loop, and [`serve`], which binds the socket (never looser than 0660) and serves it.
 
-use super::{ContainerStatus, CycleResult, ErrorBody, HistoryEntry, Status};
+use super::{ContainerStatus, CycleResult, DiffAnswer, ErrorBody, HistoryEntry, Status};
 use crate::runtime::{DockerRuntime, Runtime};
 use crate::store::Store;
 use axum::extract::{FromRequestParts, Query, State};
@@ -35,6 +35,12 @@ pub enum Command {
     },
     /// An owned container died or was removed behind berth's back: converge without fetching.
     Drift,
+    /// Plan the fetched commit (`fetch`: ask the remote first) and answer what converging it would
+    /// change, changing nothing.
+    Diff {
+        fetch: bool,
+        reply: oneshot::Sender<Result<DiffAnswer, crate::diff::DiffError>>,
+    },
 }
 
 /// What the server shares with the reconcile loop.
@@ -61,6 +67,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/v1/resume", post(resume))
         .route("/v1/suspend", post(suspend))
+        .route("/v1/diff", get(diff))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
@@ -123,6 +130,18 @@ struct ReconcileQuery {
 #[serde(deny_unknown_fields)]
 struct RollbackQuery {
     seq: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffQuery {
+    /// `?fetch=0`: plan the commit fetched last without asking the remote.
+    #[serde(default = "yes", deserialize_with = "flag")]
+    fetch: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +268,38 @@ async fn suspend(
         r.map(|()| serde_json::json!({"suspended": true}))
     };
     send_and_wait(&shared, Command::Suspend { reply: tx }, rx, done).await
+}
+
+async fn diff(State(shared): State<Arc<Shared>>, Params(q): Params<DiffQuery>) -> Response {
+    use crate::diff::DiffError;
+    let (reply, rx) = oneshot::channel();
+    let cmd = Command::Diff {
+        fetch: q.fetch,
+        reply,
+    };
+    if shared.commands.send(cmd).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reconcile loop has stopped",
+        );
+    }
+    match rx.await {
+        Ok(Ok(answer)) => json(StatusCode::OK, &answer),
+        Ok(Err(e)) => {
+            let code = match &e {
+                DiffError::Render { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                DiffError::NothingFetched => StatusCode::CONFLICT,
+                DiffError::Fetch(_) | DiffError::Engine(_) => StatusCode::BAD_GATEWAY,
+                DiffError::Read { .. } | DiffError::Agent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                DiffError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            };
+            error(code, e.to_string())
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reconcile loop stopped before answering",
+        ),
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {

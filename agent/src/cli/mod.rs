@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod apply;
 pub mod client;
+pub mod diff;
 pub mod render;
 
 use clap::{Args, Parser, Subcommand};
@@ -101,6 +102,23 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Show what converging would change, changing nothing (exit 0: nothing to do, 2: something would
+    /// change, 1: an error, or an apply that would fail). With DIR: render it as `apply` does and plan it
+    /// against the engine; without: ask the agent for the plan of the commit it fetched.
+    Diff {
+        #[arg(conflicts_with_all = ["socket", "config"])]
+        dir: Option<PathBuf>,
+        /// With DIR: owner of the containers to compare with (default: the hostname).
+        #[arg(long, requires = "dir")]
+        agent_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Without DIR: plan the commit the agent fetched last, without asking the remote first.
+        #[arg(long, conflicts_with = "dir")]
+        no_fetch: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// How a client command finds the agent's socket: `--socket`, else the `socket:` of `--config`, else
@@ -147,6 +165,23 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
             agent_id,
             conn,
         } => apply::run(&dir, agent_id, &conn, out, err),
+        Command::Diff {
+            dir,
+            agent_id,
+            json,
+            no_fetch,
+            conn,
+        } => diff::run(
+            &diff::Target {
+                dir,
+                agent_id,
+                fetch: !no_fetch,
+                conn,
+            },
+            json,
+            out,
+            err,
+        ),
     };
     match result {
         Ok(code) => code,

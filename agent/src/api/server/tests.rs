@@ -212,6 +212,7 @@ async fn commands_reach_the_loop_and_its_answer_comes_back() {
                         seen.push("suspend".into());
                         let _ = reply.send(Ok(()));
                     }
+                    Command::Diff { .. } => seen.push("diff".into()),
                 }
             }
             seen
@@ -255,6 +256,76 @@ async fn commands_reach_the_loop_and_its_answer_comes_back() {
             "suspend",
         ]
     );
+}
+
+#[tokio::test]
+async fn diff_asks_the_loop_and_answers_its_plan_or_its_error() {
+    use crate::diff::DiffError;
+    let dir = tempfile::tempdir().unwrap();
+    let (shared, mut rx) = shared(dir.path(), 4).await;
+    let app = router(shared);
+    let answer = DiffAnswer {
+        agent_id: "a".into(),
+        commit: Some("c".repeat(40)),
+        applied_commit: None,
+        pinned: false,
+        diff: Default::default(),
+    };
+    // A stand-in for the loop: with a fetch it plans, without one it has nothing fetched, and a commit
+    // that does not render comes third.
+    let loop_ = tokio::spawn({
+        let answer = answer.clone();
+        async move {
+            let mut fetches = Vec::new();
+            let mut n = 0;
+            while let Some(cmd) = rx.recv().await {
+                let Command::Diff { fetch, reply } = cmd else {
+                    continue;
+                };
+                fetches.push(fetch);
+                n += 1;
+                let _ = reply.send(match (n, fetch) {
+                    (3, _) => Err(DiffError::Render {
+                        commit: "cccccccccccc".into(),
+                        source: crate::render::RenderError {
+                            problems: vec![crate::render::Problem {
+                                file: Some("compose.yaml".into()),
+                                line: Some(3),
+                                column: None,
+                                stack: None,
+                                service: None,
+                                message: "bad".into(),
+                            }],
+                        },
+                    }),
+                    (_, true) => Ok(answer.clone()),
+                    (_, false) => Err(DiffError::NothingFetched),
+                });
+            }
+            fetches
+        }
+    });
+    let (code, body) = send(&app, Method::GET, "/v1/diff").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<DiffAnswer>(&body).unwrap(), answer);
+    let (code, msg) = send_err(&app, Method::GET, "/v1/diff?fetch=0").await;
+    assert_eq!(code, StatusCode::CONFLICT, "{msg}");
+    let (code, msg) = send_err(&app, Method::GET, "/v1/diff?fetch=1").await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(msg, "commit cccccccccccc: compose.yaml:3: bad");
+    for uri in ["/v1/diff?fetch=maybe", "/v1/diff?dir=x"] {
+        assert_eq!(
+            send_err(&app, Method::GET, uri).await.0,
+            StatusCode::BAD_REQUEST,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        send_err(&app, Method::POST, "/v1/diff").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    drop(app);
+    assert_eq!(loop_.await.unwrap(), [true, false, true]);
 }
 
 #[tokio::test]

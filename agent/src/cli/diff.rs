@@ -1,0 +1,337 @@
+//! `berth diff [DIR]`: what converging would change, changing nothing. With DIR: render it the way
+//! `berth apply` does and plan it against the engine from here; without: ask the agent (`GET /v1/diff`)
+//! for the plan of the commit it fetched (it asks the remote first unless `--no-fetch`).
+//!
+//! Exit 0: nothing to do; 2: something would change; 1: any error, including a plan whose apply would
+//! fail (an image that cannot be had, a preflight check).
+
+use super::{exit, Conn};
+use crate::api::DiffAnswer;
+use crate::diff::{engine, Description, KnownSpecs, ObjectAction, ObjectChange, Why};
+use crate::runtime::DockerRuntime;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Something would change.
+pub const CHANGES: i32 = 2;
+
+/// What to plan: a directory (as `agent_id`), or the agent's fetched commit.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub dir: Option<PathBuf>,
+    pub agent_id: Option<String>,
+    /// Without DIR: the agent asks the remote first.
+    pub fetch: bool,
+    pub conn: Conn,
+}
+
+pub fn run(
+    target: &Target,
+    json: bool,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let answer = match &target.dir {
+        Some(dir) => match local(dir, target.agent_id.clone(), err)? {
+            Some(a) => a,
+            None => return Ok(exit::FAILED),
+        },
+        None => remote(&target.conn, target.fetch)?,
+    };
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &answer)?;
+        writeln!(out)?;
+    } else {
+        print(&answer, out, err)?;
+    }
+    Ok(code(&answer.diff))
+}
+
+/// The exit code a description means.
+pub fn code(d: &Description) -> i32 {
+    if !d.problems.is_empty() {
+        exit::FAILED
+    } else if d.has_changes() {
+        CHANGES
+    } else {
+        exit::OK
+    }
+}
+
+/// Render `dir` and plan it here. `None`: the problem was printed (render problems like `berth render`).
+fn local(
+    dir: &std::path::Path,
+    agent_id: Option<String>,
+    err: &mut impl Write,
+) -> anyhow::Result<Option<DiffAnswer>> {
+    let agent_id = agent_id.unwrap_or_else(crate::config::hostname);
+    if !crate::config::valid_agent_id(&agent_id) {
+        writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
+        return Ok(None);
+    }
+    let Some(desired) = super::render::render_or_report(dir, "", err)? else {
+        return Ok(None);
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref()).await?;
+        // No agent here: no pull times but the engine's tag times, no history but the labels.
+        let planned = engine::plan(&runtime, &desired, &agent_id, &Default::default()).await?;
+        let known = engine::specs_from_labels(&runtime, &planned.plan, &KnownSpecs::new()).await;
+        Ok(Some(DiffAnswer {
+            agent_id,
+            commit: None,
+            applied_commit: None,
+            pinned: false,
+            diff: planned.describe(&desired, &known),
+        }))
+    })
+}
+
+/// Ask the agent. It answers after any cycle that is running.
+fn remote(conn: &Conn, fetch: bool) -> anyhow::Result<DiffAnswer> {
+    let socket = conn.socket_path()?;
+    let path = if fetch {
+        "/v1/diff"
+    } else {
+        "/v1/diff?fetch=0"
+    };
+    let body = crate::api::client::call(&socket, "GET", path, None)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("agent answered something unexpected: {e}"))
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// The plan as text: by stack, networks and volumes first, then services and their containers; pulls;
+/// a summary line. What would fail goes to `err`.
+pub fn print(a: &DiffAnswer, out: &mut impl Write, err: &mut impl Write) -> std::io::Result<()> {
+    if let Some(commit) = &a.commit {
+        let runs = match &a.applied_commit {
+            Some(c) if c == commit => " (the box runs it)".to_string(),
+            Some(c) => format!(" (the box runs {})", short(c)),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "commit {} fetched by agent {}{runs}",
+            short(commit),
+            a.agent_id
+        )?;
+        if a.pinned {
+            writeln!(out, "pinned: the agent stays on its rollback revision; this is what `berth resume` would do")?;
+        }
+    }
+    for s in &a.diff.stacks {
+        writeln!(out, "stack {}", s.name)?;
+        for n in &s.networks {
+            writeln!(out, "  network {}", object(n))?;
+        }
+        for v in &s.volumes {
+            writeln!(out, "  volume {}", object(v))?;
+        }
+        for svc in &s.services {
+            writeln!(out, "  service {}", svc.name)?;
+            for c in &svc.containers {
+                let why = match &c.why {
+                    Why::New => String::new(),
+                    Why::SpecChanged { fields } if !fields.is_empty() => {
+                        format!(" ({})", fields.join(", "))
+                    }
+                    other => format!(": {other}"),
+                };
+                writeln!(out, "    {:<8} {}{why}", c.action.word(), c.container)?;
+            }
+        }
+    }
+    for p in &a.diff.pulls {
+        writeln!(out, "pull {}: {}", p.image, p.reason)?;
+    }
+    let counts = a.diff.counts();
+    let objects = a
+        .diff
+        .stacks
+        .iter()
+        .flat_map(|s| s.networks.iter().chain(&s.volumes))
+        .filter(|o| o.action != ObjectAction::Keep)
+        .count();
+    if a.diff.has_changes() {
+        let mut parts: Vec<String> = counts
+            .iter()
+            .map(|(action, n)| format!("{n} to {}", action.word()))
+            .collect();
+        if objects > 0 {
+            parts.push(format!("{objects} network/volume change(s)"));
+        }
+        writeln!(out, "would change: {}", parts.join(", "))?;
+    } else {
+        writeln!(out, "nothing to do")?;
+    }
+    for p in &a.diff.problems {
+        writeln!(err, "error: {p}")?;
+    }
+    if !a.diff.problems.is_empty() {
+        writeln!(
+            err,
+            "berth: applying this would fail: {} problem(s)",
+            a.diff.problems.len()
+        )?;
+    }
+    Ok(())
+}
+
+fn object(o: &ObjectChange) -> String {
+    match o.action {
+        ObjectAction::Create => format!("{}: create", o.name),
+        ObjectAction::Remove => format!("{}: remove", o.name),
+        ObjectAction::Keep => format!(
+            "{}: no longer used, kept (berth never deletes data)",
+            o.name
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{Action, ContainerChange, Pull, ServiceChanges, StackChanges};
+
+    fn answer(diff: Description) -> DiffAnswer {
+        DiffAnswer {
+            agent_id: "edge-01".into(),
+            commit: Some("a".repeat(40)),
+            applied_commit: Some("b".repeat(40)),
+            pinned: false,
+            diff,
+        }
+    }
+
+    fn printed(a: &DiffAnswer) -> (String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print(a, &mut out, &mut err).unwrap();
+        (
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn change(container: &str, action: Action, why: Why) -> ContainerChange {
+        ContainerChange {
+            container: container.into(),
+            action,
+            why,
+        }
+    }
+
+    #[test]
+    fn prints_steps_by_stack_and_service_and_exits_by_what_would_happen() {
+        let d = Description {
+            stacks: vec![StackChanges {
+                name: "shop".into(),
+                services: vec![ServiceChanges {
+                    name: "web".into(),
+                    containers: vec![
+                        change(
+                            "shop-web-1",
+                            Action::Recreate,
+                            Why::SpecChanged {
+                                fields: vec!["env".into(), "ports".into()],
+                            },
+                        ),
+                        change("shop-web-2", Action::Create, Why::New),
+                        change("shop-web-3", Action::Recreate, Why::SpecChangedUnknown),
+                    ],
+                }],
+                networks: vec![ObjectChange {
+                    name: "shop_default".into(),
+                    action: ObjectAction::Create,
+                }],
+                volumes: vec![],
+            }],
+            pulls: vec![Pull {
+                image: "busybox:1".into(),
+                reason: "not on the engine".into(),
+            }],
+            problems: vec![],
+        };
+        let a = answer(d);
+        let (out, err) = printed(&a);
+        assert_eq!(
+            out,
+            "commit aaaaaaaaaaaa fetched by agent edge-01 (the box runs bbbbbbbbbbbb)\n\
+             stack shop\n  network shop_default: create\n  service web\n\
+             \x20   recreate shop-web-1 (env, ports)\n\
+             \x20   create   shop-web-2\n\
+             \x20   recreate shop-web-3: spec changed (old spec unknown)\n\
+             pull busybox:1: not on the engine\n\
+             would change: 1 to create, 2 to recreate, 1 network/volume change(s)\n"
+        );
+        assert_eq!(err, "");
+        assert_eq!(code(&a.diff), CHANGES);
+    }
+
+    #[test]
+    fn nothing_to_do_exits_0_and_kept_volumes_are_no_change() {
+        let mut d = Description::default();
+        assert_eq!(code(&d), exit::OK);
+        d.stacks.push(StackChanges {
+            name: "old".into(),
+            volumes: vec![ObjectChange {
+                name: "old_data".into(),
+                action: ObjectAction::Keep,
+            }],
+            ..Default::default()
+        });
+        d.pulls.push(Pull {
+            image: "busybox".into(),
+            reason: "pull_policy always".into(),
+        });
+        assert_eq!(
+            code(&d),
+            exit::OK,
+            "a pull or a kept volume is not a change"
+        );
+        let (out, _) = printed(&DiffAnswer {
+            commit: None,
+            ..answer(d)
+        });
+        assert!(out.contains("old_data: no longer used, kept"), "{out}");
+        assert!(out.ends_with("nothing to do\n"), "{out}");
+    }
+
+    #[test]
+    fn an_apply_that_would_fail_exits_1_and_says_why_on_stderr() {
+        let d = Description {
+            stacks: vec![StackChanges {
+                name: "s".into(),
+                services: vec![ServiceChanges {
+                    name: "a".into(),
+                    containers: vec![change("s-a-1", Action::Create, Why::New)],
+                }],
+                ..Default::default()
+            }],
+            pulls: vec![],
+            problems: vec!["image x is not on the engine and its pull_policy is never".into()],
+        };
+        let a = answer(d);
+        let (_, err) = printed(&a);
+        assert!(err.contains("error: image x is not on the engine"), "{err}");
+        assert_eq!(code(&a.diff), exit::FAILED);
+    }
+
+    #[test]
+    fn a_pinned_agent_says_what_resume_would_do() {
+        let a = DiffAnswer {
+            pinned: true,
+            applied_commit: Some("a".repeat(40)),
+            ..answer(Description::default())
+        };
+        let (out, _) = printed(&a);
+        assert!(out.contains("(the box runs it)"), "{out}");
+        assert!(out.contains("berth resume"), "{out}");
+    }
+}
