@@ -343,7 +343,7 @@ async fn run_step<R: Runtime>(
             rt.start_container(id).await.map(|_| id.clone())
         }
         ContainerStep::Create { spec } => {
-            let id = rt.create_container(spec, &spec.name, owner).await?;
+            let id = rt.create_container(spec, &spec.name, owner, None).await?;
             if let Err(e) = rt.start_container(&id).await {
                 let _ = rt.remove_container(&id).await;
                 return Err(e);
@@ -360,7 +360,10 @@ async fn run_step<R: Runtime>(
                 let _ = rt.rename_container(old_id, &spec.name).await;
                 let _ = rt.start_container(old_id).await;
             };
-            let id = match rt.create_container(spec, &spec.name, owner).await {
+            let id = match rt
+                .create_container(spec, &spec.name, owner, Some(old_id))
+                .await
+            {
                 Ok(id) => id,
                 Err(e) => {
                     restore().await;

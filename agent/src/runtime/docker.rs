@@ -1,6 +1,6 @@
 //! [`Runtime`] over the Docker Engine API (bollard), negotiated down to what the engine speaks. A spec
 //! value the engine's types cannot hold, or a secret/config that cannot be archived (`tar`), is refused
-//! before its container is created.
+//! before its container is created; a container that replaces another takes over its anonymous volumes.
 
 use super::auth::RegistryAuth;
 use super::{ContainerState, ImageInfo, Owner, Runtime, RuntimeError};
@@ -22,9 +22,11 @@ use std::collections::HashMap;
 
 mod body;
 mod files;
+mod inherit;
 pub use body::SpecError;
 use body::{container_body, endpoint};
 use files::files_tar;
+use inherit::Carried;
 
 /// Seconds a single engine request may take (pulls stream and are not bound by this).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -140,6 +142,32 @@ impl DockerRuntime {
                 .map_err(engine_err(format!("container {name}, secrets and configs")))?;
         }
         Ok(())
+    }
+
+    /// The anonymous volumes of container `old` that a container made from `spec` takes over: the old
+    /// container's mounts and the new image's `VOLUME`s, asked for at once.
+    async fn carried_volumes(
+        &self,
+        spec: &ContainerSpec,
+        old: &str,
+    ) -> Result<Vec<Carried>, RuntimeError> {
+        let (container, image) = tokio::join!(
+            self.docker.inspect_container(
+                old,
+                None::<bollard::query_parameters::InspectContainerOptions>
+            ),
+            self.docker.inspect_image(&spec.image)
+        );
+        let mounts = container
+            .map_err(engine_err(format!("container {old}")))?
+            .mounts
+            .unwrap_or_default();
+        let image_volumes = image
+            .map_err(engine_err(format!("image {}", spec.image)))?
+            .config
+            .and_then(|c| c.volumes)
+            .unwrap_or_default();
+        Ok(inherit::carried_volumes(spec, &mounts, &image_volumes))
     }
 
     /// A client whose container-create request carries `MacAddress` at the container level, where
@@ -528,13 +556,20 @@ impl Runtime for DockerRuntime {
         spec: &ContainerSpec,
         name: &str,
         owner: &Owner,
+        replaces: Option<&str>,
     ) -> Result<String, RuntimeError> {
+        // Errors name the container the operator knows, whatever name it is created under.
+        let shown = spec.name.as_str();
         let spec_err = |e: SpecError| RuntimeError::Engine {
-            object: format!("container {name}"),
+            object: format!("container {shown}"),
             message: e.to_string(),
         };
+        let carried = match replaces {
+            Some(old) => self.carried_volumes(spec, old).await?,
+            None => Vec::new(),
+        };
         // Everything that can be refused is checked before the container exists.
-        let body = container_body(spec, owner).map_err(spec_err)?;
+        let body = container_body(spec, owner, &carried).map_err(spec_err)?;
         let files = if spec.files.is_empty() {
             None
         } else {
@@ -555,9 +590,9 @@ impl Runtime for DockerRuntime {
                 body,
             )
             .await
-            .map_err(engine_err(format!("container {name}")))?
+            .map_err(engine_err(format!("container {shown}")))?
             .id;
-        if let Err(e) = self.finish_create(spec, name, &id, files).await {
+        if let Err(e) = self.finish_create(spec, shown, &id, files).await {
             let _ = self.remove_container(&id).await;
             return Err(e);
         }

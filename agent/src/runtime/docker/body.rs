@@ -2,6 +2,7 @@
 //! `Mounts` per mount, as Compose chooses; network endpoints; labels). A value the engine's types cannot
 //! hold is a [`SpecError`] naming the service, found before anything is created.
 
+use super::inherit::{same_path, Carried};
 use super::non_empty_map;
 use crate::model::{labels, ContainerSpec, MountKind, MountSpec};
 use crate::runtime::Owner;
@@ -91,7 +92,8 @@ fn mount_api(m: &MountSpec) -> Mount {
     };
     Mount {
         target: Some(m.target.clone()),
-        source: (m.kind != MountKind::Tmpfs).then(|| m.source.clone()),
+        // No source: an anonymous volume, which the engine makes.
+        source: (m.kind != MountKind::Tmpfs && !m.source.is_empty()).then(|| m.source.clone()),
         typ: Some(typ),
         read_only: Some(m.read_only),
         bind_options: (m.kind == MountKind::Bind).then(|| MountBindOptions {
@@ -118,11 +120,45 @@ fn mount_api(m: &MountSpec) -> Mount {
     }
 }
 
+/// The `Binds` and `Mounts` of a container made from `spec`. An anonymous volume goes through the
+/// `Mounts` API (as Compose sends it); where a replaced container's volume is `carried`, it takes the
+/// anonymous volume's place at its target, and a carried volume of an image `VOLUME` is added.
+fn binds_and_mounts(spec: &ContainerSpec, carried: &[Carried]) -> (Vec<String>, Vec<Mount>) {
+    let mut binds = Vec::new();
+    let mut mounts = Vec::new();
+    for m in &spec.mounts {
+        if m.kind == MountKind::Volume && m.source.is_empty() {
+            let mut m = m.clone();
+            if let Some(c) = carried.iter().find(|c| same_path(&c.target, &m.target)) {
+                m.source = c.name.clone();
+            }
+            mounts.push(mount_api(&m));
+        } else if m.needs_mount_api() {
+            mounts.push(mount_api(m));
+        } else {
+            binds.push(bind_string(m));
+        }
+    }
+    for c in carried {
+        if !spec.mounts.iter().any(|m| same_path(&m.target, &c.target)) {
+            mounts.push(Mount {
+                typ: Some(bollard::models::MountType::VOLUME),
+                source: Some(c.name.clone()),
+                target: Some(c.target.clone()),
+                read_only: Some(c.read_only),
+                ..Default::default()
+            });
+        }
+    }
+    (binds, mounts)
+}
+
 /// The engine's create body for a spec: the one place the model maps onto Docker's API. A value the
 /// engine's types cannot hold is an error naming the service, never a wrapped number.
 pub(super) fn container_body(
     spec: &ContainerSpec,
     owner: &Owner,
+    carried: &[Carried],
 ) -> Result<ContainerCreateBody, SpecError> {
     let stop_timeout = match spec.stop_grace_period {
         None => None,
@@ -162,18 +198,7 @@ pub(super) fn container_body(
                 host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
-    let binds: Vec<String> = spec
-        .mounts
-        .iter()
-        .filter(|m| !m.needs_mount_api())
-        .map(bind_string)
-        .collect();
-    let mounts: Vec<Mount> = spec
-        .mounts
-        .iter()
-        .filter(|m| m.needs_mount_api())
-        .map(mount_api)
-        .collect();
+    let (binds, mounts) = binds_and_mounts(spec, carried);
     let tmpfs: HashMap<String, String> = spec
         .tmpfs
         .iter()
@@ -347,16 +372,90 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            container_body(&spec, &owner).unwrap().stop_timeout,
+            container_body(&spec, &owner, &[]).unwrap().stop_timeout,
             Some(90)
         );
         for secs in [2_147_483_648, u64::MAX] {
             spec.stop_grace_period = Some(secs);
-            let e = container_body(&spec, &owner).unwrap_err();
+            let e = container_body(&spec, &owner, &[]).unwrap_err();
             assert!(
                 e.to_string().contains("service app: stop_grace_period"),
                 "{e}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+    use bollard::models::MountType;
+
+    const OLD: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            mounts: vec![
+                MountSpec::new(MountKind::Volume, "app_data", "/data", false),
+                MountSpec::new(MountKind::Volume, "", "/cache", true),
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_anonymous_volume_goes_through_the_mounts_api_without_a_source() {
+        let (binds, mounts) = binds_and_mounts(&spec(), &[]);
+        assert_eq!(binds, ["app_data:/data:rw"]);
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].typ, Some(MountType::VOLUME));
+        assert_eq!(mounts[0].source, None);
+        assert_eq!(mounts[0].target.as_deref(), Some("/cache"));
+        assert_eq!(mounts[0].read_only, Some(true));
+    }
+
+    #[test]
+    fn a_carried_volume_takes_the_anonymous_ones_place_or_is_added_for_an_image_volume() {
+        let carried = [
+            Carried {
+                name: OLD.into(),
+                target: "/cache".into(),
+                read_only: false,
+            },
+            Carried {
+                name: OLD.replace('0', "f"),
+                target: "/var/lib/db".into(),
+                read_only: false,
+            },
+        ];
+        let (binds, mounts) = binds_and_mounts(&spec(), &carried);
+        assert_eq!(binds, ["app_data:/data:rw"]);
+        let got: Vec<(Option<&str>, Option<&str>, Option<bool>)> = mounts
+            .iter()
+            .map(|m| (m.source.as_deref(), m.target.as_deref(), m.read_only))
+            .collect();
+        let image = OLD.replace('0', "f");
+        assert_eq!(
+            got,
+            [
+                // The spec's read_only stays the spec's.
+                (Some(OLD), Some("/cache"), Some(true)),
+                (Some(image.as_str()), Some("/var/lib/db"), Some(false)),
+            ]
+        );
+        // The spec hash is the spec's: what is carried is not part of it.
+        let owner = Owner {
+            agent_id: "a".into(),
+            revision: "r".into(),
+        };
+        let labels = |c: &[Carried]| {
+            container_body(&spec(), &owner, c)
+                .unwrap()
+                .labels
+                .unwrap()
+                .get(labels::SPEC_HASH)
+                .cloned()
+        };
+        assert_eq!(labels(&carried), labels(&[]));
     }
 }
