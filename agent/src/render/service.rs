@@ -1184,7 +1184,8 @@ pub fn parse_port_short(s: &str) -> Result<Vec<PortSpec>, String> {
     Ok(out)
 }
 
-/// A service's `volumes`: bind mounts and named volumes (and `type: tmpfs`, returned as tmpfs entries).
+/// A service's `volumes`: bind mounts, named and anonymous volumes (and `type: tmpfs`, returned as tmpfs
+/// entries).
 pub(super) fn service_volumes(
     ctx: &mut Ctx,
     input: &StackInput,
@@ -1235,11 +1236,8 @@ pub(super) fn service_volumes(
             },
             MountKind::Volume => {
                 if mount.source.is_empty() {
-                    ctx.err(
-                        svc,
-                        &p,
-                        format!("anonymous volume {}: its data would be lost whenever berth recreates the container; declare a named volume under the top-level `volumes:` and mount it", mount.target),
-                    );
+                    // An anonymous volume: the engine makes it, and a recreate carries it over.
+                    mounts.push(mount);
                     continue;
                 }
                 match volumes.get(&mount.source) {
