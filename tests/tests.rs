@@ -14,3 +14,4 @@ mod reconcile;
 mod registry;
 mod retention;
 mod systemd;
+mod volumes;
