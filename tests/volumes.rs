@@ -2,7 +2,8 @@
 //! real engine:
 //! - data in an image's `VOLUME` and in `- /path` / `type: volume` without a source survives a recreate by
 //!   an environment change (the new container mounts the old one's volumes), and the volumes outlive the
-//!   service once it is removed;
+//!   service once it is removed; what a recreate keeps is what Docker Compose v2 keeps (a target that became
+//!   a named volume is not carried);
 //! - a container left under its temporary name (`<name>_berth-new`) by a kill is removed, never started,
 //!   and the service is created with its networks and files; an old container a killed recreate left
 //!   aside (`<name>_berth-old`) is what the recreate resumes from, so its volumes are kept.
@@ -327,4 +328,129 @@ fn a_recreate_killed_after_moving_the_old_container_aside_resumes_from_it() {
     assert!(container_env(&db).contains(&"VERSION=2".to_string()));
     assert_eq!(anonymous.of(&db), volumes, "the old container's volumes");
     assert_eq!(read_all(&db), "image\nshort\nlong");
+}
+
+/// The same service as [`db_stack`] after a change: another environment, and `/cache` now a named volume.
+fn db_stack_changed(image: &str) -> String {
+    format!(
+        r#"services:
+  db:
+    image: {image}
+    command: {IDLE}
+    environment:
+      VERSION: "2"
+    volumes:
+      - cache:/cache
+      - type: volume
+        target: /long
+volumes:
+  cache: {{}}
+"#
+    )
+}
+
+/// For each target: whether the recreated container mounts the same volume as before, and what the
+/// file written there before reads now.
+type Carried = BTreeMap<String, (bool, String)>;
+
+/// Write a file into each volume of `container`, let `recreate` replace it, and say what was kept.
+fn what_a_recreate_keeps(
+    anonymous: &Anonymous,
+    container: &str,
+    recreate: impl FnOnce(),
+) -> Carried {
+    let before = anonymous.of(container);
+    exec(
+        container,
+        "echo image > /data/f && echo short > /cache/f && echo long > /long/f",
+    );
+    let id = container_id(container);
+    recreate();
+    assert_ne!(container_id(container), id, "{container} must be recreated");
+    let after = anonymous.of(container);
+    TARGETS
+        .iter()
+        .map(|t| {
+            let read = exec(container, &format!("cat {t}/f 2>/dev/null || echo missing"));
+            (t.to_string(), (before.get(*t) == after.get(*t), read))
+        })
+        .collect()
+}
+
+/// Removes a Compose project and its named volumes when dropped.
+struct ComposeProject {
+    cmdline: Vec<String>,
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl ComposeProject {
+    fn up(&self, compose_yaml: &str) {
+        std::fs::write(self.dir.path().join("compose.yaml"), compose_yaml).unwrap();
+        let dir = self.dir.path().to_str().expect("temp paths are UTF-8");
+        let o = run_with_deadline(
+            &mut crate::conformance::compose(
+                &self.cmdline,
+                &["-p", &self.name, "--project-directory", dir, "up", "-d"],
+            ),
+            CLI_DEADLINE,
+        );
+        assert!(o.status.success(), "docker compose up: {}", show(&o));
+    }
+}
+
+impl Drop for ComposeProject {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().to_string();
+        let args = [
+            "-p",
+            &self.name,
+            "--project-directory",
+            &dir,
+            "down",
+            "-v",
+            "-t",
+            "1",
+        ];
+        run_with_deadline(
+            &mut crate::conformance::compose(&self.cmdline, &args),
+            CLI_DEADLINE,
+        );
+    }
+}
+
+#[test]
+fn a_recreate_keeps_the_same_anonymous_volumes_as_compose_does() {
+    let cmdline = crate::conformance::compose_cmd().expect("Docker Compose v2");
+    let image = VolumeImage::build("volumes-like-compose");
+    let anonymous = Anonymous::default();
+
+    let project = ComposeProject {
+        cmdline,
+        name: agent_id("volumes-compose"),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    project.up(&db_stack(&image.0, "1"));
+    let compose = what_a_recreate_keeps(&anonymous, &format!("{}-db-1", project.name), || {
+        project.up(&db_stack_changed(&image.0))
+    });
+
+    let s = Stack::new("volumes-berth", &db_stack(&image.0, "1"));
+    let o = s.apply();
+    assert!(o.status.success(), "berth apply: {}", show(&o));
+    let berth = what_a_recreate_keeps(&anonymous, &s.container("db"), || {
+        s.write(&db_stack_changed(&image.0));
+        let o = s.apply();
+        assert!(o.status.success(), "berth apply: {}", show(&o));
+    });
+
+    let kept = |s: &str| (true, s.to_string());
+    let expected: Carried = [
+        ("/cache".to_string(), (false, "missing".to_string())),
+        ("/data".to_string(), kept("image")),
+        ("/long".to_string(), kept("long")),
+    ]
+    .into();
+    assert_eq!(compose, expected, "Docker Compose");
+    assert_eq!(berth, compose, "berth keeps what Compose keeps");
 }
