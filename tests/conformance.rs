@@ -157,7 +157,7 @@ fn tool_env(cmd: &mut Command) -> &mut Command {
 
 /// The reference: `docker compose` (v2). When `docker compose version` fails, `scripts/compose-v2.sh`
 /// installs it; a fallback to Compose v1 (`docker-compose`) is refused, since v1 names and labels differ.
-fn compose_cmd() -> Result<Vec<String>, String> {
+pub(crate) fn compose_cmd() -> Result<Vec<String>, String> {
     static CMD: OnceLock<Result<Vec<String>, String>> = OnceLock::new();
     CMD.get_or_init(|| {
         let v2 = || {
@@ -186,7 +186,7 @@ fn compose_cmd() -> Result<Vec<String>, String> {
     .clone()
 }
 
-fn compose(cmdline: &[String], args: &[&str]) -> Command {
+pub(crate) fn compose(cmdline: &[String], args: &[&str]) -> Command {
     let mut c = Command::new(&cmdline[0]);
     c.args(&cmdline[1..]).args(args);
     tool_env(&mut c);

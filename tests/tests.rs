@@ -17,3 +17,4 @@ mod registry;
 mod retention;
 mod rollouts;
 mod systemd;
+mod volumes;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Suffix of the old container's name while it is being replaced.
 pub const OLD_SUFFIX: &str = "_berth-old";
+/// Suffix of a new container's name until its networks and files are in place.
+pub const NEW_SUFFIX: &str = "_berth-new";
 
 /// How long a container waits for a dependency to become healthy or to complete, by default.
 pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -372,6 +374,10 @@ async fn wait_for_dependencies<R: Runtime>(
 }
 
 /// Runs one step; returns the id of the container the service now has.
+///
+/// A new container is created under `<name>_berth-new` and takes its name only once its networks and
+/// files are in place: a container under a desired name is always complete, and whatever a kill leaves
+/// under the temporary name is removed by the next plan, never started.
 async fn run_step<R: Runtime>(
     rt: &R,
     step: &ContainerStep,
@@ -383,38 +389,55 @@ async fn run_step<R: Runtime>(
             rt.stop_container(id, spec.stop_grace_period).await?;
             rt.start_container(id).await.map(|_| id.clone())
         }
-        ContainerStep::Create { spec } => {
-            let id = rt.create_container(spec, &spec.name, owner).await?;
-            if let Err(e) = rt.start_container(&id).await {
-                let _ = rt.remove_container(&id).await;
-                return Err(e);
-            }
-            Ok(id)
-        }
-        ContainerStep::Recreate { spec, old_id, .. } => {
-            // Stop the old one and move it aside; only once the new one runs is the old one removed. If the
-            // new one cannot be created or started, the old one is put back and started again.
+        ContainerStep::Create { spec } => create_and_start(rt, spec, owner, None).await,
+        ContainerStep::Recreate {
+            spec,
+            old_id,
+            old_name,
+            ..
+        } => {
+            // Stop the old one and move it aside (an interrupted recreate may have left it there already);
+            // only once the new one runs is the old one removed. If the new one cannot be created, named or
+            // started, it is removed, and the old one is put back and started again.
             rt.stop_container(old_id, spec.stop_grace_period).await?;
-            let old_name = format!("{}{OLD_SUFFIX}", spec.name);
-            rt.rename_container(old_id, &old_name).await?;
-            let restore = || async {
-                let _ = rt.rename_container(old_id, &spec.name).await;
-                let _ = rt.start_container(old_id).await;
-            };
-            let id = match rt.create_container(spec, &spec.name, owner).await {
-                Ok(id) => id,
-                Err(e) => {
-                    restore().await;
-                    return Err(e);
-                }
-            };
-            if let Err(e) = rt.start_container(&id).await {
-                let _ = rt.remove_container(&id).await;
-                restore().await;
-                return Err(e);
+            let aside = format!("{}{OLD_SUFFIX}", spec.name);
+            if *old_name != aside {
+                rt.rename_container(old_id, &aside).await?;
             }
-            rt.remove_container(old_id).await?;
-            Ok(id)
+            match create_and_start(rt, spec, owner, Some(old_id)).await {
+                Ok(id) => {
+                    rt.remove_container(old_id).await?;
+                    Ok(id)
+                }
+                Err(e) => {
+                    let _ = rt.rename_container(old_id, &spec.name).await;
+                    let _ = rt.start_container(old_id).await;
+                    Err(e)
+                }
+            }
         }
     }
+}
+
+/// Create the container of `spec` under its temporary name (taking over the anonymous volumes of
+/// `replaces`), give it its name, start it; a container that fails any of these is removed.
+async fn create_and_start<R: Runtime>(
+    rt: &R,
+    spec: &ContainerSpec,
+    owner: &Owner,
+    replaces: Option<&str>,
+) -> Result<String, RuntimeError> {
+    let temporary = format!("{}{NEW_SUFFIX}", spec.name);
+    let id = rt
+        .create_container(spec, &temporary, owner, replaces)
+        .await?;
+    let named = async {
+        rt.rename_container(&id, &spec.name).await?;
+        rt.start_container(&id).await
+    };
+    if let Err(e) = named.await {
+        let _ = rt.remove_container(&id).await;
+        return Err(e);
+    }
+    Ok(id)
 }

@@ -4,7 +4,9 @@
 //! 1. create missing networks and volumes (containers need them);
 //! 2. (images were pulled before planning, by pull policy, before anything is stopped: a container whose
 //!    image is not available is not touched, and its step fails with the image named);
-//! 3. remove owned containers that are no longer desired (frees names and host ports for what follows);
+//! 3. remove owned containers that are no longer desired (frees names and host ports for what follows),
+//!    and what an interrupted create or recreate left (`<name>_berth-new`: never complete, so never
+//!    started; `<name>_berth-old` once `<name>` exists — while it does not, the recreate resumes from it);
 //! 4. create / recreate / start / restart containers, in waves: a container's wave comes after the waves
 //!    of the services it depends on; containers in one wave are independent and may run concurrently;
 //! 5. remove owned networks no longer desired (after their containers are gone).
@@ -22,11 +24,14 @@ pub enum ContainerStep {
         spec: ContainerSpec,
     },
     /// The spec hash changed, or the image tag now names another image: replace `old_id` with a
-    /// container made from `spec`.
+    /// container made from `spec` (which takes over its anonymous volumes).
     Recreate {
         spec: ContainerSpec,
         old_id: String,
         old_hash: String,
+        /// The old container's name now: `spec.name`, or `<name>_berth-old` when a recreate was
+        /// interrupted after moving it aside and before the new container took the name.
+        old_name: String,
     },
     /// Up to date but not running.
     Start {
@@ -153,10 +158,14 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
         .map(|c| (c.name.as_str(), c))
         .collect();
     let wanted: BTreeSet<&str> = desired.containers().map(|c| c.name.as_str()).collect();
+    let resumed = interrupted_recreates(desired, &by_name, &wanted);
+    // Owned containers no desired name: gone from the desired state, or left by an interrupted create
+    // or recreate (`<name>_berth-new`, `<name>_berth-old`) — except an old one a recreate resumes from.
     p.remove_containers = actual
         .containers
         .iter()
         .filter(|c| !wanted.contains(c.name.as_str()))
+        .filter(|c| !resumed.values().any(|r| r.id == c.id))
         .cloned()
         .collect();
 
@@ -176,43 +185,20 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
         let mut replaced: BTreeSet<&str> = BTreeSet::new();
         let mut unchanged_running: Vec<(&ContainerSpec, &ActualContainer)> = Vec::new();
         for spec in &stack.containers {
-            let step = match by_name.get(spec.name.as_str()) {
-                None => Some(ContainerStep::Create { spec: spec.clone() }),
-                Some(have) => {
-                    let hash = spec.spec_hash();
-                    let image_moved = match actual.images.get(&spec.image) {
-                        Some(id) => !have.image_id.is_empty() && *id != have.image_id,
-                        None => false,
-                    };
-                    if have.spec_hash != hash || image_moved {
-                        Some(ContainerStep::Recreate {
-                            spec: spec.clone(),
-                            old_id: have.id.clone(),
-                            old_hash: have.spec_hash.clone(),
-                        })
-                    } else if !have.running {
-                        if spec.run_once && have.exit_code == Some(0) {
-                            None // a finished one-shot job
-                        } else {
-                            Some(ContainerStep::Start {
-                                spec: spec.clone(),
-                                id: have.id.clone(),
-                            })
+            let have = by_name.get(spec.name.as_str()).copied();
+            let old = resumed.get(spec.name.as_str()).copied();
+            match need(spec, have, old, &actual.images) {
+                Need::Step(step) => {
+                    if step.needs_image() {
+                        replaced.insert(spec.service.as_str());
+                        if !actual.images.contains_key(&spec.image) {
+                            missing.insert(spec.image.clone());
                         }
-                    } else {
-                        unchanged_running.push((spec, have));
-                        None
                     }
+                    steps.entry(spec.service.as_str()).or_default().push(step);
                 }
-            };
-            if let Some(step) = step {
-                if step.needs_image() {
-                    replaced.insert(spec.service.as_str());
-                    if !actual.images.contains_key(&spec.image) {
-                        missing.insert(spec.image.clone());
-                    }
-                }
-                steps.entry(spec.service.as_str()).or_default().push(step);
+                Need::Running(have) => unchanged_running.push((spec, have)),
+                Need::Nothing => {}
             }
         }
         for (spec, have) in unchanged_running {
@@ -250,6 +236,76 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
     p.missing_images = missing.into_iter().collect();
     p.waves.retain(|w| !w.is_empty());
     p
+}
+
+/// What one desired container needs.
+enum Need<'a> {
+    Step(ContainerStep),
+    /// Up to date and running: restarted only when a dependency marked `restart: true` is replaced.
+    Running(&'a ActualContainer),
+    /// Up to date and done (a one-shot job that exited 0).
+    Nothing,
+}
+
+/// What `spec` needs, given the container under its name (`have`) and, when there is none, the old
+/// container an interrupted recreate left aside (`aside`); `images`: the current id of each image.
+fn need<'a>(
+    spec: &ContainerSpec,
+    have: Option<&'a ActualContainer>,
+    aside: Option<&ActualContainer>,
+    images: &BTreeMap<String, String>,
+) -> Need<'a> {
+    let recreate = |old: &ActualContainer| {
+        Need::Step(ContainerStep::Recreate {
+            spec: spec.clone(),
+            old_id: old.id.clone(),
+            old_hash: old.spec_hash.clone(),
+            old_name: old.name.clone(),
+        })
+    };
+    let Some(have) = have else {
+        return match aside {
+            Some(old) => recreate(old),
+            None => Need::Step(ContainerStep::Create { spec: spec.clone() }),
+        };
+    };
+    let image_moved = match images.get(&spec.image) {
+        Some(id) => !have.image_id.is_empty() && *id != have.image_id,
+        None => false,
+    };
+    if have.spec_hash != spec.spec_hash() || image_moved {
+        recreate(have)
+    } else if have.running {
+        Need::Running(have)
+    } else if spec.run_once && have.exit_code == Some(0) {
+        Need::Nothing
+    } else {
+        Need::Step(ContainerStep::Start {
+            spec: spec.clone(),
+            id: have.id.clone(),
+        })
+    }
+}
+
+/// Desired containers that do not exist while the old container of an interrupted recreate does, left
+/// aside as `<name>_berth-old` (same stack and service, and not itself a desired name): by desired
+/// name. Their recreate resumes from that container, so the new one takes over its anonymous volumes
+/// (removing it and creating afresh would leave them behind) and a failure puts it back.
+fn interrupted_recreates<'a>(
+    desired: &DesiredState,
+    by_name: &BTreeMap<&str, &'a ActualContainer>,
+    wanted: &BTreeSet<&str>,
+) -> BTreeMap<String, &'a ActualContainer> {
+    desired
+        .containers()
+        .filter(|spec| !by_name.contains_key(spec.name.as_str()))
+        .filter_map(|spec| {
+            let aside = format!("{}{}", spec.name, crate::apply::OLD_SUFFIX);
+            let old = *by_name.get(aside.as_str())?;
+            let same = old.stack == spec.stack && old.service == spec.service;
+            (same && !wanted.contains(aside.as_str())).then(|| (spec.name.clone(), old))
+        })
+        .collect()
 }
 
 /// Length of the longest `depends_on` chain below `service` (0 for none). Render refuses cycles; a cycle

@@ -222,6 +222,11 @@ fn lines(p: &Plan) -> Vec<String> {
             let name = &step.spec().name;
             out.push(match step {
                 ContainerStep::Create { .. } => format!("wave {w}: create {name}"),
+                ContainerStep::Recreate {
+                    old_id, old_name, ..
+                } if old_name != name => {
+                    format!("wave {w}: recreate {name} ({old_id} as {old_name})")
+                }
                 ContainerStep::Recreate { old_id, .. } => {
                     format!("wave {w}: recreate {name} ({old_id})")
                 }
@@ -608,6 +613,97 @@ fn ownership() -> Vec<Case> {
     cases
 }
 
+/// What a kill in the middle of a create or recreate leaves: `<name>_berth-new` (made, but its networks
+/// or files may be missing: never started, always removed) and `<name>_berth-old` (the old container, moved
+/// aside: removed once `<name>` exists, else the recreate resumes from it, taking over its volumes).
+fn interrupted() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let a = svc("s", "a");
+    let one = desired(vec![stack("s", vec![a.clone()])]);
+    let left = |suffix: &str, id: &str, hash: &str| ActualContainer {
+        name: format!("{}{suffix}", a.name),
+        spec_hash: hash.into(),
+        ..exited(&a, id, 0)
+    };
+    let new = ActualContainer {
+        running: false,
+        exit_code: None,
+        state: "created".into(),
+        ..left(crate::apply::NEW_SUFFIX, "new#", &a.spec_hash())
+    };
+    let old = left(crate::apply::OLD_SUFFIX, "old#", "stale");
+    let without_a = |extra: Vec<ActualContainer>| ActualState {
+        containers: extra,
+        ..converged(&one)
+    };
+
+    cases.push(Case {
+        name: "a create killed before its container took its name: removed, created again",
+        actual: without_a(vec![new.clone()]),
+        desired: one.clone(),
+        expected: &[
+            "remove container s-a-1_berth-new (new#)",
+            "wave 0: create s-a-1",
+        ],
+    });
+    cases.push(Case {
+        name: "a temporary container next to the named one is removed, not started",
+        actual: without_a(vec![running(&a, "a#"), new.clone()]),
+        desired: one.clone(),
+        expected: &["remove container s-a-1_berth-new (new#)"],
+    });
+    cases.push(Case {
+        name: "a recreate killed after moving the old container aside resumes from it",
+        actual: without_a(vec![old.clone()]),
+        desired: one.clone(),
+        expected: &["wave 0: recreate s-a-1 (old# as s-a-1_berth-old)"],
+    });
+    cases.push(Case {
+        name: "a recreate killed while making the new container: the new removed, resumed from the old",
+        actual: without_a(vec![new.clone(), old.clone()]),
+        desired: one.clone(),
+        expected: &[
+            "remove container s-a-1_berth-new (new#)",
+            "wave 0: recreate s-a-1 (old# as s-a-1_berth-old)",
+        ],
+    });
+    cases.push(Case {
+        name: "a recreate killed before the old container was removed: the new one only started",
+        actual: without_a(vec![exited(&a, "a#", 137), old.clone()]),
+        desired: one.clone(),
+        expected: &[
+            "remove container s-a-1_berth-old (old#)",
+            "wave 0: start s-a-1 (a#)",
+        ],
+    });
+    let mut other = old.clone();
+    other.service = "b".into();
+    cases.push(Case {
+        name: "an aside container of another service is not taken over",
+        actual: without_a(vec![other]),
+        desired: one.clone(),
+        expected: &[
+            "remove container s-a-1_berth-old (old#)",
+            "wave 0: create s-a-1",
+        ],
+    });
+    let only_b = desired(vec![stack("s", vec![svc("s", "b")])]);
+    cases.push(Case {
+        name: "leftovers of a service no longer desired are removed",
+        actual: ActualState {
+            containers: vec![new, old],
+            ..converged(&only_b)
+        },
+        desired: only_b.clone(),
+        expected: &[
+            "remove container s-a-1_berth-new (new#)",
+            "remove container s-a-1_berth-old (old#)",
+            "wave 0: create s-b-1",
+        ],
+    });
+    cases
+}
+
 fn cases() -> Vec<Case> {
     [
         creates(),
@@ -617,6 +713,7 @@ fn cases() -> Vec<Case> {
         networks(),
         restarts(),
         ownership(),
+        interrupted(),
     ]
     .into_iter()
     .flatten()
@@ -715,14 +812,19 @@ fn names_only_what_it_was_given(d: &DesiredState, a: &ActualState, p: &Plan) -> 
         if !named.insert(spec.name.as_str()) {
             return Err(format!("{} is named by two steps", spec.name));
         }
-        let id = match step {
-            ContainerStep::Create { .. } => None,
+        // A recreate may resume from the old container an interrupted one left aside.
+        let aside = format!("{}{}", spec.name, crate::apply::OLD_SUFFIX);
+        let (id, name) = match step {
+            ContainerStep::Create { .. } => (None, &spec.name),
+            ContainerStep::Recreate {
+                old_id, old_name, ..
+            } if *old_name == aside => (Some(old_id), old_name),
             ContainerStep::Recreate { old_id: id, .. }
             | ContainerStep::Start { id, .. }
-            | ContainerStep::Restart { id, .. } => Some(id),
+            | ContainerStep::Restart { id, .. } => (Some(id), &spec.name),
         };
         if let Some(id) = id {
-            if ids.get(id.as_str()) != Some(&spec.name.as_str()) {
+            if ids.get(id.as_str()) != Some(&name.as_str()) {
                 return Err(format!(
                     "{} {} names container {id}, which is not that container",
                     step.verb(),

@@ -161,8 +161,9 @@ impl<R: Runtime> Runtime for Announced<'_, R> {
         spec: &ContainerSpec,
         name: &str,
         owner: &Owner,
+        replaces: Option<&str>,
     ) -> Result<String, RuntimeError> {
-        self.rt.create_container(spec, name, owner).await
+        self.rt.create_container(spec, name, owner, replaces).await
     }
     async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
         self.rt.start_container(id).await

@@ -100,11 +100,8 @@ pub(super) fn service_volumes(
             },
             MountKind::Volume => {
                 if mount.source.is_empty() {
-                    ctx.err(
-                        svc,
-                        &p,
-                        format!("anonymous volume {}: its data would be lost whenever berth recreates the container; declare a named volume under the top-level `volumes:` and mount it", mount.target),
-                    );
+                    // Anonymous: the engine makes it; a recreate carries it over, as Compose does.
+                    mounts.push(mount);
                     continue;
                 }
                 match volumes.get(&mount.source) {

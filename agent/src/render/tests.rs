@@ -313,7 +313,7 @@ fn references_must_be_declared_and_dependency_cycles_are_refused() {
     let r = Repo::new();
     r.write(
         "compose.yaml",
-        "services:\n  a:\n    image: busybox\n    networks: [nope]\n    volumes: ['undeclared:/data', '/anon']\n    depends_on: [ghost]\n",
+        "services:\n  a:\n    image: busybox\n    networks: [nope]\n    volumes: ['undeclared:/data']\n    depends_on: [ghost]\n",
     );
     let p = r.problems();
     let all: Vec<String> = p.iter().map(|p| p.to_string()).collect();
@@ -325,10 +325,6 @@ fn references_must_be_declared_and_dependency_cycles_are_refused() {
         all.iter().any(|m| m.contains("volume \"undeclared\"")),
         "{all:#?}"
     );
-    assert!(
-        all.iter().any(|m| m.contains("anonymous volume")),
-        "{all:#?}"
-    );
     assert!(all.iter().any(|m| m.contains("\"ghost\"")), "{all:#?}");
 
     r.write(
@@ -337,6 +333,33 @@ fn references_must_be_declared_and_dependency_cycles_are_refused() {
     );
     let p = r.problems();
     assert!(p[0].message.contains("dependency cycle"), "{}", p[0]);
+}
+
+#[test]
+fn anonymous_volumes_are_accepted_in_short_and_long_syntax() {
+    let r = Repo::new();
+    r.write(
+        "compose.yaml",
+        "services:\n  db:\n    image: busybox\n    volumes:\n      - /data\n      - {type: volume, target: /long}\n      - {type: volume, target: /cache, read_only: true}\n",
+    );
+    let d = r.ok();
+    let m: Vec<(MountKind, &str, &str, bool)> = container(&d, "edge-db-1")
+        .mounts
+        .iter()
+        .map(|m| (m.kind, m.source.as_str(), m.target.as_str(), m.read_only))
+        .collect();
+    assert_eq!(
+        m,
+        [
+            (MountKind::Volume, "", "/cache", true),
+            (MountKind::Volume, "", "/data", false),
+            (MountKind::Volume, "", "/long", false),
+        ]
+    );
+    assert!(
+        d.volumes().next().is_none(),
+        "no volume to create: the engine makes them"
+    );
 }
 
 #[test]

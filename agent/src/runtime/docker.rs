@@ -1,19 +1,16 @@
 //! [`Runtime`] over the Docker Engine API (bollard), negotiated down to what the engine speaks. A spec
 //! value the engine's types cannot hold, or a secret/config that cannot be archived (`tar`), is refused
-//! before its container is created.
+//! before its container is created; a container that replaces another takes over its anonymous volumes.
 
 use super::auth::RegistryAuth;
 use super::{ContainerState, ImageInfo, Owner, Runtime, RuntimeError};
 use crate::model::{
-    labels, ActualContainer, ActualObject, ActualState, ContainerSpec, MountKind, MountSpec,
-    NetworkSpec, VolumeSpec,
+    labels, ActualContainer, ActualObject, ActualState, ContainerSpec, NetworkSpec, VolumeSpec,
 };
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, DeviceMapping, EndpointIpamConfig,
-    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, Mount,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummaryStateEnum, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
@@ -23,8 +20,13 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
+mod body;
 mod files;
+mod inherit;
+pub use body::SpecError;
+use body::{container_body, endpoint};
 use files::files_tar;
+use inherit::Carried;
 
 /// Seconds a single engine request may take (pulls stream and are not bound by this).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
@@ -140,6 +142,32 @@ impl DockerRuntime {
                 .map_err(engine_err(format!("container {name}, secrets and configs")))?;
         }
         Ok(())
+    }
+
+    /// The anonymous volumes of container `old` that a container made from `spec` takes over: the old
+    /// container's mounts and the new image's `VOLUME`s, asked for at once.
+    async fn carried_volumes(
+        &self,
+        spec: &ContainerSpec,
+        old: &str,
+    ) -> Result<Vec<Carried>, RuntimeError> {
+        let (container, image) = tokio::join!(
+            self.docker.inspect_container(
+                old,
+                None::<bollard::query_parameters::InspectContainerOptions>
+            ),
+            self.docker.inspect_image(&spec.image)
+        );
+        let mounts = container
+            .map_err(engine_err(format!("container {old}")))?
+            .mounts
+            .unwrap_or_default();
+        let image_volumes = image
+            .map_err(engine_err(format!("image {}", spec.image)))?
+            .config
+            .and_then(|c| c.volumes)
+            .unwrap_or_default();
+        Ok(inherit::carried_volumes(spec, &mounts, &image_volumes))
     }
 
     /// A client whose container-create request carries `MacAddress` at the container level, where
@@ -528,13 +556,20 @@ impl Runtime for DockerRuntime {
         spec: &ContainerSpec,
         name: &str,
         owner: &Owner,
+        replaces: Option<&str>,
     ) -> Result<String, RuntimeError> {
+        // Errors name the container the operator knows, whatever name it is created under.
+        let shown = spec.name.as_str();
         let spec_err = |e: SpecError| RuntimeError::Engine {
-            object: format!("container {name}"),
+            object: format!("container {shown}"),
             message: e.to_string(),
         };
+        let carried = match replaces {
+            Some(old) => self.carried_volumes(spec, old).await?,
+            None => Vec::new(),
+        };
         // Everything that can be refused is checked before the container exists.
-        let body = container_body(spec, owner).map_err(spec_err)?;
+        let body = container_body(spec, owner, &carried).map_err(spec_err)?;
         let files = if spec.files.is_empty() {
             None
         } else {
@@ -555,9 +590,9 @@ impl Runtime for DockerRuntime {
                 body,
             )
             .await
-            .map_err(engine_err(format!("container {name}")))?
+            .map_err(engine_err(format!("container {shown}")))?
             .id;
-        if let Err(e) = self.finish_create(spec, name, &id, files).await {
+        if let Err(e) = self.finish_create(spec, shown, &id, files).await {
             let _ = self.remove_container(&id).await;
             return Err(e);
         }
@@ -640,322 +675,6 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
-fn endpoint(net: &crate::model::NetworkAttachment) -> EndpointSettings {
-    let ipam = if net.ipv4_address.is_some() || net.ipv6_address.is_some() {
-        Some(EndpointIpamConfig {
-            ipv4_address: net.ipv4_address.clone(),
-            ipv6_address: net.ipv6_address.clone(),
-            ..Default::default()
-        })
-    } else {
-        None
-    };
-    EndpointSettings {
-        aliases: Some(net.aliases.clone()),
-        ipam_config: ipam,
-        mac_address: net.mac_address.clone(),
-        ..Default::default()
-    }
-}
-
-/// A value of a service's spec the engine cannot take, found before anything is created. Names the
-/// service and the key or the secret/config (by its target path), never a secret's content.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("service {service}: {key}: {value} is more than the engine takes ({max})")]
-    OutOfRange {
-        service: String,
-        key: &'static str,
-        value: u64,
-        max: i64,
-    },
-    #[error(
-        "service {service}: secret or config {target}: {field} {value:?} is not a numeric id \
-         (0 to 4294967294)"
-    )]
-    BadId {
-        service: String,
-        target: String,
-        field: &'static str,
-        value: String,
-    },
-    #[error(
-        "service {service}: secret or config {target}: variable {var} is not set in the agent's \
-         environment"
-    )]
-    EnvUnset {
-        service: String,
-        target: String,
-        var: String,
-    },
-    #[error("service {service}: secret or config {target}: {source}")]
-    Archive {
-        service: String,
-        target: String,
-        source: std::io::Error,
-    },
-}
-
-/// A `Binds` entry the way Docker Compose writes it: `source:target:rw|ro[,z|Z][,propagation][,nocopy]`.
-fn bind_string(m: &MountSpec) -> String {
-    let mut opts = vec![if m.read_only { "ro" } else { "rw" }.to_string()];
-    opts.extend(m.selinux.clone());
-    opts.extend(m.propagation.clone());
-    if m.nocopy {
-        opts.push("nocopy".into());
-    }
-    format!("{}:{}:{}", m.source, m.target, opts.join(","))
-}
-
-fn mount_api(m: &MountSpec) -> Mount {
-    use bollard::models::{
-        MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
-        MountVolumeOptions,
-    };
-    let typ = match m.kind {
-        MountKind::Bind => MountType::BIND,
-        MountKind::Volume => MountType::VOLUME,
-        MountKind::Tmpfs => MountType::TMPFS,
-    };
-    Mount {
-        target: Some(m.target.clone()),
-        source: (m.kind != MountKind::Tmpfs).then(|| m.source.clone()),
-        typ: Some(typ),
-        read_only: Some(m.read_only),
-        bind_options: (m.kind == MountKind::Bind).then(|| MountBindOptions {
-            propagation: m
-                .propagation
-                .as_deref()
-                .and_then(|p| p.parse::<MountBindOptionsPropagationEnum>().ok()),
-            create_mountpoint: m.create_host_path,
-            ..Default::default()
-        }),
-        volume_options: (m.kind == MountKind::Volume).then(|| MountVolumeOptions {
-            no_copy: Some(m.nocopy),
-            subpath: m.subpath.clone(),
-            ..Default::default()
-        }),
-        tmpfs_options: (m.kind == MountKind::Tmpfs
-            && (m.tmpfs_size.is_some() || m.tmpfs_mode.is_some()))
-        .then(|| MountTmpfsOptions {
-            size_bytes: m.tmpfs_size,
-            mode: m.tmpfs_mode.map(i64::from),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// The engine's create body for a spec: the one place the model maps onto Docker's API. A value the
-/// engine's types cannot hold is an error naming the service, never a wrapped number.
-fn container_body(spec: &ContainerSpec, owner: &Owner) -> Result<ContainerCreateBody, SpecError> {
-    let stop_timeout = match spec.stop_grace_period {
-        None => None,
-        Some(secs) => Some(
-            i64::try_from(secs)
-                .ok()
-                .filter(|_| i32::try_from(secs).is_ok())
-                .ok_or_else(|| SpecError::OutOfRange {
-                    service: spec.service.clone(),
-                    key: "stop_grace_period",
-                    value: secs,
-                    max: i64::from(i32::MAX),
-                })?,
-        ),
-    };
-    let mut all_labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
-    all_labels.insert(labels::AGENT.into(), owner.agent_id.clone());
-    all_labels.insert(labels::STACK.into(), spec.stack.clone());
-    all_labels.insert(labels::SERVICE.into(), spec.service.clone());
-    all_labels.insert(labels::REPLICA.into(), spec.replica.to_string());
-    all_labels.insert(labels::SPEC_HASH.into(), spec.spec_hash());
-    all_labels.insert(labels::REVISION.into(), owner.revision.clone());
-
-    let mut exposed: Vec<String> = spec.expose.clone();
-    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &spec.ports {
-        let key = format!("{}/{}", p.container_port, p.protocol);
-        if !exposed.contains(&key) {
-            exposed.push(key.clone());
-        }
-        bindings
-            .entry(key)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: Some(p.host_ip.clone().unwrap_or_default()),
-                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
-            });
-    }
-    let binds: Vec<String> = spec
-        .mounts
-        .iter()
-        .filter(|m| !m.needs_mount_api())
-        .map(bind_string)
-        .collect();
-    let mounts: Vec<Mount> = spec
-        .mounts
-        .iter()
-        .filter(|m| m.needs_mount_api())
-        .map(mount_api)
-        .collect();
-    let tmpfs: HashMap<String, String> = spec
-        .tmpfs
-        .iter()
-        .map(|t| match t.split_once(':') {
-            Some((path, opts)) => (path.to_string(), opts.to_string()),
-            None => (t.clone(), String::new()),
-        })
-        .collect();
-    let (policy, retries) = match spec.restart.split_once(':') {
-        Some(("on-failure", n)) => (RestartPolicyNameEnum::ON_FAILURE, n.parse().ok()),
-        _ => (
-            match spec.restart.as_str() {
-                "always" => RestartPolicyNameEnum::ALWAYS,
-                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-                _ => RestartPolicyNameEnum::NO,
-            },
-            None,
-        ),
-    };
-    let network_mode = match &spec.network_mode {
-        Some(m) => Some(m.clone()),
-        None => spec.networks.first().map(|n| n.name.clone()),
-    };
-    let networking_config = match (&spec.network_mode, spec.networks.first()) {
-        (None, Some(first)) => {
-            let mut ep = endpoint(first);
-            // The service-level `mac_address` is the primary endpoint's (Docker moved it there in API
-            // 1.44; bollard no longer has the container-level field).
-            if ep.mac_address.is_none() {
-                ep.mac_address = spec.mac_address.clone();
-            }
-            Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(first.name.clone(), ep)])),
-            })
-        }
-        _ => None,
-    };
-    let non_empty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
-
-    Ok(ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: spec.command.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        env: non_empty(&spec.env),
-        user: spec.user.clone(),
-        working_dir: spec.working_dir.clone(),
-        hostname: spec.hostname.clone(),
-        domainname: spec.domainname.clone(),
-        tty: Some(spec.tty),
-        open_stdin: Some(spec.stdin_open),
-        labels: Some(all_labels),
-        exposed_ports: if exposed.is_empty() {
-            None
-        } else {
-            exposed.sort();
-            Some(exposed)
-        },
-        stop_signal: spec.stop_signal.clone(),
-        stop_timeout,
-        healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
-            test: if h.test.is_empty() {
-                None
-            } else {
-                Some(h.test.clone())
-            },
-            interval: Some(h.interval_ns),
-            timeout: Some(h.timeout_ns),
-            start_period: Some(h.start_period_ns),
-            start_interval: Some(h.start_interval_ns),
-            retries: Some(h.retries),
-        }),
-        host_config: Some(HostConfig {
-            binds: non_empty(&binds),
-            mounts: if mounts.is_empty() {
-                None
-            } else {
-                Some(mounts)
-            },
-            port_bindings: if bindings.is_empty() {
-                None
-            } else {
-                Some(bindings)
-            },
-            restart_policy: Some(RestartPolicy {
-                name: Some(policy),
-                maximum_retry_count: retries,
-            }),
-            network_mode,
-            cap_add: non_empty(&spec.cap_add),
-            cap_drop: non_empty(&spec.cap_drop),
-            privileged: Some(spec.privileged),
-            readonly_rootfs: Some(spec.read_only),
-            init: spec.init,
-            extra_hosts: non_empty(&spec.extra_hosts),
-            dns: non_empty(&spec.dns),
-            dns_search: non_empty(&spec.dns_search),
-            dns_options: non_empty(&spec.dns_opt),
-            tmpfs: if tmpfs.is_empty() { None } else { Some(tmpfs) },
-            devices: if spec.devices.is_empty() {
-                None
-            } else {
-                Some(
-                    spec.devices
-                        .iter()
-                        .map(|d| DeviceMapping {
-                            path_on_host: Some(d.host.clone()),
-                            path_in_container: Some(d.container.clone()),
-                            cgroup_permissions: Some(d.permissions.clone()),
-                        })
-                        .collect(),
-                )
-            },
-            device_cgroup_rules: non_empty(&spec.device_cgroup_rules),
-            shm_size: spec.shm_size,
-            ulimits: if spec.ulimits.is_empty() {
-                None
-            } else {
-                Some(
-                    spec.ulimits
-                        .iter()
-                        .map(|u| ResourcesUlimits {
-                            name: Some(u.name.clone()),
-                            soft: Some(u.soft),
-                            hard: Some(u.hard),
-                        })
-                        .collect(),
-                )
-            },
-            sysctls: non_empty_map(&spec.sysctls),
-            security_opt: non_empty(&spec.security_opt),
-            pid_mode: spec.pid.clone(),
-            ipc_mode: spec.ipc.clone(),
-            userns_mode: spec.userns_mode.clone(),
-            group_add: non_empty(&spec.group_add),
-            memory: spec.memory,
-            memory_swap: spec.memory_swap,
-            memory_reservation: spec.memory_reservation,
-            nano_cpus: spec.nano_cpus,
-            cpu_shares: spec.cpu_shares,
-            cpuset_cpus: spec.cpuset.clone(),
-            pids_limit: spec.pids_limit,
-            // Compose always sends it, false unless set.
-            oom_kill_disable: Some(spec.oom_kill_disable.unwrap_or(false)),
-            oom_score_adj: spec.oom_score_adj,
-            log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
-                typ: l.driver.clone(),
-                config: non_empty_map(&l.options),
-            }),
-            runtime: spec.runtime.clone(),
-            ..Default::default()
-        }),
-        networking_config,
-        ..Default::default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,31 +694,6 @@ mod tests {
         assert!(parse_rfc3339("0001-01-01T00:00:00Z").is_some_and(|t| t < 0));
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2026-13-45T99:00:00Z"), None);
-    }
-
-    #[test]
-    fn stop_grace_period_out_of_the_engines_range_is_an_error() {
-        let owner = Owner {
-            agent_id: "a".into(),
-            revision: "r".into(),
-        };
-        let mut spec = ContainerSpec {
-            service: "app".into(),
-            stop_grace_period: Some(90),
-            ..Default::default()
-        };
-        assert_eq!(
-            container_body(&spec, &owner).unwrap().stop_timeout,
-            Some(90)
-        );
-        for secs in [2_147_483_648, u64::MAX] {
-            spec.stop_grace_period = Some(secs);
-            let e = container_body(&spec, &owner).unwrap_err();
-            assert!(
-                e.to_string().contains("service app: stop_grace_period"),
-                "{e}"
-            );
-        }
     }
 
     #[test]
@@ -1026,185 +720,4 @@ mod tests {
 
 /// Against the real engine (the test suite starts one and builds `berth-test/busybox:latest`).
 #[cfg(test)]
-mod engine_tests {
-    use super::*;
-    use crate::apply::{converge, ApplyOptions, ApplyReport};
-    use crate::model::{DesiredState, MountSpec, NetworkAttachment, StackSpec};
-    use crate::plan::plan;
-
-    async fn conv(rt: &DockerRuntime, d: &DesiredState, owner: &Owner) -> ApplyReport {
-        converge(
-            rt,
-            d,
-            owner,
-            &mut Default::default(),
-            // These tests end by converging nothing, to clean up.
-            &ApplyOptions {
-                allow_empty: true,
-                ..Default::default()
-            },
-            &|_, _| {},
-        )
-        .await
-        .expect("engine reachable")
-        .1
-    }
-
-    fn spec(agent: &str, service: &str, env: &str) -> ContainerSpec {
-        ContainerSpec {
-            name: format!("{agent}-{service}-1"),
-            stack: agent.into(),
-            service: service.into(),
-            replica: 1,
-            image: "berth-test/busybox:latest".into(),
-            command: Some(vec!["sleep".into(), "3600".into()]),
-            env: vec![format!("E={env}")],
-            init: Some(true),
-            restart: "no".into(),
-            networks: vec![NetworkAttachment {
-                name: format!("{agent}_default"),
-                aliases: vec![service.into()],
-                ipv4_address: None,
-                ipv6_address: None,
-                priority: 0,
-                mac_address: None,
-            }],
-            mounts: vec![MountSpec::new(
-                MountKind::Volume,
-                format!("{agent}_data"),
-                "/data",
-                false,
-            )],
-            ..Default::default()
-        }
-    }
-
-    fn desired(agent: &str, containers: Vec<ContainerSpec>) -> DesiredState {
-        let mut d = DesiredState::default();
-        d.stacks.insert(
-            agent.into(),
-            StackSpec {
-                name: agent.into(),
-                dir: ".".into(),
-                containers,
-                networks: vec![NetworkSpec {
-                    name: format!("{agent}_default"),
-                    stack: agent.into(),
-                    ..Default::default()
-                }],
-                volumes: vec![VolumeSpec {
-                    name: format!("{agent}_data"),
-                    stack: agent.into(),
-                    ..Default::default()
-                }],
-            },
-        );
-        d
-    }
-
-    #[tokio::test]
-    async fn converge_recreate_and_remove_against_the_engine() {
-        let agent = format!("unit-rt-{}", std::process::id());
-        let rt = DockerRuntime::connect(None)
-            .await
-            .expect("a Docker engine (scripts/test.sh starts one)");
-        let owner = Owner {
-            agent_id: agent.clone(),
-            revision: "r1".into(),
-        };
-
-        let d1 = desired(&agent, vec![spec(&agent, "a", "1"), spec(&agent, "b", "1")]);
-        let report = conv(&rt, &d1, &owner).await;
-        assert!(report.ok(), "{report:?}");
-        let a1 = rt.observe(&agent).await.unwrap();
-        assert_eq!(a1.containers.len(), 2);
-        assert!(a1.containers.iter().all(|c| c.running), "{a1:?}");
-        assert_eq!(a1.networks.len(), 1);
-        assert_eq!(a1.volumes.len(), 1);
-        assert!(
-            plan(&d1, &a1).is_empty(),
-            "converged state must plan nothing"
-        );
-
-        // Change b only: b is recreated, a keeps its id.
-        let d2 = desired(&agent, vec![spec(&agent, "a", "1"), spec(&agent, "b", "2")]);
-        let report = conv(&rt, &d2, &owner).await;
-        assert!(report.ok(), "{report:?}");
-        let a2 = rt.observe(&agent).await.unwrap();
-        let id = |s: &ActualState, n: &str| {
-            s.containers
-                .iter()
-                .find(|c| c.service == n)
-                .map(|c| c.id.clone())
-        };
-        assert_eq!(id(&a1, "a"), id(&a2, "a"));
-        assert_ne!(id(&a1, "b"), id(&a2, "b"));
-        assert_eq!(
-            a2.containers.len(),
-            2,
-            "the old b is gone, no stray left: {a2:?}"
-        );
-
-        // Remove everything: containers and network go, the volume stays.
-        let report = conv(&rt, &DesiredState::default(), &owner).await;
-        assert!(report.ok(), "{report:?}");
-        let a3 = rt.observe(&agent).await.unwrap();
-        assert!(a3.containers.is_empty() && a3.networks.is_empty(), "{a3:?}");
-        assert_eq!(a3.volumes.len(), 1, "volumes are never pruned");
-        rt.client()
-            .remove_volume(
-                &format!("{agent}_data"),
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn stop_grace_period_beyond_the_engines_range_is_refused_not_clamped() {
-        let rt = DockerRuntime::connect(None).await.expect("a Docker engine");
-        let e = rt
-            .stop_container("berth-unit-no-such-container", Some(u64::MAX))
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("stop_grace_period"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn missing_image_fails_before_the_old_container_is_touched() {
-        let agent = format!("unit-img-{}", std::process::id());
-        let rt = DockerRuntime::connect(None).await.expect("a Docker engine");
-        let owner = Owner {
-            agent_id: agent.clone(),
-            revision: "r1".into(),
-        };
-        let d1 = desired(&agent, vec![spec(&agent, "a", "1")]);
-        assert!(conv(&rt, &d1, &owner).await.ok());
-        let before = rt.observe(&agent).await.unwrap();
-
-        let mut bad = spec(&agent, "a", "2");
-        bad.image = "127.0.0.1:1/berth-missing/image:nope".into();
-        let d2 = desired(&agent, vec![bad]);
-        let report = conv(&rt, &d2, &owner).await;
-        assert!(!report.ok());
-        assert!(
-            report.error_text().contains("berth-missing/image"),
-            "{}",
-            report.error_text()
-        );
-        let after = rt.observe(&agent).await.unwrap();
-        assert_eq!(
-            before.containers, after.containers,
-            "the running container is untouched"
-        );
-
-        conv(&rt, &DesiredState::default(), &owner).await;
-        rt.client()
-            .remove_volume(
-                &format!("{agent}_data"),
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await
-            .unwrap();
-    }
-}
+mod engine_tests;

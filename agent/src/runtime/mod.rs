@@ -1,7 +1,7 @@
 //! The narrow runtime interface berth needs from a container engine, and its Docker implementation.
 //!
 //! Only what the planner's steps need: observe (one owner-filtered list), pull, networks, volumes,
-//! create/start/stop/remove/rename. Anything an operator could call "owned" is decided by the owner label,
+//! create (taking over a replaced container's anonymous volumes)/start/stop/remove/rename. Anything an operator could call "owned" is decided by the owner label,
 //! which every method here sets or filters by.
 
 pub mod auth;
@@ -85,13 +85,16 @@ pub trait Runtime {
         spec: &VolumeSpec,
         owner: &Owner,
     ) -> impl Future<Output = Result<(), RuntimeError>>;
-    /// Create (not start) a container named `name` (usually `spec.name`), attached to its networks and
-    /// with its injected files in place; returns its id.
+    /// Create (not start) a container named `name`, attached to its networks and with its injected files
+    /// in place; returns its id. `replaces`: the id of the container it takes over from, whose anonymous
+    /// volumes it mounts at the same targets, as Compose does on recreate (`None` for a new container).
+    /// Errors name `spec.name`.
     fn create_container(
         &self,
         spec: &ContainerSpec,
         name: &str,
         owner: &Owner,
+        replaces: Option<&str>,
     ) -> impl Future<Output = Result<String, RuntimeError>>;
     fn start_container(&self, id: &str) -> impl Future<Output = Result<(), RuntimeError>>;
     /// Stop with the given grace period in seconds (engine default when `None`).
