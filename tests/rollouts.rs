@@ -79,10 +79,15 @@ fn rolled_back_then_quarantined(name: &str, breaking: &str, reasons: &[&str]) {
         "the error names the service and the reason ({reasons:?}): {error}"
     );
     // The box runs the last good spec again; status says why (once that cycle has finished).
-    let st = wait_for(TIMEOUT, "status to show the quarantine", || {
-        let st = agent.status_json();
-        (st["quarantined"]["commit"] == bad.as_str()).then_some(st)
-    });
+    let st = wait_for(
+        TIMEOUT,
+        "status to show the quarantine and the error",
+        || {
+            let st = agent.status_json();
+            (st["quarantined"]["commit"] == bad.as_str() && !st["error_class"].is_null())
+                .then_some(st)
+        },
+    );
     assert_eq!(
         str_field(&st, "applied_commit"),
         Some(good.as_str()),

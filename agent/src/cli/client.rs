@@ -144,7 +144,7 @@ pub fn history(conn: &Conn, json: bool, limit: usize, out: &mut impl Write) -> a
     }
     writeln!(
         out,
-        "{:>5}  {:<12}  {:<8}  {:<20}  {:>8}  SUMMARY",
+        "{:>5}  {:<12}  {:<11}  {:<20}  {:>8}  SUMMARY",
         "SEQ", "COMMIT", "OUTCOME", "APPLIED", "MS"
     )?;
     for r in &h {
@@ -155,7 +155,7 @@ pub fn history(conn: &Conn, json: bool, limit: usize, out: &mut impl Write) -> a
         };
         writeln!(
             out,
-            "{:>5}  {:<12}  {:<8}  {:<20}  {:>8}  {}",
+            "{:>5}  {:<12}  {:<11}  {:<20}  {:>8}  {}",
             r.seq,
             prefix(&r.commit),
             r.outcome.to_string(),

@@ -12,9 +12,6 @@ use crate::runtime::DockerRuntime;
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Something would change.
-pub const CHANGES: i32 = 2;
-
 /// What to plan: a directory (as `agent_id`), or the agent's fetched commit.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -52,7 +49,7 @@ pub fn code(d: &Description) -> i32 {
     if !d.problems.is_empty() {
         exit::FAILED
     } else if d.has_changes() {
-        CHANGES
+        exit::CHANGES
     } else {
         exit::OK
     }
@@ -271,7 +268,7 @@ mod tests {
              would change: 1 to create, 2 to recreate, 1 network/volume change(s)\n"
         );
         assert_eq!(err, "");
-        assert_eq!(code(&a.diff), CHANGES);
+        assert_eq!(code(&a.diff), exit::CHANGES);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// The operation ran and failed (render errors, a failed apply, an unreachable agent).
     pub const FAILED: i32 = 1;
+    /// `berth diff`: something would change.
+    pub const CHANGES: i32 = 2;
+    /// The command line does not parse (EX_USAGE).
+    pub const USAGE: i32 = 64;
     /// Bad config (EX_CONFIG).
     pub const CONFIG: i32 = 78;
 }
