@@ -36,9 +36,9 @@ fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
 /// Nanoseconds since the epoch of an RFC 3339 time as Docker prints it
 /// (`2026-11-25T08:51:00.496182229Z`, or with a `+hh:mm` offset).
 fn ts(s: &str) -> i128 {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+    s.parse::<jiff::Timestamp>()
         .unwrap_or_else(|e| panic!("not an RFC 3339 time: {s:?}: {e}"))
-        .unix_timestamp_nanos()
+        .as_nanosecond()
 }
 
 #[test]

@@ -78,11 +78,15 @@ impl ApplyOptions {
     /// The defaults, with `BERTH_DEPENDENCY_TIMEOUT` (a duration like `90s`) read from the environment.
     pub fn from_env() -> Self {
         let mut o = ApplyOptions::default();
-        if let Some(d) = std::env::var("BERTH_DEPENDENCY_TIMEOUT")
-            .ok()
-            .and_then(|v| crate::config::parse_duration(&v).ok())
-        {
-            o.dependency_timeout = d;
+        if let Ok(v) = std::env::var("BERTH_DEPENDENCY_TIMEOUT") {
+            match crate::config::parse_duration(&v) {
+                Ok(d) => o.dependency_timeout = d,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    default_s = DEPENDENCY_TIMEOUT.as_secs(),
+                    "BERTH_DEPENDENCY_TIMEOUT is not a duration; using the default"
+                ),
+            }
         }
         o
     }

@@ -254,7 +254,7 @@ pub struct ContainerSpec {
 pub struct Dependency {
     pub service: String,
     pub condition: Condition,
-    /// Restart this container when berth recreates or restarts the dependency.
+    /// Restart this container when berth recreates the dependency (a restart does not pass along a chain).
     #[serde(default, skip_serializing_if = "is_false")]
     pub restart: bool,
 }

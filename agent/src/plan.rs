@@ -273,7 +273,11 @@ fn need<'a>(
         Some(id) => !have.image_id.is_empty() && *id != have.image_id,
         None => false,
     };
-    if have.spec_hash != spec.spec_hash() || image_moved {
+    if have.state == "removing" {
+        // Being removed (by hand, or a removal still running): its `destroy` event brings the next cycle,
+        // which creates it afresh; a start now would fail.
+        Need::Nothing
+    } else if have.spec_hash != spec.spec_hash() || image_moved {
         recreate(have)
     } else if have.running {
         Need::Running(have)

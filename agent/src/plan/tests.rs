@@ -392,6 +392,18 @@ fn starts() -> Vec<Case> {
         // Waves are numbered among those that have steps: the only step is in the first one.
         expected: &["wave 0: start s-app-1 (app#)"],
     });
+    cases.push(Case {
+        name: "a container being removed gets no step (its destroy event brings the next cycle)",
+        actual: ActualState {
+            containers: vec![ActualContainer {
+                state: "removing".into(),
+                ..exited(&a, "a#", 137)
+            }],
+            ..converged(&one)
+        },
+        desired: one.clone(),
+        expected: &[],
+    });
 
     cases
 }
