@@ -319,31 +319,33 @@ fn stalled(rev: &str) -> String {
     ])
 }
 
-/// Wait until the agent is inside the apply of `commit` (db of that revision created, app waiting).
-fn wait_mid_apply(agent: &Agent, commit: &str) {
+/// An agent that applied commit one (app REV=1), then was killed with SIGKILL inside the apply of commit two
+/// (its db created, app waiting on db's health): `(repo, agent, one, two)`.
+fn killed_mid_apply(name: &str) -> (GitRepo, Agent, String, String) {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose(&[idle("app", &env("1"))]));
+    let one = repo.commit_push("one");
+    let mut agent = Agent::start(name, &repo);
+    agent.reconcile_ok();
+    repo.write("compose.yaml", &stalled("2"));
+    let two = repo.commit_push("two");
+    let o = agent.cli(&["reconcile"]);
+    assert!(o.status.success(), "{}", show(&o));
     let db = agent.container("db");
     wait_until(TIMEOUT, "the apply to wait on db", || {
         container_id(&db).is_some()
             && container_labels(&db)
                 .get("io.berth.revision")
                 .map(String::as_str)
-                == Some(commit)
+                == Some(&two)
     });
+    agent.kill9();
+    (repo, agent, one, two)
 }
 
 #[test]
 fn kill_9_mid_apply_then_restart_without_network_resumes_the_new_commit() {
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &compose(&[idle("app", &env("1"))]));
-    repo.commit_push("one");
-    let mut agent = Agent::start("resume-offline", &repo);
-    agent.reconcile_ok();
-    repo.write("compose.yaml", &stalled("2"));
-    let two = repo.commit_push("two");
-    let o = agent.cli(&["reconcile"]);
-    assert!(o.status.success(), "{}", show(&o));
-    wait_mid_apply(&agent, &two);
-    agent.kill9();
+    let (repo, mut agent, _, two) = killed_mid_apply("resume-offline");
     // Offline from now on; and the dependency becomes healthy.
     repo.delete_remote();
     exec(&agent.container("db"), "touch /tmp/ready");
@@ -358,17 +360,7 @@ fn kill_9_mid_apply_then_restart_without_network_resumes_the_new_commit() {
 
 #[test]
 fn an_agent_killed_twice_applying_a_commit_quarantines_it() {
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &compose(&[idle("app", &env("1"))]));
-    let one = repo.commit_push("one");
-    let mut agent = Agent::start("poison", &repo);
-    agent.reconcile_ok();
-    repo.write("compose.yaml", &stalled("2"));
-    let two = repo.commit_push("two");
-    let o = agent.cli(&["reconcile"]);
-    assert!(o.status.success(), "{}", show(&o));
-    wait_mid_apply(&agent, &two);
-    agent.kill9();
+    let (_repo, mut agent, one, two) = killed_mid_apply("poison");
     // The restarted agent resumes the same commit and gets stuck again.
     agent.spawn();
     wait_until(TIMEOUT, "the second start to resume the apply", || {
@@ -434,4 +426,94 @@ fn suspend_stops_drift_repair_until_resume() {
         is_running(&app)
     });
     assert_eq!(agent.status_json()["suspended"], false);
+}
+
+/// Overflowing numbers in a pushed commit: the agent stays up, status names the file and line of each,
+/// and no container changes.
+#[test]
+fn overflowing_values_in_a_pushed_commit_change_nothing_and_name_their_line() {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose(&[idle("app", &env("1"))]));
+    let good = repo.commit_push("good");
+    let agent = Agent::start("overflow", &repo);
+    agent.reconcile_ok();
+    let before = owned_ids(&agent);
+    let bad = format!(
+        "services:\n  app:\n    image: {IMAGE}\n    command: {IDLE}\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 99999999999999999999s\n    shm_size: 99999999999999999999g\n    stop_grace_period: 18446744073709551616s\n    secrets:\n      - source: token\n        uid: \"4294967296\"\nsecrets:\n  token:\n    environment: HOME\n"
+    );
+    repo.write("compose.yaml", &bad);
+    let commit = repo.commit_push("overflow");
+    let o = agent.reconcile_wait();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let st = agent.status_json();
+    assert_eq!(
+        str_field(&st, "applied_commit"),
+        Some(good.as_str()),
+        "{st:#}"
+    );
+    assert_eq!(str_field(&st, "error_class"), Some("input"), "{st:#}");
+    let error = str_field(&st, "last_error").unwrap_or_default().to_string();
+    for line in [
+        "compose.yaml:7",
+        "compose.yaml:8",
+        "compose.yaml:9",
+        "compose.yaml:12",
+    ] {
+        assert!(error.contains(line), "{line} named: {error}");
+    }
+    assert!(
+        !error.contains("99999999999999999999"),
+        "values are not quoted: {error}"
+    );
+    assert_eq!(history_entry(&agent, &commit)["outcome"], "failed");
+    assert_eq!(owned_ids(&agent), before, "no container changed");
+    assert!(is_running(&agent.container("app")));
+}
+
+/// A newer commit arriving while a rollout waits on its gate supersedes it: the loop stops waiting and
+/// goes on with the newer commit. Status shows the rollout while it runs.
+#[test]
+fn a_newer_commit_supersedes_a_rollout_waiting_on_its_gate() {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose(&[idle("app", &env("1"))]));
+    repo.commit_push("one");
+    let mut opts = AgentOptions::new(&repo.url());
+    opts.rollout = "rollout:\n  stable: 20s\n  timeout: 60s\n".into();
+    let agent = Agent::start_with("supersede", opts);
+    wait_until(TIMEOUT, "the first commit applied", || {
+        !agent.status_json()["applied_commit"].is_null()
+    });
+    repo.write("compose.yaml", &compose(&[idle("app", &env("2"))]));
+    let two = repo.commit_push("two");
+    let o = agent.cli(&["reconcile"]);
+    assert!(o.status.success(), "{}", show(&o));
+    wait_until(TIMEOUT, "status to show the rollout of two", || {
+        agent.status_json()["rollout"]["commit"] == two.as_str()
+    });
+    let text = stdout(&agent.cli(&["status"]));
+    assert!(
+        text.contains(&format!("rolling out {}", &two[..12])),
+        "{text}"
+    );
+    repo.write("compose.yaml", &compose(&[idle("app", &env("3"))]));
+    let three = repo.commit_push("three");
+    let started = Instant::now();
+    let o = agent.reconcile_wait();
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(history_entry(&agent, &two)["outcome"], "superseded");
+    assert_eq!(history_entry(&agent, &three)["outcome"], "applied");
+    let st = agent.status_json();
+    assert_eq!(
+        str_field(&st, "applied_commit"),
+        Some(three.as_str()),
+        "{st:#}"
+    );
+    assert_eq!(st["last_good_seq"], st["applied_seq"], "{st:#}");
+    assert!(container_env(&agent.container("app")).contains(&"REV=3".to_string()));
+    // Two's gate was cut short: three's own 20 s gate is all the wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -1,7 +1,9 @@
 //! Executes a [`Plan`] through a [`Runtime`]. Failures are isolated per step: a failed step is reported
 //! and its dependents are skipped; nothing else is torn down because of it.
 //!
-//! [`converge`] is the whole of one convergence: images (by pull policy) → observe → plan → apply.
+//! [`converge`] is the whole of one convergence: images (by pull policy) → observe → plan → the
+//! empty-render guard and preflight (nothing changes when either refuses) → apply. The report lists the
+//! containers the apply touched, in `depends_on` order, for the health gate (`rollout.rs`).
 
 use crate::error::{StepCause, StepError};
 use crate::images::{self, PullLog};

@@ -1,6 +1,7 @@
-//! The history store (sled): one record per applied revision, and the pointers `current`, `last_good`
-//! and `pinned`. A record and the pointers that name it are written in one transaction and flushed before
-//! the cycle reports success.
+//! The history store (sled): one record per applied revision, the pointers `current`, `last_good` and
+//! `pinned`, the unfinished attempt, the quarantined commit, the suspend flag and pull times. A record and
+//! every pointer, pin, attempt and quarantine change that goes with it are written in one transaction
+//! ([`Store::record`]) and flushed before the cycle reports success.
 //!
 //! Retention: [`Store::prune`] keeps the newest `history.keep` revisions plus every revision a pointer or a
 //! default `berth rollback` names, and deletes the rest in one transaction.
