@@ -6,7 +6,7 @@
 use super::decide::{decide, Decision, Facts, Trigger, Unfinished};
 use super::{short, Agent, Mode, Target};
 use crate::api::{CycleResult, RolloutInfo};
-use crate::apply::ConvergeError;
+use crate::apply::{ApplyReport as Report, ConvergeError};
 use crate::config::OnFailure;
 use crate::error::{CycleError, ErrorClass};
 use crate::rollout::{self, GateFailure, GateOutcome, Watched};
@@ -16,16 +16,12 @@ use std::time::{Duration, Instant};
 
 /// How a new revision's rollout ended.
 enum Rollout {
-    Passed(apply::Report),
+    Passed(Report),
     /// Engine trouble before or during the apply: retried with backoff.
-    Transient(Vec<CycleError>, Option<apply::Report>),
+    Transient(Vec<CycleError>, Option<Report>),
     /// The commit is bad: failed preflight, the empty-render guard, a dependency or the health gate.
-    Failed(CycleError, Option<apply::Report>),
-    Superseded(apply::Report),
-}
-
-mod apply {
-    pub type Report = crate::apply::ApplyReport;
+    Failed(CycleError, Option<Report>),
+    Superseded(Report),
 }
 
 impl Agent {
@@ -453,7 +449,7 @@ impl Agent {
         &mut self,
         mut rev: Revision,
         err: CycleError,
-        report: Option<apply::Report>,
+        report: Option<Report>,
         touched_engine: bool,
         errors: &mut Vec<CycleError>,
     ) {
@@ -690,10 +686,7 @@ impl Agent {
     }
 
     /// Images, observe, plan, preflight and apply for one target; pull times are kept in the store.
-    pub(super) async fn converge(
-        &mut self,
-        target: &Target,
-    ) -> Result<apply::Report, ConvergeError> {
+    pub(super) async fn converge(&mut self, target: &Target) -> Result<Report, ConvergeError> {
         // The working tree must hold the revision being converged (after a rollback, or when the clone
         // under state_dir was lost); without it, bind mounts would see other files.
         if let Err(e) = self.ensure_checkout(&target.commit).await {

@@ -28,6 +28,7 @@ use tracing::Instrument;
 pub mod backoff;
 mod cycle;
 pub mod decide;
+mod diff;
 mod drift;
 pub use backoff::Backoff;
 pub use drift::{watch_drift, DriftLink};
@@ -657,69 +658,6 @@ impl Agent {
                 path: self.settings.state_dir.join("repo"),
                 message: format!("git task failed: {e}"),
             }),
-        }
-    }
-
-    /// `berth diff` without a directory: render the fetched commit from the local clone (`fetch`: ask
-    /// the remote first), plan it against the engine and describe the plan, with old specs from the
-    /// store. Nothing is pulled, checked out, recorded or applied. Bounded by `cycle_timeout`, pinging
-    /// the watchdog, like a cycle.
-    async fn diff(
-        &mut self,
-        fetch: bool,
-        watchdog: &mut tokio::time::Interval,
-    ) -> Result<crate::api::DiffAnswer, crate::diff::DiffError> {
-        use crate::diff::{engine, DiffError};
-        let limit = self.settings.cycle_timeout;
-        let work = async {
-            if fetch {
-                self.fetch().await.map_err(DiffError::Fetch)?;
-            }
-            let commit = self.fetched.clone().ok_or(DiffError::NothingFetched)?;
-            let opts = RenderOptions {
-                path: self.settings.source.path.clone(),
-                checkout_dir: self.settings.state_dir.join("repo"),
-                root_stack_name: root_stack_name(&self.settings),
-                env: std::env::vars().collect(),
-            };
-            let (c, short_id) = (commit.clone(), short(&commit).to_string());
-            let desired = self
-                .git(move |src| Ok(render_tree(&src.tree(&c)?, &opts)))
-                .await
-                .map_err(|source| DiffError::Read {
-                    commit: short_id.clone(),
-                    source,
-                })?
-                .map_err(|source| DiffError::Render {
-                    commit: short_id,
-                    source,
-                })?;
-            let pointers = self.db(|s| s.pointers()).await.map_err(DiffError::Agent)?;
-            let agent_id = self.settings.agent_id.clone();
-            let planned = engine::plan(&self.runtime, &desired, &agent_id, &self.pull_log).await?;
-            let wanted = crate::diff::changed_hashes(&planned.plan);
-            let mut known = self
-                .db(move |s| engine::specs_in_store(s, &wanted))
-                .await
-                .map_err(DiffError::Agent)?;
-            known.extend(engine::specs_from_labels(&self.runtime, &planned.plan, &known).await);
-            Ok(crate::api::DiffAnswer {
-                agent_id,
-                commit: Some(commit),
-                applied_commit: self.current.as_ref().map(|c| c.commit.clone()),
-                pinned: pointers.pinned.is_some(),
-                diff: planned.describe(&desired, &known),
-            })
-        };
-        let deadline = tokio::time::sleep(limit);
-        tokio::pin!(work);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                r = &mut work => return r,
-                _ = &mut deadline => return Err(DiffError::Timeout { after: limit }),
-                _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
-            }
         }
     }
 }
