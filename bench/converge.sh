@@ -27,6 +27,7 @@ TARGET_FRESH_RATIO="1.00"   # berth_ms / compose_ms at most this
 TARGET_NOOP_SPEEDUP="5.0"   # compose_ms / berth_ms at least this
 TARGET_IDLE_RSS_KIB=30720   # below 30 MiB
 TARGET_DRIFT_MS=1000        # drift repair at most this
+TARGET_ALERTS_RATIO="1.25"  # no-op cycle with a hanging alert receiver / without, at most this
 
 case "$RUNS" in '' | *[!0-9]* | 0) echo "RUNS must be a positive integer" >&2; exit 2 ;; esac
 case "$SERVICES" in '' | *[!0-9]* | 0) echo "SERVICES must be a positive integer" >&2; exit 2 ;; esac
@@ -42,6 +43,7 @@ IMAGE="$BERTH_TEST_IMAGE"
 
 WORK="$(mktemp -d /tmp/berth-bench.XXXXXX)"
 AGENT_PID=""
+HANG_PID=""
 
 cleanup_labelled() { # LABEL: remove containers, then networks and volumes carrying it
     local ids
@@ -70,6 +72,7 @@ cleanup() {
         kill -KILL "$AGENT_PID" 2>/dev/null || true
         wait "$AGENT_PID" 2>/dev/null || true
     fi
+    if [ -n "$HANG_PID" ]; then kill "$HANG_PID" 2>/dev/null || true; wait "$HANG_PID" 2>/dev/null || true; fi
     if docker info >/dev/null 2>&1; then
         teardown_berth; teardown_compose; teardown_run; teardown_agent
     fi
@@ -375,6 +378,61 @@ if grep -q "apply step failed" "$WORK/agent.log"; then
     grep "apply step failed" "$WORK/agent.log" | tail -n 5 >&2
 fi
 
+# --- (e) a no-op cycle, without and with an alert receiver that never answers ---------------------------
+
+# noop_cycles: median ms of RUNS `berth reconcile --wait` against the idle agent (nothing to change).
+noop_cycles() {
+    local t0 t1 all="" run
+    for run in $(seq 1 "$RUNS"); do
+        t0="$(now_us)"
+        "$BERTH" reconcile --wait --socket "$WORK/berth.sock" >"$WORK/reconcile.out" 2>&1 || {
+            cat "$WORK/reconcile.out" >&2; return 1; }
+        t1="$(now_us)"
+        all="$all $(ms "$t0" "$t1")"
+    done
+    med "$all"
+}
+
+start_agent() {
+    "$BERTH" agent --config "$WORK/agent.yaml" </dev/null >>"$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local i=0
+    until "$BERTH" status --json --socket "$WORK/berth.sock" 2>/dev/null | tr -d ' \n' \
+            | grep -q '"outcome":"applied".*"cycles":[1-9]'; do
+        i=$((i + 1))
+        if ! kill -0 "$AGENT_PID" 2>/dev/null || [ "$i" -gt 1200 ]; then
+            log "the agent did not start again; its log:"; tail -n 30 "$WORK/agent.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+log "no-op cycles without alerts"
+alerts_off_ms="$(noop_cycles)" || exit 3
+# A receiver that accepts connections (the kernel's backlog) and never answers a request.
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(128)
+print(s.getsockname()[1], flush=True); time.sleep(86400)' >"$WORK/hang.port" &
+HANG_PID=$!
+for _ in $(seq 50); do [ -s "$WORK/hang.port" ] && break; sleep 0.1; done
+HANG_PORT="$(cat "$WORK/hang.port")"
+kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true
+cat >>"$WORK/agent.yaml" <<EOF
+alerts:
+  - name: hang
+    type: generic
+    url: http://127.0.0.1:$HANG_PORT/never
+    min_severity: info
+EOF
+start_agent || exit 3
+log "no-op cycles with an alert receiver that never answers (port $HANG_PORT)"
+alerts_on_ms="$(noop_cycles)" || exit 3
+outbox="$("$BERTH" status --json --socket "$WORK/berth.sock" | tr -d ' \n' | sed -n 's/.*"alerts_outbox":\([0-9]*\).*/\1/p')"
+log "alerts outbox while the receiver hangs: ${outbox:-?} events waiting"
+# Whole milliseconds: a cycle under 1 ms counts as 1 so the ratio stays defined.
+alerts_ratio="$(ratio "$(( alerts_on_ms > 0 ? alerts_on_ms : 1 ))" "$(( alerts_off_ms > 0 ? alerts_off_ms : 1 ))")"
+
 # --- the table ------------------------------------------------------------------------------------------
 
 verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo FAIL; fi; }
@@ -382,17 +440,20 @@ v_fresh="$(verdict "$fresh_ratio <= $TARGET_FRESH_RATIO")"
 v_noop="$(verdict "$noop_speedup >= $TARGET_NOOP_SPEEDUP")"
 v_idle="$(verdict "$idle_rss_kib < $TARGET_IDLE_RSS_KIB")"
 v_drift="$(verdict "$drift_ms <= $TARGET_DRIFT_MS")"
+v_alerts="$(verdict "$alerts_ratio <= $TARGET_ALERTS_RATIO")"
 result=PASS
-for v in "$v_fresh" "$v_noop" "$v_idle" "$v_drift"; do [ "$v" = PASS ] || result=FAIL; done
+for v in "$v_fresh" "$v_noop" "$v_idle" "$v_drift" "$v_alerts"; do [ "$v" = PASS ] || result=FAIL; done
 
 echo "bench  services=$SERVICES  runs=$RUNS  berth=$BERTH_VERSION  compose=$COMPOSE_VERSION  docker=$(docker version --format '{{.Server.Version}}')"
 echo "fresh  berth_ms=$fresh_berth_ms  compose_ms=$fresh_compose_ms  docker_run_ms=$fresh_run_ms  berth/compose=${fresh_ratio}x"
 echo "noop  berth_ms=$noop_berth_ms  compose_ms=$noop_compose_ms  docker_run_ms=n/a  compose/berth=${noop_speedup}x"
 echo "idle_rss_kib=$idle_rss_kib  peak_rss_kib=$peak_rss_kib"
 echo "drift  berth_ms=$drift_ms"
+echo "alerts  noop_cycle_ms=$alerts_off_ms  hanging_receiver_ms=$alerts_on_ms  with/without=${alerts_ratio}x"
 echo "target  fresh  berth/compose<=${TARGET_FRESH_RATIO}x  $v_fresh"
 echo "target  noop  compose/berth>=${TARGET_NOOP_SPEEDUP}x  $v_noop"
 echo "target  idle  idle_rss_kib<$TARGET_IDLE_RSS_KIB  $v_idle"
 echo "target  drift  berth_ms<=$TARGET_DRIFT_MS  $v_drift"
+echo "target  alerts  with/without<=${TARGET_ALERTS_RATIO}x  $v_alerts"
 echo "result  $result"
 [ "$result" = PASS ]

@@ -4,6 +4,7 @@
 mod util;
 
 mod agent;
+mod alerts;
 mod api;
 mod apply;
 mod cli;

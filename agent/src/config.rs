@@ -31,6 +31,8 @@ struct RawConfig {
     history: Option<RawHistory>,
     rollout: Option<RawRollout>,
     allow_empty: Option<bool>,
+    alerts: Option<Vec<crate::signals::alerts::settings::RawAlert>>,
+    alerts_source_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,6 +156,10 @@ pub struct Settings {
     pub rollout: RolloutSettings,
     /// A commit that renders no containers may replace one that runs some (`allow_empty`).
     pub allow_empty: bool,
+    /// Alert providers (`alerts:`), in config order.
+    pub alerts: Vec<crate::signals::alerts::AlertSettings>,
+    /// How long the remote may fail before `source_unreachable` fires (`alerts_source_grace`).
+    pub alerts_source_grace: Duration,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -339,6 +345,14 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
     }
     let history = history_settings(raw.history.unwrap_or_default(), &mut problems);
     let rollout = rollout_settings(raw.rollout.unwrap_or_default(), &mut problems);
+    let alerts =
+        crate::signals::alerts::settings::validate(raw.alerts.unwrap_or_default(), &mut problems);
+    let alerts_source_grace = duration_key(
+        "alerts_source_grace",
+        raw.alerts_source_grace.as_deref(),
+        crate::signals::alerts::settings::DEFAULT_SOURCE_GRACE,
+        &mut problems,
+    );
 
     if !problems.is_empty() {
         return Err(problems);
@@ -366,6 +380,8 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         history,
         rollout,
         allow_empty: raw.allow_empty.unwrap_or(false),
+        alerts,
+        alerts_source_grace,
     })
 }
 

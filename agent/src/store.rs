@@ -129,6 +129,8 @@ pub struct Store {
     db: sled::Db,
     revisions: sled::Tree,
     meta: sled::Tree,
+    /// The alerts outbox: [`OUTBOX_STATE`] and one entry per event (key: `q` + big-endian seq).
+    outbox: sled::Tree,
 }
 
 const CURRENT: &[u8] = b"current";
@@ -138,6 +140,9 @@ const PULLS: &[u8] = b"pulls";
 const ATTEMPT: &[u8] = b"attempt";
 const QUARANTINE: &[u8] = b"quarantine";
 const SUSPENDED: &[u8] = b"suspended";
+/// The alerts worker's state (incidents, drop counts) in the outbox tree.
+const OUTBOX_STATE: &[u8] = b"state";
+const OUTBOX_ENTRY: u8 = b'q';
 
 impl Store {
     /// Open `<dir>` (created if missing). When the existing store cannot be opened it is renamed to
@@ -182,11 +187,13 @@ impl Store {
             .map_err(err)?;
         let revisions = db.open_tree("revisions").map_err(err)?;
         let meta = db.open_tree("meta").map_err(err)?;
+        let outbox = db.open_tree("outbox").map_err(err)?;
         Ok(Store {
             path: dir.to_path_buf(),
             db,
             revisions,
             meta,
+            outbox,
         })
     }
 
@@ -467,6 +474,75 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// The alerts outbox: the worker's state and the events waiting, oldest first. An entry that does
+    /// not parse (written by another version) is logged and skipped.
+    pub fn outbox_load<S, E>(&self) -> Result<(Option<S>, Vec<(u64, E)>), StoreError>
+    where
+        S: serde::de::DeserializeOwned,
+        E: serde::de::DeserializeOwned,
+    {
+        let state = match self.outbox.get(OUTBOX_STATE).map_err(|e| self.err(e))? {
+            Some(v) => Some(
+                serde_json::from_slice(&v).map_err(|e| self.err(format!("outbox state: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut entries = Vec::new();
+        for item in self.outbox.scan_prefix([OUTBOX_ENTRY]) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let seq = key_seq(&k[1..]);
+            match serde_json::from_slice(&v) {
+                Ok(e) => entries.push((seq, e)),
+                Err(e) => tracing::warn!(seq, error = %e, "skipping an unreadable outbox entry"),
+            }
+        }
+        Ok((state, entries))
+    }
+
+    /// Change the outbox in one transaction, then flush: the state (if given), new entries, and
+    /// entries removed (delivered or dropped).
+    pub fn outbox_write<S: Serialize, E: Serialize>(
+        &self,
+        state: Option<&S>,
+        add: &[(u64, E)],
+        remove: &[u64],
+    ) -> Result<(), StoreError> {
+        let key = |seq: u64| {
+            let mut k = vec![OUTBOX_ENTRY];
+            k.extend_from_slice(&seq.to_be_bytes());
+            k
+        };
+        let state = match state {
+            Some(s) => Some(serde_json::to_vec(s).map_err(|e| self.err(e))?),
+            None => None,
+        };
+        let mut added = Vec::with_capacity(add.len());
+        for (seq, e) in add {
+            added.push((key(*seq), serde_json::to_vec(e).map_err(|e| self.err(e))?));
+        }
+        let removed: Vec<Vec<u8>> = remove.iter().map(|s| key(*s)).collect();
+        self.outbox
+            .transaction(|t| {
+                if let Some(s) = &state {
+                    t.insert(OUTBOX_STATE, s.as_slice())?;
+                }
+                for (k, v) in &added {
+                    t.insert(k.as_slice(), v.as_slice())?;
+                }
+                for k in &removed {
+                    t.remove(k.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.err(format!("{e:?}")))?;
+        self.flush()
+    }
+
+    /// How many events wait in the alerts outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.scan_prefix([OUTBOX_ENTRY]).count()
     }
 }
 

@@ -62,6 +62,19 @@ pub struct Status {
     #[serde(default)]
     pub cycles_abandoned: u64,
     pub containers: Vec<ContainerStatus>,
+    /// Alert providers by name and type (never their URLs: those may hold tokens).
+    #[serde(default)]
+    pub alerts: Vec<AlertInfo>,
+    /// Events waiting in the alerts outbox.
+    #[serde(default)]
+    pub alerts_outbox: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -100,6 +100,19 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
             time(Some(q.since))
         )?;
     }
+    if !s.alerts.is_empty() {
+        let providers: Vec<String> = s
+            .alerts
+            .iter()
+            .map(|a| format!("{} ({})", a.name, a.kind))
+            .collect();
+        writeln!(
+            out,
+            "alerts:   {}; outbox: {} waiting",
+            providers.join(", "),
+            s.alerts_outbox
+        )?;
+    }
     if let Some(e) = &s.last_error {
         let class = s.error_class.map(|c| format!(" ({c})")).unwrap_or_default();
         writeln!(

@@ -131,6 +131,7 @@ impl Agent {
             }),
             Err(e) => errors.push(e),
         }
+        self.alerts.cycle_done(&errors);
         self.finish(errors)
     }
 
@@ -160,6 +161,9 @@ impl Agent {
             }
         };
         let ok = report.ok();
+        if !report.done.is_empty() && errors.iter().all(|e| matches!(e, CycleError::Fetch(_))) {
+            self.alerts.drift_corrected(&target.commit, &report.done);
+        }
         errors.extend(report.errors.into_iter().map(CycleError::Step));
         let promotable = matches!(
             (rev.outcome, rev.error_class),
@@ -343,7 +347,10 @@ impl Agent {
                 rev.outcome = Outcome::Applied;
                 rev.images = report.images;
                 match self.record_new(rev, Moves::GOOD, None).await {
-                    Ok(rev) => self.current = Some(rev),
+                    Ok(rev) => {
+                        self.alerts.applied(&rev.commit, &rev.summary);
+                        self.current = Some(rev)
+                    }
                     Err(e) => errors.push(e),
                 }
             }

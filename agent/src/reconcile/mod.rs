@@ -58,6 +58,8 @@ pub struct Agent {
     /// When each image was last pulled (for `pull_policy: daily` and the like); kept in the store.
     pull_log: crate::images::PullLog,
     apply_options: apply::ApplyOptions,
+    /// Where cycle outcomes go to become alerts (never blocks).
+    alerts: crate::signals::alerts::Alerts,
 }
 
 /// What one cycle is asked to do.
@@ -187,6 +189,8 @@ impl Agent {
             commands: tx,
             wake: tokio::sync::Notify::new(),
         });
+        let alerts =
+            crate::signals::alerts::Alerts::start(&settings, store.clone(), shared.clone());
         let mut apply_options = apply::ApplyOptions::from_env();
         apply_options.allow_empty = settings.allow_empty;
         let agent = Agent {
@@ -206,6 +210,7 @@ impl Agent {
             checked_out: None,
             pull_log,
             apply_options,
+            alerts,
         };
         Ok((agent, rx))
     }
@@ -493,6 +498,7 @@ impl Agent {
             .git(|src| src.fetch().map(|o| (o, src.fetch_count())))
             .await;
         self.backoff.fetch_done(fetched.is_ok(), Instant::now());
+        self.alerts.fetched(fetched.is_ok());
         let (outcome, count) = fetched.map_err(CycleError::Fetch)?;
         self.fetched = Some(outcome.commit.clone());
         self.set_status(|s| {
