@@ -11,6 +11,7 @@ mod conformance;
 mod dependencies;
 mod diff;
 mod files;
+mod monitoring;
 mod ownership;
 mod reconcile;
 mod registry;
