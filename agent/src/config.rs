@@ -31,6 +31,8 @@ struct RawConfig {
     history: Option<RawHistory>,
     rollout: Option<RawRollout>,
     allow_empty: Option<bool>,
+    http: Option<crate::signals::receivers::RawHttp>,
+    receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,6 +156,10 @@ pub struct Settings {
     pub rollout: RolloutSettings,
     /// A commit that renders no containers may replace one that runs some (`allow_empty`).
     pub allow_empty: bool,
+    /// `http:`: the TCP listener for metrics, health and webhooks; `None`: off.
+    pub http: Option<crate::signals::receivers::HttpSettings>,
+    /// `receivers:`: webhooks that trigger a fetch (their secrets are read at start).
+    pub receivers: Vec<crate::signals::receivers::ReceiverSettings>,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -339,6 +345,11 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
     }
     let history = history_settings(raw.history.unwrap_or_default(), &mut problems);
     let rollout = rollout_settings(raw.rollout.unwrap_or_default(), &mut problems);
+    let (http, receivers) = crate::signals::receivers::settings(
+        raw.http,
+        raw.receivers.unwrap_or_default(),
+        &mut problems,
+    );
 
     if !problems.is_empty() {
         return Err(problems);
@@ -366,6 +377,8 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         history,
         rollout,
         allow_empty: raw.allow_empty.unwrap_or(false),
+        http,
+        receivers,
     })
 }
 

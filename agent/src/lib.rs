@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod render;
 pub mod rollout;
 pub mod runtime;
+pub mod signals;
 pub mod source;
 pub mod store;
 pub mod telemetry;

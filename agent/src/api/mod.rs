@@ -62,6 +62,23 @@ pub struct Status {
     #[serde(default)]
     pub cycles_abandoned: u64,
     pub containers: Vec<ContainerStatus>,
+    /// The TCP listener (`http.listen`) and its webhook receivers, when configured.
+    #[serde(default)]
+    pub http: Option<HttpInfo>,
+}
+
+/// The bound TCP listener and the receivers it serves (names and types, never secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpInfo {
+    pub listen: String,
+    pub receivers: Vec<ReceiverInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
