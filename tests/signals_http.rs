@@ -26,10 +26,14 @@ struct Edge {
 
 impl Edge {
     fn start(name: &str, repo: &GitRepo, receivers: &[(&str, &str)]) -> Edge {
+        Edge::start_with(name, AgentOptions::new(&repo.url()), receivers)
+    }
+
+    fn start_with(name: &str, opts: AgentOptions, receivers: &[(&str, &str)]) -> Edge {
         let secrets = tempfile::tempdir().unwrap();
         let secret_file = secrets.path().join("webhook.secret");
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-        let mut agent = Agent::new(name, AgentOptions::new(&repo.url()));
+        let mut agent = Agent::new(name, opts);
         let mut extra = String::from("http:\n  listen: 127.0.0.1:0\nreceivers:\n");
         for (name, kind) in receivers {
             extra.push_str(&format!("  - name: {name}\n    type: {kind}\n"));
@@ -464,4 +468,83 @@ fn a_generic_receiver_off_loopback_is_a_config_error() {
     );
     assert_eq!(o.status.code(), Some(78), "{}", show(&o));
     assert!(stderr(&o).contains("receivers[0].type"), "{}", show(&o));
+}
+
+/// A rollout that fails its health gate and is rolled back counts as an automatic rollback, and its
+/// cycle as failed.
+#[test]
+fn an_automatic_rollback_is_counted() {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose("1"));
+    let good = repo.commit_push("good");
+    let mut opts = AgentOptions::new(&repo.url());
+    opts.rollout = "rollout:\n  stable: 1s\n  timeout: 20s\n".into();
+    let b = Edge::start_with("metrics-auto", opts, &[]);
+    wait_until(TIMEOUT, "the good commit applied", || {
+        b.applied().as_deref() == Some(good.as_str())
+    });
+    repo.write(
+        "compose.yaml",
+        &format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"exit 3\"]\n    restart: always\n"
+        ),
+    );
+    repo.commit_push("bad");
+    let o = b.agent.reconcile_wait();
+    assert!(!o.status.success(), "{}", show(&o));
+    let scrape = b.metrics();
+    let get = |metric: &str, labels: &[(&str, &str)]| sample(&scrape, metric, labels).map(value);
+    assert_eq!(get("berth_rollbacks_total", &[("kind", "auto")]), Some(1.0));
+    assert_eq!(
+        get("berth_rollbacks_total", &[("kind", "manual")]),
+        Some(0.0)
+    );
+    assert!(get("berth_cycles_total", &[("result", "failed")]) >= Some(1.0));
+    assert_eq!(
+        get("berth_revision_info", &[("commit", &good)]),
+        Some(1.0),
+        "the good revision runs again"
+    );
+}
+
+/// An unreadable receiver secret stops the agent at start with EX_CONFIG, naming the receiver and the
+/// file; a listen address already taken leaves the listener off and the agent running.
+#[test]
+fn a_missing_secret_stops_the_start_and_a_taken_port_does_not() {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose("1"));
+    repo.commit_push("one");
+    let mut agent = Agent::new("hook-start", AgentOptions::new(&repo.url()));
+    let base = std::fs::read_to_string(&agent.config).unwrap();
+    std::fs::write(
+        &agent.config,
+        format!(
+            "{base}http:\n  listen: 127.0.0.1:0\nreceivers:\n  - name: gh\n    type: github\n    secret_file: /nonexistent/webhook.secret\n"
+        ),
+    )
+    .unwrap();
+    let o = run_with_deadline(
+        std::process::Command::new(berth_bin())
+            .args(["agent", "--config"])
+            .arg(&agent.config),
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(78), "{}", show(&o));
+    assert!(
+        stderr(&o).contains("receiver gh: secret_file /nonexistent/webhook.secret"),
+        "{}",
+        show(&o)
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    std::fs::write(&agent.config, format!("{base}http:\n  listen: {addr}\n")).unwrap();
+    agent.spawn();
+    let st = agent.status_json();
+    assert!(st["http"].is_null(), "{st:#}");
+    assert!(
+        agent.log_text().contains("http listener not started"),
+        "{}",
+        agent.log_text()
+    );
 }
