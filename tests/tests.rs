@@ -18,5 +18,6 @@ mod reconcile;
 mod registry;
 mod retention;
 mod rollouts;
+mod signals_http;
 mod systemd;
 mod volumes;

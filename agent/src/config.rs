@@ -33,6 +33,8 @@ struct RawConfig {
     allow_empty: Option<bool>,
     alerts: Option<Vec<crate::signals::alerts::settings::RawAlert>>,
     alerts_source_grace: Option<String>,
+    http: Option<crate::signals::receivers::RawHttp>,
+    receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -160,6 +162,10 @@ pub struct Settings {
     pub alerts: Vec<crate::signals::alerts::AlertSettings>,
     /// How long the remote may fail before `source_unreachable` fires (`alerts_source_grace`).
     pub alerts_source_grace: Duration,
+    /// `http:`: the TCP listener for metrics, health and webhooks; `None`: off.
+    pub http: Option<crate::signals::receivers::HttpSettings>,
+    /// `receivers:`: webhooks that trigger a fetch (their secrets are read at start).
+    pub receivers: Vec<crate::signals::receivers::ReceiverSettings>,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -353,6 +359,11 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         crate::signals::alerts::settings::DEFAULT_SOURCE_GRACE,
         &mut problems,
     );
+    let (http, receivers) = crate::signals::receivers::settings(
+        raw.http,
+        raw.receivers.unwrap_or_default(),
+        &mut problems,
+    );
 
     if !problems.is_empty() {
         return Err(problems);
@@ -382,6 +393,8 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         allow_empty: raw.allow_empty.unwrap_or(false),
         alerts,
         alerts_source_grace,
+        http,
+        receivers,
     })
 }
 

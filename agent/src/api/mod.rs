@@ -68,10 +68,27 @@ pub struct Status {
     /// Events waiting in the alerts outbox.
     #[serde(default)]
     pub alerts_outbox: u64,
+    /// The TCP listener (`http.listen`) and its webhook receivers, when configured.
+    #[serde(default)]
+    pub http: Option<HttpInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The bound TCP listener and the receivers it serves (names and types, never secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpInfo {
+    pub listen: String,
+    pub receivers: Vec<ReceiverInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiverInfo {
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,

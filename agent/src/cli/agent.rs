@@ -1,5 +1,5 @@
-//! `berth agent`: load the config, take the agent id's lock, start the socket and the drift watcher, run
-//! the reconcile loop.
+//! `berth agent`: load the config and the receivers' secrets, take the agent id's lock, start the socket,
+//! the HTTP listener (when configured) and the drift watcher, run the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -9,6 +9,18 @@ use tokio::signal::unix::{signal, SignalKind};
 pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
     let settings = match crate::config::load(config) {
         Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(err, "berth: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let receivers = match settings
+        .receivers
+        .iter()
+        .map(crate::signals::receivers::Receiver::load)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "berth: {e}");
             return exit::CONFIG;
@@ -66,6 +78,9 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
                 shared.commands.clone(),
                 agent.drift_link(),
             ));
+            if let Some(http) = &settings.http {
+                start_http(http.listen, &agent, &settings, receivers).await;
+            }
             let socket = settings.socket.clone();
             tokio::spawn(async move {
                 if let Err(e) = crate::api::server::serve(&socket, shared).await {
@@ -97,5 +112,36 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             let _ = writeln!(err, "berth: {e:#}");
             exit::FAILED
         }
+    }
+}
+
+/// Bind the HTTP listener and serve it in a task of its own. A listener that cannot be bound is logged and
+/// left off: the box keeps following Git on its interval.
+async fn start_http(
+    listen: std::net::SocketAddr,
+    agent: &Agent,
+    settings: &crate::config::Settings,
+    receivers: Vec<crate::signals::receivers::Receiver>,
+) {
+    use crate::signals::http::{serve, HttpState};
+    let state = std::sync::Arc::new(HttpState {
+        shared: agent.shared(),
+        metrics: agent.metrics(),
+        receivers,
+        followed: settings.source.reference.clone(),
+    });
+    match serve(listen, state).await {
+        Ok((bound, task)) => {
+            tokio::spawn(async move {
+                match task.await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "http listener failed"),
+                    Err(e) => {
+                        tracing::error!(listen = %bound, error = %e, "http listener task failed")
+                    }
+                    Ok(Ok(())) => {}
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "http listener not started"),
     }
 }

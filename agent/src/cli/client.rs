@@ -71,6 +71,21 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
         .map(|o| o.to_string())
         .unwrap_or_else(|| "-".into());
     writeln!(out, "outcome:  {outcome} after {} cycles", s.cycles)?;
+    if let Some(h) = &s.http {
+        writeln!(
+            out,
+            "http:     {} (/metrics, /healthz, /hooks/<receiver>)",
+            h.listen
+        )?;
+        if !h.receivers.is_empty() {
+            let names: Vec<String> = h
+                .receivers
+                .iter()
+                .map(|r| format!("{} ({})", r.name, r.kind))
+                .collect();
+            writeln!(out, "receivers: {}", names.join(", "))?;
+        }
+    }
     if s.pinned {
         writeln!(
             out,

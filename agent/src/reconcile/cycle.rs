@@ -11,6 +11,7 @@ use crate::config::OnFailure;
 use crate::error::{CycleError, ErrorClass};
 use crate::rollout::{self, GateFailure, GateOutcome, Watched};
 use crate::runtime::{Owner, Runtime};
+use crate::signals::metrics::RollbackKind;
 use crate::store::{Attempt, Outcome, Quarantine, Record, Revision, Store};
 use std::time::{Duration, Instant};
 
@@ -222,6 +223,7 @@ impl Agent {
         };
         tracing::Span::current().record("revision", target.commit.as_str());
         tracing::info!(seq, commit = %rev.commit, "rolling back; pinned until `berth resume`");
+        self.metrics.rollback(RollbackKind::Manual);
         let started = Instant::now();
         let converged = self.converge(&target).await;
         let mut record = Revision {
@@ -504,6 +506,7 @@ impl Agent {
             return errors.push(err);
         }
         rev.outcome = Outcome::RolledBack;
+        self.metrics.rollback(RollbackKind::Auto);
         tracing::error!(commit = %rev.commit, error = %err, "rollout failed; converging the last good revision");
         let rolled_back_record = self.record_rolled_back(rev, last_good, q).await;
         if let Err(e) = rolled_back_record {

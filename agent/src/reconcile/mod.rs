@@ -17,6 +17,7 @@ use crate::error::{overall_class, CycleError};
 use crate::model::DesiredState;
 use crate::render::{self, RenderError, RenderOptions, Tree};
 use crate::runtime::DockerRuntime;
+use crate::signals::metrics::Metrics;
 use crate::source::{self, GitSource};
 use crate::store::{Attempt, Outcome, Quarantine, Revision, Store, StoreError};
 use crate::{apply, notify};
@@ -60,6 +61,8 @@ pub struct Agent {
     apply_options: apply::ApplyOptions,
     /// Where cycle outcomes go to become alerts (never blocks).
     alerts: crate::signals::alerts::Alerts,
+    /// Prometheus metrics, updated once per event (cycle end, fetch, rollback).
+    metrics: Metrics,
 }
 
 /// What one cycle is asked to do.
@@ -189,8 +192,14 @@ impl Agent {
             commands: tx,
             wake: tokio::sync::Notify::new(),
         });
-        let alerts =
-            crate::signals::alerts::Alerts::start(&settings, store.clone(), shared.clone());
+        let metrics = Metrics::new(&settings.agent_id);
+        metrics.current(current.as_ref());
+        let alerts = crate::signals::alerts::Alerts::start(
+            &settings,
+            store.clone(),
+            shared.clone(),
+            metrics.clone(),
+        );
         let mut apply_options = apply::ApplyOptions::from_env();
         apply_options.allow_empty = settings.allow_empty;
         let agent = Agent {
@@ -211,12 +220,18 @@ impl Agent {
             pull_log,
             apply_options,
             alerts,
+            metrics,
         };
         Ok((agent, rx))
     }
 
     pub fn shared(&self) -> Arc<Shared> {
         self.shared.clone()
+    }
+
+    /// The agent's metrics (served by the HTTP listener; the alerts feed theirs through it).
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
     }
 
     /// What the drift watcher shares with this agent's applies and loop.
@@ -406,6 +421,7 @@ impl Agent {
     /// blocked loop thread stops the pings, and a cycle stuck in an await is abandoned at the deadline).
     async fn run_cycle(&mut self, mode: Mode, watchdog: &mut tokio::time::Interval) -> CycleResult {
         let n = self.cycles + 1;
+        let started = Instant::now();
         let span = tracing::info_span!("cycle", n, revision = tracing::field::Empty);
         let limit = self.settings.cycle_timeout;
         let finished = {
@@ -421,7 +437,7 @@ impl Agent {
                 }
             }
         };
-        match finished {
+        let result = match finished {
             Some(r) => r,
             None => {
                 let _entered = span.enter();
@@ -452,7 +468,13 @@ impl Agent {
                 });
                 self.finish(errors)
             }
+        };
+        self.metrics.cycle_done(result.outcome, started.elapsed());
+        self.metrics.current(self.current.as_ref());
+        if mode == Mode::Local && !self.suspended {
+            self.metrics.drift_corrected();
         }
+        result
     }
 
     /// Count the cycle, set the backoff from its errors' class, and publish its result in status.
@@ -499,6 +521,7 @@ impl Agent {
             .await;
         self.backoff.fetch_done(fetched.is_ok(), Instant::now());
         self.alerts.fetched(fetched.is_ok());
+        self.metrics.fetch_done(fetched.is_ok());
         let (outcome, count) = fetched.map_err(CycleError::Fetch)?;
         self.fetched = Some(outcome.commit.clone());
         self.set_status(|s| {

@@ -229,6 +229,7 @@ impl Alerts {
         settings: &crate::config::Settings,
         store: crate::store::Store,
         shared: std::sync::Arc<crate::api::server::Shared>,
+        metrics: crate::signals::Metrics,
     ) -> Alerts {
         {
             let mut s = shared.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,7 +253,7 @@ impl Alerts {
             commit: None,
             message: format!("berth {} started", env!("CARGO_PKG_VERSION")),
         }));
-        match worker::spawn(settings, store, shared, rx) {
+        match worker::spawn(settings, store, shared, metrics, rx) {
             Ok(()) => Alerts { tx: Some(tx) },
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the alerts worker; no alerts are sent");

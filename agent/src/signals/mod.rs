@@ -1,4 +1,10 @@
-//! Signals: what the agent tells the world about itself. [`alerts`]: events → incidents → a persisted
-//! outbox → alert providers.
+//! Signals: what a box tells the outside and hears from it — alerts out ([`alerts`]), webhooks in
+//! ([`receivers`]), Prometheus [`metrics`], and the optional TCP listener that serves the last two
+//! ([`http`]).
 
 pub mod alerts;
+pub mod http;
+pub mod metrics;
+pub mod receivers;
+
+pub use metrics::Metrics;

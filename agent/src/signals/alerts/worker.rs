@@ -51,14 +51,19 @@ struct Worker {
     next_seq: u64,
     retry: BTreeMap<String, Retry>,
     sender: Sender,
+    metrics: crate::signals::Metrics,
 }
 
 pub(super) fn spawn(
     settings: &crate::config::Settings,
     store: Store,
     shared: Arc<Shared>,
+    metrics: crate::signals::Metrics,
     rx: Receiver<Signal>,
 ) -> std::io::Result<()> {
+    for a in &settings.alerts {
+        metrics.alert_provider(&a.name);
+    }
     let mut w = Worker {
         agent_id: settings.agent_id.clone(),
         routes: settings.alerts.clone(),
@@ -71,6 +76,7 @@ pub(super) fn spawn(
         next_seq: 1,
         retry: BTreeMap::new(),
         sender: Sender::new(SEND_TIMEOUT),
+        metrics,
     };
     std::thread::Builder::new()
         .name("berth-alerts".into())
@@ -248,6 +254,7 @@ impl Worker {
                 let route = &self.routes[i];
                 match self.sender.send(route, &event) {
                     Ok(()) => {
+                        self.metrics.alert_sent(&name, true);
                         tracing::info!(provider = %name, reason = %event.reason, state = ?event.state, incident = %event.incident, "alert delivered");
                         self.queue.remove(pos);
                         self.retry.remove(&name);
@@ -262,6 +269,7 @@ impl Worker {
                         self.publish();
                     }
                     Err(e) => {
+                        self.metrics.alert_sent(&name, false);
                         let failures = self.retry.get(&name).map_or(0, |r| r.failures) + 1;
                         let delay = backoff(failures);
                         tracing::warn!(
@@ -288,6 +296,7 @@ impl Worker {
     /// The outbox size in status.
     fn publish(&self) {
         let n = self.queue.len() as u64;
+        self.metrics.set_outbox(n);
         let mut s = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
         s.alerts_outbox = n;
     }
