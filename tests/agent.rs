@@ -355,9 +355,8 @@ fn next_cycle_restores_stopped_and_removed_containers() {
 
     docker_ok(&["stop", &web]);
     docker_ok(&["rm", "-f", &api]);
-    assert!(!is_running(&web));
-    assert_eq!(container_id(&api), None);
-
+    // The drift watcher may already be repairing them (it starts a cycle on the first event); either way
+    // the next cycle leaves them running.
     agent.reconcile_ok();
     assert!(is_running(&web), "stopped container must run again");
     assert!(is_running(&api), "removed container must be recreated");
