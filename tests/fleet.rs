@@ -165,3 +165,44 @@ fn an_agent_with_facts_applies_them() {
     };
     assert!(env.contains(&format!("ARCH={arch}")), "{env:?}");
 }
+
+/// The bench line: 500 boxes, each with its own stack and one including the shared base, render in
+/// seconds (0.4 s for 503 boxes on a debug build here; the bound leaves room for a loaded CI machine).
+#[test]
+fn five_hundred_boxes_render_in_seconds() {
+    let (_tmp, root) = fleet_copy();
+    std::fs::remove_file(root.join("fleet.yaml")).unwrap();
+    let own = std::fs::read_to_string(root.join("hosts/edge-01/compose.yaml")).unwrap();
+    for i in 0..500 {
+        let dir = root.join(format!("hosts/bench-{i:03}"));
+        std::fs::create_dir_all(dir.join("sensor")).unwrap();
+        std::fs::write(dir.join("compose.yaml"), &own).unwrap();
+        std::fs::write(
+            dir.join("sensor/compose.yaml"),
+            "include:\n  - path: ../../../bases/sensor/compose.yaml\n    env_file: sensor.env\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("sensor/sensor.env"),
+            format!("SENSOR_BUS=i2c-{i}\n"),
+        )
+        .unwrap();
+    }
+    let start = std::time::Instant::now();
+    let o = berth(&[
+        "render",
+        "--repo",
+        root.to_str().unwrap(),
+        "--all",
+        "--fact",
+        "site=bench",
+    ]);
+    let took = start.elapsed();
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(stdout(&o).contains("503 of 503 box(es) ok"), "{}", show(&o));
+    eprintln!("bench: berth render --repo --all of 503 boxes took {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "503 boxes took {took:?}"
+    );
+}
