@@ -12,6 +12,7 @@ mod conformance;
 mod dependencies;
 mod diff;
 mod files;
+mod fleet;
 mod monitoring;
 mod ownership;
 mod reconcile;

@@ -35,6 +35,7 @@ struct RawConfig {
     alerts_source_grace: Option<String>,
     http: Option<crate::signals::receivers::RawHttp>,
     receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
+    facts: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -166,6 +167,8 @@ pub struct Settings {
     pub http: Option<crate::signals::receivers::HttpSettings>,
     /// `receivers:`: webhooks that trigger a fetch (their secrets are read at start).
     pub receivers: Vec<crate::signals::receivers::ReceiverSettings>,
+    /// `facts:`: free per-box keys, read by compose files as `${BERTH_FACT_<KEY>}`.
+    pub facts: std::collections::BTreeMap<String, String>,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -364,6 +367,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         raw.receivers.unwrap_or_default(),
         &mut problems,
     );
+    let facts = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -395,7 +399,28 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         alerts_source_grace,
         http,
         receivers,
+        facts,
     })
+}
+
+/// `facts:`: scalar values, keys of letters, digits and `_` (see [`crate::render::facts`]).
+fn facts_settings(
+    raw: std::collections::BTreeMap<String, serde_yaml::Value>,
+    problems: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut facts = std::collections::BTreeMap::new();
+    for (key, value) in raw {
+        match crate::render::facts::scalar(&key, &value) {
+            Ok(v) => {
+                facts.insert(key, v);
+            }
+            Err(e) => problems.push(format!("facts: {e}")),
+        }
+    }
+    for e in crate::render::facts::validate(&facts) {
+        problems.push(format!("facts: {e}"));
+    }
+    facts
 }
 
 fn rollout_settings(raw: RawRollout, problems: &mut Vec<String>) -> RolloutSettings {
@@ -598,6 +623,31 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(s.socket, PathBuf::from(DEFAULT_SOCKET));
         assert_eq!(s.history.keep, DEFAULT_HISTORY_KEEP);
+    }
+
+    #[test]
+    fn facts_are_scalars_with_plain_keys() {
+        let base = "source:\n  url: /srv/fleet.git\n";
+        let s = parse(base).unwrap();
+        assert!(s.facts.is_empty());
+        let s = parse(&format!(
+            "{base}facts: {{site: berlin, floor: 3, lab: true}}\n"
+        ))
+        .unwrap();
+        assert_eq!(s.facts["site"], "berlin");
+        assert_eq!(s.facts["floor"], "3");
+        assert_eq!(s.facts["lab"], "true");
+        let errs = parse(&format!(
+            "{base}facts: {{site-name: x, list: [a], site: a, SITE: b}}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().all(|e| e.starts_with("facts: ")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("site-name")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("BERTH_FACT_SITE")),
+            "{errs:?}"
+        );
     }
 
     #[test]

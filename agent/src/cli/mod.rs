@@ -89,12 +89,9 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Render a directory and print the desired state; exit 1 on any error (for a fleet repo's CI).
-    Render {
-        dir: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    /// Render a directory and print the desired state; exit 1 on any error (for a fleet repo's CI). With
+    /// `--repo ROOT`: render boxes of a fleet repository as their agents would, one line per box.
+    Render(render::fleet::Args),
     /// Render a directory and converge the engine once: no Git, no daemon, no history.
     Apply {
         dir: PathBuf,
@@ -163,7 +160,7 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
         Command::Rollback { conn, seq } => client::rollback(&conn, seq, out),
         Command::Resume { conn } => client::resume(&conn, out),
         Command::Suspend { conn } => client::suspend(&conn, out),
-        Command::Render { dir, json } => render::run(&dir, json, out, err),
+        Command::Render(args) => render::run(&args, out, err),
         Command::Apply {
             dir,
             agent_id,

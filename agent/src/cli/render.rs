@@ -1,12 +1,24 @@
-//! `berth render DIR`: render a directory and print the desired state; exit 1 on any problem.
+//! `berth render DIR`: render a directory and print the desired state; exit 1 on any problem. With
+//! `--repo ROOT`, render boxes of a fleet repository as their agents would (see [`fleet`]).
+
+pub mod fleet;
 
 use super::exit;
 use crate::model::DesiredState;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 /// Render `dir` the way `berth apply` would (root stack named after the directory).
 pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
+    render_dir_with(dir, &BTreeMap::new())
+}
+
+/// Render `dir` with `facts`, this machine's identity (agent id: the hostname) and its environment.
+pub fn render_dir_with(
+    dir: &Path,
+    facts: &BTreeMap<String, String>,
+) -> Result<DesiredState, crate::render::RenderError> {
     let name = dir
         .canonicalize()
         .ok()
@@ -15,7 +27,11 @@ pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError
     crate::render::render_dir(
         dir,
         &crate::reconcile::sanitize_stack_name(&name),
-        std::env::vars().collect(),
+        crate::render::facts::scope(
+            &crate::render::facts::BoxIdentity::local(&crate::config::hostname()),
+            facts,
+            std::env::vars(),
+        ),
     )
 }
 
@@ -25,7 +41,16 @@ pub fn render_or_report(
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
-    match render_dir(dir) {
+    report(dir, render_dir(dir), prefix, err)
+}
+
+fn report(
+    dir: &Path,
+    rendered: Result<DesiredState, crate::render::RenderError>,
+    prefix: &str,
+    err: &mut impl Write,
+) -> std::io::Result<Option<DesiredState>> {
+    match rendered {
         Ok(d) => Ok(Some(d)),
         Err(e) => {
             for p in &e.problems {
@@ -42,13 +67,36 @@ pub fn render_or_report(
     }
 }
 
-pub fn run(
+/// `berth render`: without `--repo`, the one directory given; with it, the boxes of a fleet.
+pub fn run(args: &fleet::Args, out: &mut impl Write, err: &mut impl Write) -> anyhow::Result<i32> {
+    let facts = match fleet::cli_facts(&args.facts) {
+        Ok(f) => f,
+        Err(e) => {
+            writeln!(err, "berth: --fact: {e}")?;
+            return Ok(exit::USAGE);
+        }
+    };
+    if args.repo.is_some() {
+        return fleet::run(args, &facts, out, err);
+    }
+    let [dir] = args.paths.as_slice() else {
+        writeln!(
+            err,
+            "berth: render takes one DIR, or --repo ROOT with box paths or --all"
+        )?;
+        return Ok(exit::USAGE);
+    };
+    run_dir(dir, &facts, args.json, out, err)
+}
+
+fn run_dir(
     dir: &Path,
+    facts: &BTreeMap<String, String>,
     json: bool,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let Some(desired) = render_or_report(dir, "", err)? else {
+    let Some(desired) = report(dir, render_dir_with(dir, facts), "", err)? else {
         return Ok(exit::FAILED);
     };
     if json {

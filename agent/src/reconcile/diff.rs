@@ -1,8 +1,7 @@
 //! `berth diff` against the agent: the plan of the fetched commit against the engine, rendered from the
 //! clone's tree without a checkout; nothing is pulled, recorded or applied.
 
-use super::{notify, render_tree, root_stack_name, short, Agent};
-use crate::render::RenderOptions;
+use super::{notify, render_tree, short, Agent};
 
 impl Agent {
     /// `berth diff` without a directory: render the fetched commit from the local clone (`fetch`: ask
@@ -21,12 +20,7 @@ impl Agent {
                 self.fetch().await.map_err(DiffError::Fetch)?;
             }
             let commit = self.fetched.clone().ok_or(DiffError::NothingFetched)?;
-            let opts = RenderOptions {
-                path: self.settings.source.path.clone(),
-                checkout_dir: self.settings.state_dir.join("repo"),
-                root_stack_name: root_stack_name(&self.settings),
-                env: std::env::vars().collect(),
-            };
+            let opts = super::render_options(&self.settings);
             let (c, short_id) = (commit.clone(), short(&commit).to_string());
             let desired = self
                 .git(move |src| Ok(render_tree(&src.tree(&c)?, &opts)))

@@ -578,12 +578,7 @@ impl Agent {
         &mut self,
         commit: &str,
     ) -> Result<(DesiredState, Revision), (CycleError, Option<Revision>)> {
-        let opts = RenderOptions {
-            path: self.settings.source.path.clone(),
-            checkout_dir: self.settings.state_dir.join("repo"),
-            root_stack_name: root_stack_name(&self.settings),
-            env: std::env::vars().collect(),
-        };
+        let opts = render_options(&self.settings);
         let c = commit.to_string();
         let rendered = self
             .git(move |src| {
@@ -775,11 +770,31 @@ pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState
     render::render(tree, opts)
 }
 
+/// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's
+/// own under the agent's environment, see [`crate::render::facts::scope`]).
+pub fn render_options(settings: &Settings) -> RenderOptions {
+    RenderOptions {
+        path: settings.source.path.clone(),
+        checkout_dir: settings.state_dir.join("repo"),
+        root_stack_name: root_stack_name(settings),
+        env: crate::render::facts::scope(
+            &crate::render::facts::BoxIdentity::local(&settings.agent_id),
+            &settings.facts,
+            std::env::vars(),
+        ),
+    }
+}
+
 /// The stack name of the followed directory itself, when its compose file has no `name:`.
 pub fn root_stack_name(settings: &Settings) -> String {
-    let base = match settings.source.path.file_name() {
-        Some(n) if settings.source.path.as_os_str() != "." => n.to_string_lossy().to_string(),
-        _ => settings.agent_id.clone(),
+    root_stack_name_of(&settings.source.path, &settings.agent_id)
+}
+
+/// The root stack name of a box following `path` under `agent_id` (`berth render --repo` shares it).
+pub fn root_stack_name_of(path: &std::path::Path, agent_id: &str) -> String {
+    let base = match path.file_name() {
+        Some(n) if path.as_os_str() != "." => n.to_string_lossy().to_string(),
+        _ => agent_id.to_string(),
     };
     sanitize_stack_name(&base)
 }

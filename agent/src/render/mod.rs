@@ -12,6 +12,7 @@ mod budget;
 pub mod compose;
 mod deploy;
 mod env;
+pub mod facts;
 mod health;
 pub mod interpolate;
 pub mod lines;
