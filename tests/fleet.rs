@@ -164,12 +164,16 @@ fn an_agent_with_facts_applies_them() {
         other => other,
     };
     assert!(env.contains(&format!("ARCH={arch}")), "{env:?}");
+    // The history records which facts the revision was rendered with.
+    let h = a.history_json();
+    assert_eq!(h[0]["facts"]["site"], "berlin", "{h:#?}");
+    assert_eq!(h[0]["facts"]["tier"], "edge", "{h:#?}");
 }
 
-/// The bench line: 500 boxes, each with its own stack and one including the shared base, render in
-/// seconds (0.4 s for 503 boxes on a debug build here; the bound leaves room for a loaded CI machine).
+/// 500 boxes, each with its own stack and one including the shared base, all render (0.45 s for 503 boxes
+/// on a debug build here; a bench line for it is still to be written).
 #[test]
-fn five_hundred_boxes_render_in_seconds() {
+fn five_hundred_boxes_render() {
     let (_tmp, root) = fleet_copy();
     std::fs::remove_file(root.join("fleet.yaml")).unwrap();
     let own = std::fs::read_to_string(root.join("hosts/edge-01/compose.yaml")).unwrap();
@@ -200,9 +204,6 @@ fn five_hundred_boxes_render_in_seconds() {
     let took = start.elapsed();
     assert!(o.status.success(), "{}", show(&o));
     assert!(stdout(&o).contains("503 of 503 box(es) ok"), "{}", show(&o));
-    eprintln!("bench: berth render --repo --all of 503 boxes took {took:?}");
-    assert!(
-        took < std::time::Duration::from_secs(30),
-        "503 boxes took {took:?}"
-    );
+    // Speed is a benchmark's business, not a test's: the time is printed, not judged.
+    eprintln!("berth render --repo --all of 503 boxes took {took:?}");
 }

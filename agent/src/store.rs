@@ -67,6 +67,9 @@ pub struct Revision {
     /// The class of `error` (transient failures are retried and may still become good).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<crate::error::ErrorClass>,
+    /// The agent's `facts:` this revision was rendered with.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub facts: std::collections::BTreeMap<String, String>,
 }
 
 /// A new commit the agent started to apply and has not finished: written before the first engine write,
@@ -601,6 +604,7 @@ mod tests {
             desired: Some(DesiredState::default()),
             images: Default::default(),
             error_class: None,
+            facts: Default::default(),
         }
     }
 

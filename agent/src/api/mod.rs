@@ -133,6 +133,9 @@ pub struct HistoryEntry {
     /// Image reference → local image id it ran with.
     #[serde(default)]
     pub images: std::collections::BTreeMap<String, String>,
+    /// The agent's `facts:` the revision was rendered with.
+    #[serde(default)]
+    pub facts: std::collections::BTreeMap<String, String>,
 }
 
 impl From<&Revision> for HistoryEntry {
@@ -149,6 +152,7 @@ impl From<&Revision> for HistoryEntry {
             duration_ms: r.duration_ms,
             rollback: r.rollback,
             images: r.images.clone(),
+            facts: r.facts.clone(),
         }
     }
 }

@@ -608,6 +608,7 @@ impl Agent {
             desired: None,
             images: Default::default(),
             error_class: None,
+            facts: self.settings.facts.clone(),
         };
         let desired = match result {
             Ok(d) => d,

@@ -414,6 +414,7 @@ mod tests {
             desired: None,
             images: Default::default(),
             error_class: None,
+            facts: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ fn revision(seq: u64, summary: &str) -> Revision {
         desired: None,
         images: Default::default(),
         error_class: None,
+        facts: Default::default(),
     }
 }
 
