@@ -7,25 +7,39 @@ use std::path::Path;
 
 /// Render `dir` the way `berth apply` would (root stack named after the directory).
 pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
+    render_dir_warned(dir).0
+}
+
+/// [`render_dir`], and the render's warnings (keys accepted and ignored, as Compose ignores them).
+pub fn render_dir_warned(
+    dir: &Path,
+) -> (
+    Result<DesiredState, crate::render::RenderError>,
+    Vec<crate::render::Problem>,
+) {
     let name = dir
         .canonicalize()
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
         .unwrap_or_else(|| "default".into());
-    crate::render::render_dir(
+    crate::render::render_dir_warned(
         dir,
         &crate::reconcile::sanitize_stack_name(&name),
         std::env::vars().collect(),
     )
 }
 
-/// Render `dir`; on problems, print each one and a summary (`prefix` leads it) and return `None`.
+/// Render `dir` and print its warnings; on problems, print each one and a summary (`prefix` leads it) and return `None`.
 pub fn render_or_report(
     dir: &Path,
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
-    match render_dir(dir) {
+    let (result, warnings) = render_dir_warned(dir);
+    for w in &warnings {
+        writeln!(err, "warning: {w}")?;
+    }
+    match result {
         Ok(d) => Ok(Some(d)),
         Err(e) => {
             for p in &e.problems {

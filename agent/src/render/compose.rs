@@ -86,11 +86,13 @@ pub(super) fn convert(
     input: &StackInput,
     budget: Budget,
     problems: &mut Vec<super::Problem>,
+    warnings: &mut Vec<super::Problem>,
 ) -> Option<StackSpec> {
     let mut ctx = Ctx {
         docs: input.docs,
         stack: input.name.clone(),
         problems: Vec::new(),
+        warnings: Vec::new(),
         budget,
     };
     let top = match &input.doc {
@@ -298,6 +300,7 @@ pub(super) fn convert(
         .map(|v| v.spec.clone())
         .collect();
 
+    warnings.append(&mut ctx.warnings);
     if !ctx.problems.is_empty() {
         problems.append(&mut ctx.problems);
         return None;
