@@ -1,7 +1,8 @@
-//! Real-world Compose keys run as Compose v2 runs them: Swarm-only `deploy` keys (accepted, ignored,
-//! warned about) and `deploy.restart_policy.condition`.
+//! Real-world Compose keys run as Compose v2 runs them: legacy `links`, Swarm-only `deploy` keys
+//! (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
 
 use super::*;
+use crate::model::{Condition, Dependency};
 
 fn render_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let dir = tempfile::tempdir().unwrap();
@@ -29,6 +30,88 @@ fn problems(text: &str) -> Vec<String> {
 
 fn container<'a>(d: &'a DesiredState, name: &str) -> &'a crate::model::ContainerSpec {
     d.containers().find(|c| c.name == name).unwrap()
+}
+
+#[test]
+fn links_become_endpoint_links_on_every_network_and_a_restarting_dependency() {
+    let (d, warnings) = ok(r#"
+services:
+  db: {image: busybox, container_name: the-db}
+  cache: {image: busybox, scale: 2, networks: [back, default]}
+  web:
+    image: busybox
+    scale: 2
+    networks: [back, default]
+    links: [db, "cache:kv"]
+networks:
+  back:
+"#);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let web2 = container(&d, "edge-web-2");
+    // Compose v2 (`getLinks`): per link, per container of the linked service (newest first), the
+    // alias, `<service>-<n>` and `<stack>-<service>-<n>`, where n is the linking container's number.
+    let want = vec![
+        "the-db:db",
+        "the-db:db-2",
+        "the-db:edge-db-2",
+        "edge-cache-2:kv",
+        "edge-cache-2:cache-2",
+        "edge-cache-2:edge-cache-2",
+        "edge-cache-1:kv",
+        "edge-cache-1:cache-2",
+        "edge-cache-1:edge-cache-2",
+    ];
+    assert_eq!(web2.networks.len(), 2);
+    for n in &web2.networks {
+        assert_eq!(n.links, want, "{}", n.name);
+    }
+    assert_eq!(
+        container(&d, "edge-web-1").networks[0].links[1],
+        "the-db:db-1"
+    );
+    let started = |s: &str| Dependency {
+        service: s.into(),
+        condition: Condition::ServiceStarted,
+        restart: true,
+    };
+    assert_eq!(web2.depends_on, vec![started("cache"), started("db")]);
+    // Services without links have none.
+    assert!(container(&d, "the-db")
+        .networks
+        .iter()
+        .all(|n| n.links.is_empty()));
+}
+
+#[test]
+fn depends_on_wins_over_the_dependency_a_link_implies() {
+    let (d, _) = ok(r#"
+services:
+  db: {image: busybox}
+  web:
+    image: busybox
+    links: [db]
+    depends_on: {db: {condition: service_healthy}}
+"#);
+    let web = container(&d, "edge-web-1");
+    assert_eq!(web.depends_on[0].condition, Condition::ServiceHealthy);
+    assert_eq!(web.networks[0].links[0], "edge-db-1:db");
+}
+
+#[test]
+fn links_to_undefined_services_themselves_or_malformed_are_refused() {
+    let p = problems(
+        r#"
+services:
+  web:
+    image: busybox
+    links: [nope, web, "a:b:c", ":x"]
+"#,
+    );
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(p[0].contains("links[0]") && p[0].contains("\"nope\" is not defined"));
+    assert!(p[1].contains("cannot link to itself"));
+    assert!(p[2].contains("links[2]: is not like service or service:alias"));
+    assert!(p[3].contains("links[3]"));
 }
 
 #[test]

@@ -243,6 +243,19 @@ pub(super) fn convert(
             (s.spec.service.clone(), name)
         })
         .collect();
+    // Every service's container names in replica order, for `links`.
+    let names_of: BTreeMap<String, Vec<String>> = built
+        .iter()
+        .map(|s| {
+            let names = (1..=s.replicas)
+                .map(|r| match &s.container_name {
+                    Some(n) => n.clone(),
+                    None => format!("{stack}-{}-{r}", s.spec.service),
+                })
+                .collect();
+            (s.spec.service.clone(), names)
+        })
+        .collect();
     let mut containers = Vec::new();
     let mut used_networks: BTreeSet<String> = BTreeSet::new();
     for s in &built {
@@ -276,11 +289,14 @@ pub(super) fn convert(
                 Some(n) => n.clone(),
                 None => format!("{stack}-{}-{r}", spec.service),
             };
-            // Compose gives every container its own name as an alias on each network.
+            // Compose gives every container its own name as an alias on each network, and the
+            // service's `links` on each endpoint.
+            let endpoint_links = super::networks::endpoint_links(&stack, r, &s.links, &names_of);
             for n in &mut c.networks {
                 n.aliases.push(c.name.clone());
                 n.aliases.sort();
                 n.aliases.dedup();
+                n.links = endpoint_links.clone();
             }
             containers.push(c);
         }
