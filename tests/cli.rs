@@ -61,6 +61,24 @@ fn render_json_is_parseable() {
 }
 
 #[test]
+fn render_warns_about_swarm_only_deploy_keys_and_still_renders() {
+    let text = format!(
+        "services:\n  web:\n    image: {IMAGE}\n    deploy:\n      placement:\n        constraints: [node.role == manager]\n"
+    );
+    let dir = Stack::new("render-swarm", &text);
+    let o = dir.render(&[]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("compose.yaml:5")
+            && err.contains("deploy.placement"),
+        "{err}"
+    );
+    assert!(stdout(&o).contains(&dir.container("web")), "{}", show(&o));
+}
+
+#[test]
 fn render_broken_file_exits_1_with_file_and_line() {
     // Line 5 is not valid YAML.
     let text =

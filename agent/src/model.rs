@@ -401,6 +401,9 @@ pub struct NetworkAttachment {
     pub priority: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    /// Legacy links on this endpoint (`<container>:<alias>`), as Compose v2 sets them for `links:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 fn is_zero(n: &i64) -> bool {

@@ -190,6 +190,7 @@ mod tests {
                     ipv6_address: None,
                     priority: 0,
                     mac_address: None,
+                    links: vec![],
                 })
                 .collect(),
             mounts: vols

@@ -11,20 +11,24 @@ use std::path::Path;
 
 /// Render `dir` the way `berth apply` would (root stack named after the directory).
 pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
-    render_dir_with(dir, &BTreeMap::new())
+    render_dir_with(dir, &BTreeMap::new()).0
 }
 
-/// Render `dir` with `facts`, this machine's identity (agent id: the hostname) and its environment.
+/// Render `dir` with `facts`, this machine's identity (agent id: the hostname) and its environment; also
+/// the render's warnings (keys accepted and ignored, as Compose ignores them).
 pub fn render_dir_with(
     dir: &Path,
     facts: &BTreeMap<String, String>,
-) -> Result<DesiredState, crate::render::RenderError> {
+) -> (
+    Result<DesiredState, crate::render::RenderError>,
+    Vec<crate::render::Problem>,
+) {
     let name = dir
         .canonicalize()
         .ok()
         .and_then(|d| d.file_name().map(|n| n.to_string_lossy().to_string()))
         .unwrap_or_else(|| "default".into());
-    crate::render::render_dir(
+    crate::render::render_dir_warned(
         dir,
         &crate::reconcile::sanitize_stack_name(&name),
         crate::render::facts::scope(
@@ -35,21 +39,28 @@ pub fn render_dir_with(
     )
 }
 
-/// Render `dir`; on problems, print each one and a summary (`prefix` leads it) and return `None`.
+/// Render `dir` and print its warnings; on problems, print each one and a summary (`prefix` leads it) and
+/// return `None`.
 pub fn render_or_report(
     dir: &Path,
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
-    report(dir, render_dir(dir), prefix, err)
+    report(dir, render_dir_with(dir, &BTreeMap::new()), prefix, err)
 }
 
 fn report(
     dir: &Path,
-    rendered: Result<DesiredState, crate::render::RenderError>,
+    (rendered, warnings): (
+        Result<DesiredState, crate::render::RenderError>,
+        Vec<crate::render::Problem>,
+    ),
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
+    for w in &warnings {
+        writeln!(err, "warning: {w}")?;
+    }
     match rendered {
         Ok(d) => Ok(Some(d)),
         Err(e) => {

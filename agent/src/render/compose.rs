@@ -86,11 +86,13 @@ pub(super) fn convert(
     input: &StackInput,
     budget: Budget,
     problems: &mut Vec<super::Problem>,
+    warnings: &mut Vec<super::Problem>,
 ) -> Option<StackSpec> {
     let mut ctx = Ctx {
         docs: input.docs,
         stack: input.name.clone(),
         problems: Vec::new(),
+        warnings: Vec::new(),
         budget,
     };
     let top = match &input.doc {
@@ -241,6 +243,19 @@ pub(super) fn convert(
             (s.spec.service.clone(), name)
         })
         .collect();
+    // Every service's container names in replica order, for `links`.
+    let names_of: BTreeMap<String, Vec<String>> = built
+        .iter()
+        .map(|s| {
+            let names = (1..=s.replicas)
+                .map(|r| match &s.container_name {
+                    Some(n) => n.clone(),
+                    None => format!("{stack}-{}-{r}", s.spec.service),
+                })
+                .collect();
+            (s.spec.service.clone(), names)
+        })
+        .collect();
     let mut containers = Vec::new();
     let mut used_networks: BTreeSet<String> = BTreeSet::new();
     for s in &built {
@@ -274,11 +289,14 @@ pub(super) fn convert(
                 Some(n) => n.clone(),
                 None => format!("{stack}-{}-{r}", spec.service),
             };
-            // Compose gives every container its own name as an alias on each network.
+            // Compose gives every container its own name as an alias on each network, and the
+            // service's `links` on each endpoint.
+            let endpoint_links = super::networks::endpoint_links(&stack, r, &s.links, &names_of);
             for n in &mut c.networks {
                 n.aliases.push(c.name.clone());
                 n.aliases.sort();
                 n.aliases.dedup();
+                n.links = endpoint_links.clone();
             }
             containers.push(c);
         }
@@ -298,6 +316,7 @@ pub(super) fn convert(
         .map(|v| v.spec.clone())
         .collect();
 
+    warnings.append(&mut ctx.warnings);
     if !ctx.problems.is_empty() {
         problems.append(&mut ctx.problems);
         return None;

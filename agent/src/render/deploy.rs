@@ -1,5 +1,6 @@
 //! A service's `deploy` (replicas, resources, restart policy) and the resource limits read with it
-//! (`ulimits`, `pids_limit`): every count is bounded, Swarm-only keys are refused.
+//! (`ulimits`, `pids_limit`): every count is bounded; Swarm-only keys are accepted and ignored with a
+//! warning, as Compose ignores them.
 
 use super::lines::{KeyPath, Seg};
 use super::numbers::{bytes, cpus, duration, int_in};
@@ -20,8 +21,18 @@ pub(super) fn replica_count(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Valu
     u32::try_from(n).ok()
 }
 
-/// `deploy`: replicas, resources (limits, reservations), restart_policy. Swarm-only keys are refused:
-/// they would have no effect on a single engine.
+/// `deploy` keys that only Swarm acts on. Compose accepts them and ignores them on a single engine;
+/// so does berth, with a warning.
+const SWARM_ONLY: &[&str] = &[
+    "labels",
+    "placement",
+    "update_config",
+    "rollback_config",
+    "endpoint_mode",
+];
+
+/// `deploy`: replicas, resources (limits, reservations), restart_policy. Swarm-only keys
+/// ([`SWARM_ONLY`], a `mode` other than `replicated`) are accepted and ignored with a warning, as Compose ignores them.
 pub(super) fn deploy(
     ctx: &mut Ctx,
     service: &str,
@@ -35,27 +46,30 @@ pub(super) fn deploy(
     let Some(d) = as_map(ctx, svc, path, v) else {
         return;
     };
-    check_keys(
-        ctx,
-        svc,
-        path,
-        d,
-        &["replicas", "resources", "restart_policy", "mode"],
-        &[
-            "labels",
-            "placement",
-            "update_config",
-            "rollback_config",
-            "endpoint_mode",
-        ],
-    );
-    if let Some(mode) = d.get("mode").and_then(scalar) {
-        if mode != "replicated" {
-            ctx.err(
+    let mut known = vec!["replicas", "resources", "restart_policy", "mode"];
+    known.extend_from_slice(SWARM_ONLY);
+    check_keys(ctx, svc, path, d, &known, &[]);
+    for k in SWARM_ONLY {
+        if d.get(*k).is_some_and(|v| !v.is_null()) {
+            ctx.warn(
                 svc,
-                &key(path, "mode"),
-                "only `replicated` makes sense on a single engine",
+                &key(path, k),
+                "is a Swarm setting; ignored on a single engine, as Compose does",
             );
+        }
+    }
+    // Compose runs every mode (`global`, the `-job` ones, any other word) as `replicated`: `replicas`
+    // containers, or one.
+    if let Some(mode) = d.get("mode").filter(|v| !v.is_null()) {
+        let mp = key(path, "mode");
+        if let Some(mode) = string(ctx, svc, &mp, mode) {
+            if mode != "replicated" {
+                ctx.warn(
+                    svc,
+                    &mp,
+                    "is a Swarm mode; run as `replicated` on a single engine, as Compose does",
+                );
+            }
         }
     }
     if let Some(r) = d.get("replicas").filter(|v| !v.is_null()) {
@@ -150,9 +164,11 @@ pub(super) fn deploy(
                     duration(ctx, svc, &key(&rp, k), v);
                 }
             }
+            // Compose's mapping onto the engine's policies (`mapRestartPolicyCondition`).
             let policy = match condition.as_str() {
-                "none" => Some("no".to_string()),
-                "any" => Some("always".to_string()),
+                "none" | "no" => Some("no".to_string()),
+                "any" | "always" => Some("always".to_string()),
+                "unless-stopped" => Some("unless-stopped".to_string()),
                 "on-failure" => Some(match attempts {
                     Some(n) if n > 0 => format!("on-failure:{n}"),
                     _ => "on-failure".to_string(),
@@ -161,7 +177,7 @@ pub(super) fn deploy(
                     ctx.err(
                         svc,
                         &key(&rp, "condition"),
-                        "must be none, on-failure or any",
+                        "must be none, on-failure, any or unless-stopped",
                     );
                     None
                 }

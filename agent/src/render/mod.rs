@@ -169,8 +169,32 @@ fn display_path(p: &Path) -> String {
 }
 
 /// Render the followed directory of `tree` into a desired state: the directory itself and each
-/// immediate subdirectory holding a compose file is a stack. Every problem is collected.
+/// immediate subdirectory holding a compose file is a stack. Every problem is collected; warnings
+/// (what is accepted but ignored, see [`render_warned`]) go to the log.
 pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, RenderError> {
+    let (result, warnings) = render_warned(tree, opts);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "render");
+    }
+    result
+}
+
+/// [`render`], and the warnings: keys accepted and ignored as Compose ignores them on a single engine
+/// (Swarm-only `deploy` keys), each located like a problem.
+pub fn render_warned(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
+    let mut warnings = Vec::new();
+    let result = render_inner(tree, opts, &mut warnings);
+    (result, warnings)
+}
+
+fn render_inner(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+    warnings: &mut Vec<Problem>,
+) -> Result<DesiredState, RenderError> {
     let mut problems = Vec::new();
     let mut desired = DesiredState::default();
     let base = match tree::resolve(tree, &opts.path) {
@@ -220,7 +244,7 @@ pub fn render(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, Ren
             Some(n) => sanitize_stack_name(n),
         };
         let before = problems.len();
-        let rendered = render_stack(tree, opts, &dir, &default_name, &mut problems);
+        let rendered = render_stack(tree, opts, &dir, &default_name, &mut problems, warnings);
         if rendered.is_some() || problems.len() > before {
             stacks_seen += 1;
             if stacks_seen > MAX_STACKS {
@@ -337,6 +361,7 @@ fn render_stack(
     dir: &Path,
     default_name: &str,
     problems: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
 ) -> Option<crate::model::StackSpec> {
     let main = find_file(tree, dir, COMPOSE_FILES, problems)?;
     let mut files = vec![main];
@@ -434,7 +459,7 @@ fn render_stack(
         env: &scope,
         agent_env: &opts.env,
     };
-    compose::convert(&input, budget, problems)
+    compose::convert(&input, budget, problems, warnings)
 }
 
 /// Compose's project-name rule for an explicit `name:`.
@@ -474,18 +499,20 @@ pub fn render_dir(
     root_stack_name: &str,
     env: BTreeMap<String, String>,
 ) -> Result<DesiredState, RenderError> {
+    render_dir_warned(dir, root_stack_name, env).0
+}
+
+/// [`render_dir`], and the warnings (see [`render_warned`]).
+pub fn render_dir_warned(
+    dir: &Path,
+    root_stack_name: &str,
+    env: BTreeMap<String, String>,
+) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
+    let fail = |p: Problem| (Err(RenderError { problems: vec![p] }), Vec::new());
     let root = match dir.canonicalize() {
         Ok(r) if r.is_dir() => r,
-        Ok(r) => {
-            return Err(RenderError {
-                problems: vec![Problem::at(&r, "is not a directory")],
-            })
-        }
-        Err(e) => {
-            return Err(RenderError {
-                problems: vec![Problem::at(dir, format!("cannot read: {e}"))],
-            })
-        }
+        Ok(r) => return fail(Problem::at(&r, "is not a directory")),
+        Err(e) => return fail(Problem::at(dir, format!("cannot read: {e}"))),
     };
     let opts = RenderOptions {
         path: PathBuf::from("."),
@@ -493,11 +520,13 @@ pub fn render_dir(
         root_stack_name: root_stack_name.to_string(),
         env,
     };
-    render(&DirTree::new(root), &opts)
+    render_warned(&DirTree::new(root), &opts)
 }
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod memtree;
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! A service's `networks` (list or map with aliases, addresses, priority) → network attachments, and
-//! its `extra_hosts`.
+//! A service's `networks` (list or map with aliases, addresses, priority) → network attachments, its
+//! legacy `links` (as Compose v2 maps them onto each endpoint's `Links`), and its `extra_hosts`.
 
 use super::compose::Net;
 use super::lines::{KeyPath, Seg};
@@ -7,7 +7,7 @@ use super::numbers::int_in;
 use super::values::*;
 use crate::model::NetworkAttachment;
 use serde_yaml::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn service_networks(
     ctx: &mut Ctx,
@@ -24,6 +24,7 @@ pub(super) fn service_networks(
         ipv6_address: None,
         priority: 0,
         mac_address: None,
+        links: Vec::new(),
     };
     let mut wanted: Vec<(String, NetworkAttachment, KeyPath)> = Vec::new();
     match v {
@@ -124,6 +125,72 @@ pub(super) fn service_networks(
     // Highest priority first (it is the one attached when the container is created), then by name.
     out.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
     out.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// One `links:` entry: the linked service and the name it is reached by (the service's own name
+/// when no alias is given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Link {
+    pub service: String,
+    pub alias: String,
+}
+
+/// `links: [svc, "svc:alias"]`: each service must be defined in the stack (Compose makes it a
+/// dependency that must start first).
+pub(super) fn links(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+    services: &BTreeSet<String>,
+) -> Vec<Link> {
+    let svc = Some(service);
+    let mut out = Vec::new();
+    for (i, entry) in string_list(ctx, svc, path, v, false)
+        .into_iter()
+        .enumerate()
+    {
+        let (peer, alias) = entry.split_once(':').unwrap_or((&entry, &entry));
+        if peer.is_empty() || alias.is_empty() || alias.contains(':') {
+            ctx.err(svc, &idx(path, i), "is not like service or service:alias");
+        } else if peer == service {
+            ctx.err(svc, &idx(path, i), "a service cannot link to itself");
+        } else if !services.contains(peer) {
+            ctx.err(
+                svc,
+                &idx(path, i),
+                format!("service {peer:?} is not defined in this stack"),
+            );
+        } else {
+            out.push(Link {
+                service: peer.to_string(),
+                alias: alias.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The endpoint `Links` Compose v2 gives replica `replica` of a service in stack `stack`
+/// (`getLinks` in its `create.go`): for each link, for each container of the linked service (newest
+/// first, as the engine lists them), `<container>:<alias>`, `<container>:<service>-<replica>` and
+/// `<container>:<stack>-<service>-<replica>` — the number is the linking container's own, as in
+/// Compose. `containers` gives each service's container names in replica order.
+pub(super) fn endpoint_links(
+    stack: &str,
+    replica: u32,
+    links: &[Link],
+    containers: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in links {
+        for c in containers.get(&l.service).into_iter().flatten().rev() {
+            out.push(format!("{c}:{}", l.alias));
+            out.push(format!("{c}:{}-{replica}", l.service));
+            out.push(format!("{c}:{stack}-{}-{replica}", l.service));
+        }
+    }
     out
 }
 

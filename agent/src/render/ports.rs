@@ -311,6 +311,7 @@ mod tests {
             docs: &[],
             stack: "s".into(),
             problems: Vec::new(),
+            warnings: Vec::new(),
             budget: super::super::budget::Budget::default(),
         };
         // One full range fits the cap; a second one does not, and is a problem, not memory.

@@ -8,7 +8,7 @@ use super::env::env_files;
 use super::health::{depends_on, healthcheck};
 use super::lines::{KeyPath, Seg};
 use super::mounts::{content_digest, service_volumes};
-use super::networks::{extra_hosts, service_networks};
+use super::networks::{extra_hosts, links as service_links, service_networks, Link};
 use super::numbers::{bytes, cpus, duration, int_in};
 use super::ports::{expose, ports};
 use super::secrets::secret_refs;
@@ -82,6 +82,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "mac_address",
     "runtime",
     "extends",
+    "links",
 ];
 
 /// Service keys of the Compose specification that this release refuses rather than ignores.
@@ -104,7 +105,6 @@ pub(super) const SERVICE_LATER: &[&str] = &[
     "gpus",
     "isolation",
     "label_file",
-    "links",
     "mem_swappiness",
     "models",
     "post_start",
@@ -133,6 +133,8 @@ pub(super) struct Service {
     pub profiles: Vec<String>,
     /// Dependencies that must exist (`required: true`, the default).
     pub required: BTreeSet<String>,
+    /// Legacy `links`, turned into endpoint links once container names are known.
+    pub links: Vec<Link>,
 }
 
 /// One service's mapping, with its name and key path, for the section readers below.
@@ -178,6 +180,8 @@ struct Links {
     namespace_of: Vec<String>,
     depends: BTreeMap<String, Dependency>,
     required: BTreeSet<String>,
+    /// `links:` entries.
+    legacy: Vec<Link>,
 }
 
 impl Links {
@@ -264,6 +268,7 @@ pub(super) fn service(
         container_name,
         profiles,
         required: links.required,
+        links: links.legacy,
     })
 }
 
@@ -453,6 +458,21 @@ fn networking(
             } else {
                 spec.ipc = Some(mode);
             }
+        }
+    }
+    // A link is a dependency that must start first, restarted with its peer (`Restart: true` in
+    // compose-go); a `depends_on` entry for the same service, read later, wins.
+    if let Some(v) = s.get("links") {
+        for l in service_links(ctx, name, &s.p("links"), v, services) {
+            links.depends.insert(
+                l.service.clone(),
+                Dependency {
+                    restart: true,
+                    ..started(&l.service)
+                },
+            );
+            links.required.insert(l.service.clone());
+            links.legacy.push(l);
         }
     }
     spec.hostname = s.opt_string(ctx, "hostname");

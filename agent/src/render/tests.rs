@@ -688,7 +688,7 @@ services:
             .replace("pull_policy: daily", "pull_policy: always"),
     );
     assert_eq!(container(&r.ok(), "edge-a-1").spec_hash(), hash);
-    r.write("compose.yaml", "services:\n  a: {image: busybox, pull_policy: sometimes, mem_limit: lots, deploy: {placement: {}}}\n");
+    r.write("compose.yaml", "services:\n  a: {image: busybox, pull_policy: sometimes, mem_limit: lots, deploy: {restart_policy: {condition: sometimes}}}\n");
     let p = r.problems();
     assert_eq!(p.len(), 3, "{p:?}");
 }

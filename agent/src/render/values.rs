@@ -11,6 +11,8 @@ pub(super) struct Ctx<'a> {
     pub docs: &'a [Doc],
     pub stack: String,
     pub problems: Vec<Problem>,
+    /// What berth accepts but ignores, as Compose does on one engine (Swarm-only `deploy` keys).
+    pub warnings: Vec<Problem>,
     /// What is left of the stack's budget (files read by `env_file`, their expansion).
     pub budget: Budget,
 }
@@ -39,20 +41,31 @@ impl Ctx<'_> {
     }
 
     pub fn err(&mut self, service: Option<&str>, path: &[Seg], msg: impl std::fmt::Display) {
+        let p = self.problem(service, path, msg);
+        self.problems.push(p);
+    }
+
+    /// A warning: located like a problem, but the render goes on.
+    pub fn warn(&mut self, service: Option<&str>, path: &[Seg], msg: impl std::fmt::Display) {
+        let p = self.problem(service, path, msg);
+        self.warnings.push(p);
+    }
+
+    fn problem(&self, service: Option<&str>, path: &[Seg], msg: impl std::fmt::Display) -> Problem {
         let (file, line) = self.locate(path);
         let message = if path.is_empty() {
             msg.to_string()
         } else {
             format!("{}: {msg}", display(path))
         };
-        self.problems.push(Problem {
+        Problem {
             file,
             line,
             column: None,
             stack: Some(self.stack.clone()),
             service: service.map(str::to_string),
             message,
-        });
+        }
     }
 }
 
@@ -325,6 +338,7 @@ mod tests {
             docs: &[],
             stack: "s".into(),
             problems: Vec::new(),
+            warnings: Vec::new(),
             budget: Budget::default(),
         };
         let path = vec![

@@ -25,6 +25,7 @@ pub(super) fn endpoint(net: &crate::model::NetworkAttachment) -> EndpointSetting
     };
     EndpointSettings {
         aliases: Some(net.aliases.clone()),
+        links: (!net.links.is_empty()).then(|| net.links.clone()),
         ipam_config: ipam,
         mac_address: net.mac_address.clone(),
         ..Default::default()

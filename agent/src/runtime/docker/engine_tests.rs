@@ -41,6 +41,7 @@ fn spec(agent: &str, service: &str, env: &str) -> ContainerSpec {
             ipv6_address: None,
             priority: 0,
             mac_address: None,
+            links: vec![],
         }],
         mounts: vec![MountSpec::new(
             MountKind::Volume,

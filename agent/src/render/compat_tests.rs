@@ -1,0 +1,184 @@
+//! Real-world Compose keys run as Compose v2 runs them: legacy `links`, Swarm-only `deploy` keys
+//! (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
+
+use super::*;
+use crate::model::{Condition, Dependency};
+
+fn render_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+    let opts = RenderOptions {
+        path: PathBuf::from("."),
+        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
+        root_stack_name: "edge".into(),
+        env: BTreeMap::new(),
+    };
+    render_warned(&DirTree::new(dir.path()), &opts)
+}
+
+fn ok(text: &str) -> (DesiredState, Vec<Problem>) {
+    let (r, w) = render_text(text);
+    (r.unwrap_or_else(|e| panic!("render failed:\n{e}")), w)
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match render_text(text).0 {
+        Ok(d) => panic!("expected problems, rendered {d:?}"),
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn container<'a>(d: &'a DesiredState, name: &str) -> &'a crate::model::ContainerSpec {
+    d.containers().find(|c| c.name == name).unwrap()
+}
+
+#[test]
+fn links_become_endpoint_links_on_every_network_and_a_restarting_dependency() {
+    let (d, warnings) = ok(r#"
+services:
+  db: {image: busybox, container_name: the-db}
+  cache: {image: busybox, scale: 2, networks: [back, default]}
+  web:
+    image: busybox
+    scale: 2
+    networks: [back, default]
+    links: [db, "cache:kv"]
+networks:
+  back:
+"#);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let web2 = container(&d, "edge-web-2");
+    // Compose v2 (`getLinks`): per link, per container of the linked service (newest first), the
+    // alias, `<service>-<n>` and `<stack>-<service>-<n>`, where n is the linking container's number.
+    let want = vec![
+        "the-db:db",
+        "the-db:db-2",
+        "the-db:edge-db-2",
+        "edge-cache-2:kv",
+        "edge-cache-2:cache-2",
+        "edge-cache-2:edge-cache-2",
+        "edge-cache-1:kv",
+        "edge-cache-1:cache-2",
+        "edge-cache-1:edge-cache-2",
+    ];
+    assert_eq!(web2.networks.len(), 2);
+    for n in &web2.networks {
+        assert_eq!(n.links, want, "{}", n.name);
+    }
+    assert_eq!(
+        container(&d, "edge-web-1").networks[0].links[1],
+        "the-db:db-1"
+    );
+    let started = |s: &str| Dependency {
+        service: s.into(),
+        condition: Condition::ServiceStarted,
+        restart: true,
+    };
+    assert_eq!(web2.depends_on, vec![started("cache"), started("db")]);
+    // Services without links have none.
+    assert!(container(&d, "the-db")
+        .networks
+        .iter()
+        .all(|n| n.links.is_empty()));
+}
+
+#[test]
+fn depends_on_wins_over_the_dependency_a_link_implies() {
+    let (d, _) = ok(r#"
+services:
+  db: {image: busybox}
+  web:
+    image: busybox
+    links: [db]
+    depends_on: {db: {condition: service_healthy}}
+"#);
+    let web = container(&d, "edge-web-1");
+    assert_eq!(web.depends_on[0].condition, Condition::ServiceHealthy);
+    assert_eq!(web.networks[0].links[0], "edge-db-1:db");
+}
+
+#[test]
+fn links_to_undefined_services_themselves_or_malformed_are_refused() {
+    let p = problems(
+        r#"
+services:
+  web:
+    image: busybox
+    links: [nope, web, "a:b:c", ":x"]
+"#,
+    );
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(p[0].contains("links[0]") && p[0].contains("\"nope\" is not defined"));
+    assert!(p[1].contains("cannot link to itself"));
+    assert!(p[2].contains("links[2]: is not like service or service:alias"));
+    assert!(p[3].contains("links[3]"));
+}
+
+#[test]
+fn swarm_only_deploy_keys_are_ignored_with_a_located_warning() {
+    let text = r#"
+services:
+  web:
+    image: busybox
+    deploy:
+      mode: global
+      replicas: 2
+      placement:
+        constraints: [node.role == manager]
+      update_config: {parallelism: 1}
+      rollback_config: {parallelism: 1}
+      endpoint_mode: vip
+      labels: {traefik.enable: "true"}
+  plain:
+    image: busybox
+"#;
+    let (d, warnings) = ok(text);
+    let (plain, _) =
+        ok("services:\n  web: {image: busybox, scale: 2}\n  plain: {image: busybox}\n");
+    // Nothing of them reaches the spec: the same containers as without them.
+    assert_eq!(
+        container(&d, "edge-web-2").spec_hash(),
+        container(&plain, "edge-web-2").spec_hash()
+    );
+    assert!(container(&d, "edge-web-1").labels.is_empty());
+    let shown: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(shown.len(), 6, "{shown:?}");
+    assert!(shown.iter().all(|w| w.contains("compose.yaml:")
+        && w.contains("service web")
+        && w.contains("as Compose does")));
+    assert!(shown
+        .iter()
+        .any(|w| w.contains(":8: ") && w.contains("deploy.placement")));
+    assert!(shown
+        .iter()
+        .any(|w| w.contains(":6: ") && w.contains("deploy.mode: is a Swarm mode")));
+}
+
+#[test]
+fn a_job_or_global_mode_alone_runs_one_container() {
+    let (d, w) = ok("services:\n  j: {image: busybox, deploy: {mode: replicated-job}}\n  g: {image: busybox, deploy: {mode: global}}\n");
+    assert_eq!(d.containers().count(), 2);
+    assert_eq!(w.len(), 2);
+}
+
+#[test]
+fn restart_policy_conditions_map_as_compose_maps_them() {
+    for (condition, want) in [
+        ("none", "no"),
+        ("no", "no"),
+        ("any", "always"),
+        ("always", "always"),
+        ("unless-stopped", "unless-stopped"),
+        ("on-failure", "on-failure:2"),
+    ] {
+        let (d, w) = ok(&format!(
+            "services:\n  a: {{image: busybox, deploy: {{restart_policy: {{condition: {condition}, max_attempts: 2}}}}}}\n"
+        ));
+        assert_eq!(container(&d, "edge-a-1").restart, want, "{condition}");
+        assert!(w.is_empty());
+    }
+    let p = problems(
+        "services:\n  a: {image: busybox, deploy: {restart_policy: {condition: sometimes}}}\n",
+    );
+    assert!(p[0].contains("must be none, on-failure, any or unless-stopped"));
+}
