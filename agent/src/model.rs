@@ -27,6 +27,9 @@ pub mod labels {
 pub struct DesiredState {
     /// Stacks by name.
     pub stacks: BTreeMap<String, StackSpec>,
+    /// The secret values this state was rendered with (see [`crate::sensitive`]); never serialised.
+    #[serde(skip)]
+    pub sensitive: crate::sensitive::Sensitive,
 }
 
 impl DesiredState {

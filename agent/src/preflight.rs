@@ -219,6 +219,7 @@ mod tests {
         };
         DesiredState {
             stacks: [("s".to_string(), stack)].into(),
+            ..Default::default()
         }
     }
 

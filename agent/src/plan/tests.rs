@@ -109,6 +109,7 @@ fn stack(name: &str, containers: Vec<ContainerSpec>) -> StackSpec {
 fn desired(stacks: Vec<StackSpec>) -> DesiredState {
     DesiredState {
         stacks: stacks.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        ..Default::default()
     }
 }
 
