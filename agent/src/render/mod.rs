@@ -34,7 +34,7 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use tree::DirTree;
+pub use tree::{DirTree, Entry, EntryKind, Tree};
 
 /// Compose file names, in the order Docker Compose looks for them.
 pub const COMPOSE_FILES: &[&str] = &[
@@ -57,32 +57,6 @@ pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 pub const MAX_STACKS: usize = 1000;
 /// The most problems one render reports (a file with thousands of bad entries says so in one line).
 pub const MAX_PROBLEMS: usize = 200;
-
-/// One entry of a directory listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
-    File,
-    Dir,
-    /// A symlink, with its target as stored.
-    Symlink(PathBuf),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub kind: EntryKind,
-}
-
-/// Read-only view of a repository's files. Paths are relative to the repository root, `/`-separated, and
-/// never absolute.
-pub trait Tree {
-    /// The bytes of a regular file; `Ok(None)` when there is no such file.
-    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>>;
-    /// What a path is, without following a final symlink; `Ok(None)` when it does not exist.
-    fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
-    /// The entries of a directory, sorted by name; empty when it does not exist.
-    fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>>;
-}
 
 /// Inputs of a render besides the tree.
 #[derive(Debug, Clone)]
