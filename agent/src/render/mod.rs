@@ -21,6 +21,7 @@ mod mounts;
 mod networks;
 pub mod numbers;
 pub mod ports;
+mod problem;
 mod rebase;
 mod secrets;
 mod service;
@@ -30,10 +31,12 @@ mod yaml;
 
 use crate::model::DesiredState;
 use lines::Seg;
+use problem::display_path;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use problem::{Problem, RenderError};
 pub use tree::{DirTree, Entry, EntryKind, Tree};
 
 /// Compose file names, in the order Docker Compose looks for them.
@@ -70,76 +73,6 @@ pub struct RenderOptions {
     pub root_stack_name: String,
     /// Variables for `${VAR}` interpolation (the agent's environment), before a stack's `.env`.
     pub env: BTreeMap<String, String>,
-}
-
-/// One problem found while rendering, with as much location as is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Repository-relative file.
-    pub file: Option<String>,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub stack: Option<String>,
-    pub service: Option<String>,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{file}")?;
-            if let Some(line) = self.line {
-                write!(f, ":{line}")?;
-                if let Some(col) = self.column {
-                    write!(f, ":{col}")?;
-                }
-            }
-            write!(f, ": ")?;
-        }
-        if let Some(stack) = &self.stack {
-            write!(f, "stack {stack}")?;
-            if let Some(service) = &self.service {
-                write!(f, ", service {service}")?;
-            }
-            write!(f, ": ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
-
-/// Every problem of a failed render.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct RenderError {
-    pub problems: Vec<Problem>,
-}
-
-impl std::fmt::Display for RenderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Problem {
-    fn at(file: &Path, message: impl std::fmt::Display) -> Problem {
-        Problem {
-            file: Some(display_path(file)),
-            line: None,
-            column: None,
-            stack: None,
-            service: None,
-            message: message.to_string(),
-        }
-    }
-}
-
-fn display_path(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// Render the followed directory of `tree` into a desired state: the directory itself and each
