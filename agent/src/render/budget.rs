@@ -3,9 +3,11 @@
 //! YAML, and what variables add to them. One budget per stack, so no chain of includes, extends,
 //! aliases or variables can make a small repository cost unbounded time or memory.
 
-use super::{Tree, MAX_FILE_BYTES};
+use super::Tree;
 use std::path::{Path, PathBuf};
 
+/// Largest compose / env file berth reads, in bytes.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// The most files one stack may read. Every `extends: {file: …}` reads its file again, so this is
 /// sized for a few hundred services extending a shared base.
 pub const MAX_FILES: usize = 1000;

@@ -36,6 +36,7 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use budget::MAX_FILE_BYTES;
 pub use problem::{Problem, RenderError};
 pub use tree::{DirTree, Entry, EntryKind, Tree};
 
@@ -54,8 +55,6 @@ pub const OVERRIDE_FILES: &[&str] = &[
     "docker-compose.override.yml",
 ];
 
-/// Largest compose / env file berth reads, in bytes.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// The most stacks one followed directory may hold (each has its own budget, see `budget`).
 pub const MAX_STACKS: usize = 1000;
 /// The most problems one render reports (a file with thousands of bad entries says so in one line).
