@@ -5,7 +5,7 @@
 //! extends nest at most [`MAX_DEPTH`] deep.
 
 use super::budget::Budget;
-use super::compose::Doc;
+use super::input::Doc;
 use super::lines::{self, KeyPath, LineIndex, Seg};
 use super::rebase::{rebase_document, rebase_service};
 use super::tree::join_rel;

@@ -7,7 +7,8 @@
 //! containers, port bindings); one service is in `service.rs`.
 
 use super::budget::Budget;
-use super::lines::{LineIndex, Seg};
+use super::input::StackInput;
+use super::lines::Seg;
 use super::service::{self, Service};
 use super::tree::{join_rel, resolve};
 use super::values::*;
@@ -31,30 +32,6 @@ const TOP_KEYS: &[&str] = &[
 ];
 /// Top-level keys of the Compose specification that this release refuses.
 const TOP_LATER: &[&str] = &["models"];
-
-/// One file of a stack, for locating problems.
-pub struct Doc {
-    /// Repository-relative path.
-    pub file: String,
-    pub index: LineIndex,
-}
-
-/// Everything needed to turn one stack's merged document into a [`StackSpec`].
-pub struct StackInput<'a> {
-    pub tree: &'a dyn Tree,
-    pub name: String,
-    /// Repository-relative directory of the stack (`.` for the root).
-    pub dir: PathBuf,
-    /// Where the repository root is (or will be) checked out on the host.
-    pub checkout_dir: &'a Path,
-    /// The stack's files in merge order.
-    pub docs: &'a [Doc],
-    pub doc: &'a Value,
-    /// Interpolation scope: the stack's `.env` overlaid with the agent's environment.
-    pub env: &'a BTreeMap<String, String>,
-    /// The agent's environment alone.
-    pub agent_env: &'a BTreeMap<String, String>,
-}
 
 pub(super) struct Net {
     pub key: String,

@@ -14,6 +14,7 @@ mod deploy;
 mod env;
 pub mod facts;
 mod health;
+mod input;
 pub mod interpolate;
 pub mod lines;
 pub mod merge;
@@ -355,7 +356,7 @@ fn render_stack(
         }
         None => default_name.to_string(),
     };
-    let input = compose::StackInput {
+    let input = input::StackInput {
         tree,
         name,
         dir: dir.to_path_buf(),

@@ -2,7 +2,8 @@
 //! does without Swarm) or files copied into the container (environment and content sources), with
 //! numeric uid/gid (at most `u32::MAX`) and modes (at most `0o7777`).
 
-use super::compose::{Secret, SecretSource, StackInput};
+use super::compose::{Secret, SecretSource};
+use super::input::StackInput;
 use super::lines::Seg;
 use super::numbers::{id, mode};
 use super::values::*;

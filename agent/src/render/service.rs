@@ -2,7 +2,8 @@
 //! keys read section by section (process, storage, networking, lifecycle, resources); the sections with
 //! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`.
 
-use super::compose::{Net, Secret, StackInput, Vol};
+use super::compose::{Net, Secret, Vol};
+use super::input::StackInput;
 use super::deploy::{deploy, pids, replica_count, ulimits};
 use super::env::env_files;
 use super::health::{depends_on, healthcheck};

@@ -2,7 +2,7 @@
 //! located by key path (and so by file and line).
 
 use super::budget::Budget;
-use super::compose::Doc;
+use super::input::Doc;
 use super::lines::{display, KeyPath, Seg};
 use super::Problem;
 use serde_yaml::{Mapping, Value};
