@@ -10,6 +10,7 @@
 mod assemble;
 mod budget;
 pub mod compose;
+mod convert;
 mod deploy;
 mod env;
 pub mod facts;
@@ -366,7 +367,7 @@ fn render_stack(
         env: &scope,
         agent_env: &opts.env,
     };
-    compose::convert(&input, budget, problems, warnings)
+    convert::convert(&input, budget, problems, warnings)
 }
 
 /// Compose's project-name rule for an explicit `name:`.
