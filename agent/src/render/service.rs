@@ -6,7 +6,7 @@ use super::compose::{Net, Secret, Vol};
 use super::input::StackInput;
 use super::deploy::{deploy, pids, replica_count, ulimits};
 use super::env::env_files;
-use super::health::{depends_on, healthcheck};
+use super::health::{depends_on, healthcheck, started};
 use super::lines::{KeyPath, Seg};
 use super::mounts::{content_digest, service_volumes};
 use super::networks::{extra_hosts, links as service_links, service_networks, Link};
@@ -14,7 +14,7 @@ use super::numbers::{bytes, cpus, duration, int_in};
 use super::ports::{expose, ports};
 use super::secrets::secret_refs;
 use super::values::*;
-use crate::model::{Condition, ContainerSpec, Dependency, DeviceSpec, LoggingSpec};
+use crate::model::{ContainerSpec, Dependency, DeviceSpec, LoggingSpec};
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -577,14 +577,6 @@ fn resources(ctx: &mut Ctx, s: &Svc, spec: &mut ContainerSpec) {
         if let Some(n) = pids(ctx, svc, &s.p("pids_limit"), v) {
             spec.pids_limit = spec.pids_limit.or(Some(n));
         }
-    }
-}
-
-pub(super) fn started(service: &str) -> Dependency {
-    Dependency {
-        service: service.to_string(),
-        condition: Condition::ServiceStarted,
-        restart: false,
     }
 }
 
