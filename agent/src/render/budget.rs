@@ -2,6 +2,8 @@
 //! overrides, `include`d files, `extends` bases, `.env` and `env_file`s), the expanded size of their
 //! YAML, and what variables add to them. One budget per stack, so no chain of includes, extends,
 //! aliases or variables can make a small repository cost unbounded time or memory.
+//!
+//! Layer: input (see the table in `render`).
 
 use super::Tree;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! The top level of a compose file: the `networks`, `volumes`, `secrets` and `configs` tables a stack
 //! defines (engine names, `external`, IPAM, sources of secrets and configs) and `labels`, read into the
-//! definitions services refer to. Layer: top-level tables (under the service sections and `convert`).
+//! definitions services refer to.
+//!
+//! Layer: top-level tables (under the service sections, `service` and `convert`).
 
 use super::input::StackInput;
 use super::lines::Seg;

@@ -5,6 +5,7 @@
 //! problem is collected with its key path; the caller turns paths into file and line. Here: the top
 //! level's keys, the services table, profiles, replicas, and the bounds on a stack's size (services,
 //! containers, port bindings); the top-level tables are in `compose`, one service in `service`.
+//!
 //! Layer: conversion (the top of conversion; only the entry point in `mod.rs` is above it).
 
 use super::budget::Budget;

@@ -1,5 +1,7 @@
 //! A service's `env_file` entries: each file read from the repository (relative to the stack, never
 //! out of it) and parsed as dotenv (with interpolation) or raw `KEY=VALUE` lines.
+//!
+//! Layer: service sections (see the table in `render`).
 
 use super::input::StackInput;
 use super::lines::{KeyPath, Seg};

@@ -1,5 +1,7 @@
 //! A service's `healthcheck` (test, bounded intervals in the engine's nanoseconds, retries) and its
 //! `depends_on` (the services and conditions, such as healthy, it waits for).
+//!
+//! Layer: service sections (see the table in `render`).
 
 use super::lines::{KeyPath, Seg};
 use super::numbers::{duration, duration_nanos, int_in, NumberError};

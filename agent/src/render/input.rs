@@ -1,6 +1,8 @@
 //! The input of conversion: one stack's files ([`Doc`], for locating problems by file and line) and
 //! everything conversion reads besides its merged document ([`StackInput`]: the tree, directories and
-//! the interpolation scope). Bottom layer: no compose logic here.
+//! the interpolation scope).
+//!
+//! Layer: input (the bottom of conversion: types only, no compose logic).
 
 use super::lines::LineIndex;
 use super::Tree;

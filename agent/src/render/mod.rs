@@ -6,6 +6,25 @@
 //! Nothing in a tree can make render panic or take unbounded time or memory: numbers are read with
 //! bounds (`numbers`), what a stack reads and expands has a budget (`budget`, `yaml`, `interpolate`),
 //! and every problem is reported with its file and line (at most [`MAX_PROBLEMS`] of them).
+//!
+//! # Layers
+//!
+//! The modules are layered one way, from the bottom up: a module imports only modules of lower layers
+//! (or of its own layer, without a circle), never one above it. `layers_tests` checks the sources
+//! against this table (test modules are exempt); a new module gets a place in it, and says its layer in
+//! its opening comment.
+//!
+//! | Layer | Modules | What they own |
+//! |---|---|---|
+//! | foundations | `lines`, `problem`, `tree`, `interpolate`, `yaml`, `merge`, `facts` | key paths and their lines; problems; the [`Tree`] render reads through and paths that stay inside it; `${VAR}` and dotenv; bounded YAML; override merging; a box's facts |
+//! | input | `input`, `budget`, `rebase` | conversion's input types (`Doc`, `StackInput`); what one stack may read; rebasing the paths of included files |
+//! | assembly | `assemble` | a stack's files → one merged, interpolated document |
+//! | value readers | `values`, `numbers` | `Ctx` (problems located by key path) and every spelling of a scalar, list or mapping; bounded numbers |
+//! | top-level tables | `compose` | the `networks`, `volumes`, `secrets` and `configs` a stack defines; `labels` |
+//! | service sections | `ports`, `mounts`, `networks`, `deploy`, `secrets`, `env`, `health` | one section of a service each |
+//! | service | `service` | one service → a container spec, section by section |
+//! | conversion | `convert` | one stack's document → a stack spec |
+//! | entry | `mod` (this file) | [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
 
 mod assemble;
 mod budget;
@@ -435,6 +454,8 @@ pub fn render_dir_warned(
 mod bounds_tests;
 #[cfg(test)]
 mod compat_tests;
+#[cfg(test)]
+mod layers_tests;
 #[cfg(test)]
 mod memtree;
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! What a render reports: a [`Problem`] located by file, line, stack and service, and a failed render's
 //! [`RenderError`] (every problem it found).
+//!
+//! Layer: foundations (see the table in `render`).
 
 use std::path::Path;
 

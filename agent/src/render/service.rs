@@ -1,12 +1,14 @@
 //! One service of a compose file → a [`ContainerSpec`] (before replicas are expanded): the service's
 //! keys read section by section (process, storage, networking, lifecycle, resources); the sections with
 //! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`.
+//!
+//! Layer: service (see the table in `render`).
 
 use super::compose::{Net, Secret, Vol};
-use super::input::StackInput;
 use super::deploy::{deploy, pids, replica_count, ulimits};
 use super::env::env_files;
 use super::health::{depends_on, healthcheck, started};
+use super::input::StackInput;
 use super::lines::{KeyPath, Seg};
 use super::mounts::{content_digest, service_volumes};
 use super::networks::{extra_hosts, links as service_links, service_networks, Link};

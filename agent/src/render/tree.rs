@@ -1,6 +1,8 @@
 //! Reading repository files safely: the [`Tree`] trait render reads through, a [`Tree`] over a plain
 //! directory, and path resolution that follows repository symlinks but never lets a path or a symlink
 //! lead outside the repository.
+//!
+//! Layer: foundations (see the table in `render`).
 
 use std::path::{Component, Path, PathBuf};
 

@@ -1,5 +1,7 @@
 //! Reading compose values: every spelling Compose accepts for a scalar, list or mapping, with problems
 //! located by key path (and so by file and line).
+//!
+//! Layer: value readers (see the table in `render`).
 
 use super::budget::Budget;
 use super::input::Doc;
