@@ -9,12 +9,12 @@
 //! Layer: conversion (the top of conversion; only the entry point in `mod.rs` is above it).
 
 use super::budget::Budget;
-use super::compose::{top_networks, top_secrets, top_volumes};
+use super::compose::{top_networks, top_secrets, top_volumes, Net, Vol};
 use super::input::StackInput;
 use super::lines::Seg;
 use super::service::{self, Service};
 use super::values::*;
-use crate::model::{Condition, NetworkSpec, StackSpec, VolumeSpec};
+use crate::model::{Condition, ContainerSpec, NetworkSpec, StackSpec, VolumeSpec};
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,18 +47,9 @@ pub(super) fn convert(
         warnings: Vec::new(),
         budget,
     };
-    let top = match &input.doc {
-        Value::Mapping(m) => m.clone(),
-        Value::Null => Mapping::new(),
-        other => {
-            ctx.err(
-                None,
-                &[],
-                format!("a compose file must be a mapping, not {}", type_name(other)),
-            );
-            problems.append(&mut ctx.problems);
-            return None;
-        }
+    let Some(top) = top_level(&mut ctx, input.doc) else {
+        problems.append(&mut ctx.problems);
+        return None;
     };
     check_keys(&mut ctx, None, &[], &top, TOP_KEYS, TOP_LATER);
 
@@ -75,14 +66,99 @@ pub(super) fn convert(
     };
 
     let services_path = vec![Seg::Key("services".into())];
-    let services: Vec<(String, Mapping)> = match top.get("services") {
+    let services = services_table(&mut ctx, &services_path, top.get("services"));
+    if services.len() > MAX_SERVICES {
+        ctx.err(
+            None,
+            &services_path,
+            format!("a stack may define at most {MAX_SERVICES} services"),
+        );
+        problems.append(&mut ctx.problems);
+        return None;
+    }
+    let names: BTreeSet<String> = services.iter().map(|(n, _)| n.clone()).collect();
+
+    let mut built: Vec<Service> = Vec::new();
+    for (name, m) in &services {
+        let path = key(&services_path, name);
+        if let Some(s) = service::service(&mut ctx, input, name, &path, m, &names, &refs) {
+            built.push(s);
+        }
+    }
+    enable_profiles(&mut ctx, &services_path, input.env, &mut built);
+    check_cycles(&mut ctx, &services_path, &built);
+    check_size(&mut ctx, &services_path, &built);
+    let (containers, used_networks) = containers(&stack, &built);
+
+    let (net_specs, vol_specs) = created(&networks, &volumes, &used_networks);
+
+    warnings.append(&mut ctx.warnings);
+    if !ctx.problems.is_empty() {
+        problems.append(&mut ctx.problems);
+        return None;
+    }
+    Some(StackSpec {
+        name: stack,
+        dir: input.dir.display().to_string(),
+        containers,
+        networks: net_specs,
+        volumes: vol_specs,
+    })
+}
+
+/// The document's top level: a mapping (`null` is an empty one).
+fn top_level(ctx: &mut Ctx, doc: &Value) -> Option<Mapping> {
+    match doc {
+        Value::Mapping(m) => Some(m.clone()),
+        Value::Null => Some(Mapping::new()),
+        other => {
+            ctx.err(
+                None,
+                &[],
+                format!("a compose file must be a mapping, not {}", type_name(other)),
+            );
+            None
+        }
+    }
+}
+
+/// The networks and volumes a stack creates, sorted by name: those declared and not external; the
+/// `default` network only when a container uses it (as Compose creates it implicitly).
+fn created(
+    networks: &BTreeMap<String, Net>,
+    volumes: &BTreeMap<String, Vol>,
+    used_networks: &BTreeSet<String>,
+) -> (Vec<NetworkSpec>, Vec<VolumeSpec>) {
+    let mut net_specs: Vec<NetworkSpec> = networks
+        .values()
+        .filter(|n| !n.external)
+        .filter(|n| n.key != "default" || used_networks.contains(&n.spec.name))
+        .map(|n| n.spec.clone())
+        .collect();
+    let mut vol_specs: Vec<VolumeSpec> = volumes
+        .values()
+        .filter(|v| !v.external)
+        .map(|v| v.spec.clone())
+        .collect();
+    net_specs.sort_by(|a, b| a.name.cmp(&b.name));
+    vol_specs.sort_by(|a, b| a.name.cmp(&b.name));
+    (net_specs, vol_specs)
+}
+
+/// The `services:` table: each service's name (checked) and mapping (`null` is an empty one).
+fn services_table(
+    ctx: &mut Ctx,
+    services_path: &[Seg],
+    v: Option<&Value>,
+) -> Vec<(String, Mapping)> {
+    match v {
         None | Some(Value::Null) => Vec::new(),
-        Some(v) => match as_map(&mut ctx, None, &services_path, v) {
+        Some(v) => match as_map(ctx, None, services_path, v) {
             Some(m) => m
                 .iter()
                 .filter_map(|(k, v)| {
                     let name = scalar(k)?;
-                    let p = key(&services_path, &name);
+                    let p = key(services_path, &name);
                     if !valid_service_name(&name) {
                         ctx.err(
                             Some(&name),
@@ -107,22 +183,19 @@ pub(super) fn convert(
                 .collect(),
             None => Vec::new(),
         },
-    };
-    if services.len() > MAX_SERVICES {
-        ctx.err(
-            None,
-            &services_path,
-            format!("a stack may define at most {MAX_SERVICES} services"),
-        );
-        problems.append(&mut ctx.problems);
-        return None;
     }
-    let names: BTreeSet<String> = services.iter().map(|(n, _)| n.clone()).collect();
+}
 
-    // Every service is checked, active or not; only those of active profiles are deployed (Compose reads
-    // COMPOSE_PROFILES from the environment or the stack's .env).
-    let active_profiles: BTreeSet<String> = input
-        .env
+/// Every service is checked, active or not; only those of active profiles are deployed (Compose reads
+/// COMPOSE_PROFILES from the environment or the stack's .env). A dependency on a service left out is
+/// dropped, or is a problem when it is required.
+fn enable_profiles(
+    ctx: &mut Ctx,
+    services_path: &[Seg],
+    env: &BTreeMap<String, String>,
+    built: &mut Vec<Service>,
+) {
+    let active_profiles: BTreeSet<String> = env
         .get("COMPOSE_PROFILES")
         .map(|p| {
             p.split(',')
@@ -131,13 +204,6 @@ pub(super) fn convert(
                 .collect()
         })
         .unwrap_or_default();
-    let mut built: Vec<Service> = Vec::new();
-    for (name, m) in &services {
-        let path = key(&services_path, name);
-        if let Some(s) = service::service(&mut ctx, input, name, &path, m, &names, &refs) {
-            built.push(s);
-        }
-    }
     let active = |s: &Service| {
         s.profiles.is_empty()
             || active_profiles.contains("*")
@@ -149,7 +215,7 @@ pub(super) fn convert(
         .map(|s| s.spec.service.clone())
         .collect();
     built.retain(|s| enabled.contains(&s.spec.service));
-    for s in &mut built {
+    for s in built.iter_mut() {
         let svc = s.spec.service.clone();
         let mut kept = Vec::new();
         for d in std::mem::take(&mut s.spec.depends_on) {
@@ -158,7 +224,7 @@ pub(super) fn convert(
             } else if s.required.contains(&d.service) {
                 ctx.err(
                     Some(&svc),
-                    &key(&key(&key(&services_path, &svc), "depends_on"), &d.service),
+                    &key(&key(&key(services_path, &svc), "depends_on"), &d.service),
                     format!(
                         "service {:?} is not enabled: its profiles are not in COMPOSE_PROFILES",
                         d.service
@@ -168,9 +234,11 @@ pub(super) fn convert(
         }
         s.spec.depends_on = kept;
     }
-    check_cycles(&mut ctx, &services_path, &built);
-    check_size(&mut ctx, &services_path, &built);
+}
 
+/// The containers of a stack, sorted by name, and the networks they use: each service's spec once per
+/// replica, named, with its own name as an alias and its `links` on every network.
+fn containers(stack: &str, built: &[Service]) -> (Vec<ContainerSpec>, BTreeSet<String>) {
     // A service another one waits for with `service_completed_successfully` is a one-shot job.
     let jobs: BTreeSet<String> = built
         .iter()
@@ -210,27 +278,8 @@ pub(super) fn convert(
         .collect();
     let mut containers = Vec::new();
     let mut used_networks: BTreeSet<String> = BTreeSet::new();
-    for s in &built {
-        let mut spec = s.spec.clone();
-        spec.run_once = jobs.contains(&spec.service);
-        // Joining another service's namespace: `service:X` becomes `container:<X's first container>`,
-        // and X's spec hash is folded into this one's, so recreating X recreates it too (a container
-        // left in a dead namespace has no network, or no shared memory).
-        if !s.namespace_of.is_empty() {
-            let mut h = Sha256::new();
-            h.update(spec.content_digest.clone().unwrap_or_default());
-            for peer in &s.namespace_of {
-                h.update(hashes.get(peer).cloned().unwrap_or_default());
-            }
-            spec.content_digest = Some(crate::model::hex(&h.finalize()));
-            for field in [&mut spec.network_mode, &mut spec.pid, &mut spec.ipc] {
-                if let Some(peer) = field.as_deref().and_then(|m| m.strip_prefix("service:")) {
-                    if let Some(c) = first_container.get(peer) {
-                        *field = Some(format!("container:{c}"));
-                    }
-                }
-            }
-        }
+    for s in built {
+        let spec = shared_spec(s, &jobs, &hashes, &first_container);
         for n in &spec.networks {
             used_networks.insert(n.name.clone());
         }
@@ -243,7 +292,7 @@ pub(super) fn convert(
             };
             // Compose gives every container its own name as an alias on each network, and the
             // service's `links` on each endpoint.
-            let endpoint_links = super::networks::endpoint_links(&stack, r, &s.links, &names_of);
+            let endpoint_links = super::networks::endpoint_links(stack, r, &s.links, &names_of);
             for n in &mut c.networks {
                 n.aliases.push(c.name.clone());
                 n.aliases.sort();
@@ -254,34 +303,38 @@ pub(super) fn convert(
         }
     }
     containers.sort_by(|a, b| a.name.cmp(&b.name));
+    (containers, used_networks)
+}
 
-    // Networks are created when declared (non-external) or when `default` is used implicitly.
-    let mut net_specs: Vec<NetworkSpec> = networks
-        .values()
-        .filter(|n| !n.external)
-        .filter(|n| n.key != "default" || used_networks.contains(&n.spec.name))
-        .map(|n| n.spec.clone())
-        .collect();
-    let mut vol_specs: Vec<VolumeSpec> = volumes
-        .values()
-        .filter(|v| !v.external)
-        .map(|v| v.spec.clone())
-        .collect();
-
-    warnings.append(&mut ctx.warnings);
-    if !ctx.problems.is_empty() {
-        problems.append(&mut ctx.problems);
-        return None;
+/// The spec a service's containers share: whether it is a one-shot job, and what joining another
+/// service's namespace makes of it.
+fn shared_spec(
+    s: &Service,
+    jobs: &BTreeSet<String>,
+    hashes: &BTreeMap<String, String>,
+    first_container: &BTreeMap<String, String>,
+) -> ContainerSpec {
+    let mut spec = s.spec.clone();
+    spec.run_once = jobs.contains(&spec.service);
+    // Joining another service's namespace: `service:X` becomes `container:<X's first container>`,
+    // and X's spec hash is folded into this one's, so recreating X recreates it too (a container
+    // left in a dead namespace has no network, or no shared memory).
+    if !s.namespace_of.is_empty() {
+        let mut h = Sha256::new();
+        h.update(spec.content_digest.clone().unwrap_or_default());
+        for peer in &s.namespace_of {
+            h.update(hashes.get(peer).cloned().unwrap_or_default());
+        }
+        spec.content_digest = Some(crate::model::hex(&h.finalize()));
+        for field in [&mut spec.network_mode, &mut spec.pid, &mut spec.ipc] {
+            if let Some(peer) = field.as_deref().and_then(|m| m.strip_prefix("service:")) {
+                if let Some(c) = first_container.get(peer) {
+                    *field = Some(format!("container:{c}"));
+                }
+            }
+        }
     }
-    net_specs.sort_by(|a, b| a.name.cmp(&b.name));
-    vol_specs.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(StackSpec {
-        name: stack,
-        dir: input.dir.display().to_string(),
-        containers,
-        networks: net_specs,
-        volumes: vol_specs,
-    })
+    spec
 }
 
 fn valid_service_name(n: &str) -> bool {
