@@ -24,7 +24,7 @@
 //! | service sections | `ports`, `mounts`, `networks`, `deploy`, `secrets`, `env`, `health` | one section of a service each |
 //! | service | `service` | one service → a container spec, section by section |
 //! | conversion | `convert` | one stack's document → a stack spec |
-//! | entry | `mod` (this file) | [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
+//! | entry | `mod` (this file) | [`RenderOptions`], [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
 
 mod assemble;
 mod budget;
