@@ -774,15 +774,29 @@ pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState
 /// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's
 /// own under the agent's environment, see [`crate::render::facts::scope`]).
 pub fn render_options(settings: &Settings) -> RenderOptions {
+    box_render_options(
+        &settings.source.path,
+        settings.state_dir.join("repo"),
+        &crate::render::facts::BoxIdentity::local(&settings.agent_id),
+        &settings.facts,
+    )
+}
+
+/// The options a box following `path` renders with, for the agent ([`render_options`]) and
+/// `berth render --repo` alike: the root stack name from the path and the box's agent id, and the
+/// variables from its identity, its facts and this process's environment (see
+/// [`crate::render::facts::scope`]). Both then render with [`render_tree`].
+pub fn box_render_options(
+    path: &std::path::Path,
+    checkout_dir: std::path::PathBuf,
+    identity: &crate::render::facts::BoxIdentity,
+    facts: &std::collections::BTreeMap<String, String>,
+) -> RenderOptions {
     RenderOptions {
-        path: settings.source.path.clone(),
-        checkout_dir: settings.state_dir.join("repo"),
-        root_stack_name: root_stack_name(settings),
-        env: crate::render::facts::scope(
-            &crate::render::facts::BoxIdentity::local(&settings.agent_id),
-            &settings.facts,
-            std::env::vars(),
-        ),
+        path: path.to_path_buf(),
+        checkout_dir,
+        root_stack_name: root_stack_name_of(path, &identity.agent_id),
+        env: crate::render::facts::scope(identity, facts, std::env::vars()),
     }
 }
 
