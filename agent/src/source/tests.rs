@@ -114,6 +114,7 @@ fn settings(url: &str, reference: GitRef) -> SourceSettings {
         known_hosts: None,
         token_file: None,
         username: None,
+        verify: Default::default(),
     }
 }
 
