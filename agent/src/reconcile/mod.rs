@@ -1,8 +1,8 @@
 //! The reconcile loop: every trigger (interval tick with jitter, `berth reconcile`, rollback, resume, drift)
 //! feeds one loop that runs one cycle at a time. A cycle asks [`decide`] what to converge (follow a new
 //! commit, keep the current or pinned revision, roll back, refuse a quarantined commit, or nothing while
-//! suspended) and [`cycle`] carries it out: fetch → render → attempt record → checkout → images → observe →
-//! plan → preflight → apply → health gate → record (one store transaction).
+//! suspended) and [`cycle`] carries it out: fetch → verify (`source.verify`) → render → attempt record →
+//! checkout → images → observe → plan → preflight → apply → health gate → record (one store transaction).
 //!
 //! Errors never tear anything down: a fetch or render failure keeps converging the current revision (so
 //! drift is still corrected offline). Errors are typed ([`CycleError`]); their class decides the next

@@ -617,3 +617,105 @@ fn commits_and_tags_signed_by_git() {
     let e = verify_tag(&repo, "v1", oid(&unsigned), &s, now).unwrap_err();
     assert!(matches!(e, VerifyError::TagMoved { .. }), "{e}");
 }
+
+// --- where the result goes -----------------------------------------------------------------------------
+
+#[test]
+fn the_example_config_documents_source_verify() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/config.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Enable the commented-out `verify:` block.
+    let mut inside = false;
+    let enabled: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start() == "# verify:" {
+                inside = true;
+            } else if inside && !l.trim_start().starts_with("#   ") {
+                inside = false;
+            }
+            if inside {
+                format!("{}\n", l.replacen("# ", "", 1))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let s = crate::config::parse(&enabled).unwrap_or_else(|e| panic!("{e:?}\n{enabled}"));
+    assert_eq!(s.source.verify.mode, VerifyMode::Head);
+    assert!(s.source.verify.allowed_signers.is_some() && s.source.verify.keyring.is_some());
+    // And off unless asked for.
+    let s = crate::config::parse(&text).unwrap();
+    assert_eq!(s.source.verify, VerifySettings::default());
+    let e = crate::config::parse("source:\n  url: /r\n  verify: {mode: head}\n").unwrap_err();
+    assert!(e.iter().any(|p| p.contains("source.verify")), "{e:?}");
+}
+
+#[test]
+fn a_refused_commit_is_an_input_error_with_an_alert_of_its_own() {
+    let err = crate::error::CycleError::Verify {
+        commit: "0123456789ab".into(),
+        source: VerifyError::UnknownKey {
+            subject: "commit".into(),
+            fingerprint: "SHA256:abc".into(),
+        },
+    };
+    assert_eq!(err.class(), ErrorClass::Input);
+    assert_eq!(
+        err.to_string(),
+        "commit 0123456789ab: refused: commit signed by an unknown key SHA256:abc"
+    );
+    let f = crate::signals::alerts::failure_of(&err).unwrap();
+    assert_eq!(f.reason, crate::signals::alerts::Reason::VerifyFailed);
+    assert_eq!(f.reason.as_str(), "verify_failed");
+    assert_eq!(f.commit.as_deref(), Some("0123456789ab"));
+    // A trust file the operator must fix is retried; a clone that cannot be read is the agent's.
+    let missing = VerifyError::Unreadable {
+        key: "keyring",
+        path: "/k".into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    };
+    assert_eq!(missing.class(), ErrorClass::Transient);
+    let git = VerifyError::Git {
+        subject: "commit".into(),
+        message: "x".into(),
+    };
+    assert_eq!(git.class(), ErrorClass::Internal);
+}
+
+#[test]
+fn revisions_keep_their_signer_and_older_records_load() {
+    let rev = crate::store::Revision {
+        seq: 1,
+        commit: "c".repeat(40),
+        author: "a".into(),
+        summary: "s".into(),
+        commit_time: 1,
+        applied_at: 2,
+        outcome: crate::store::Outcome::Applied,
+        error: None,
+        duration_ms: 3,
+        rollback: false,
+        desired: None,
+        images: Default::default(),
+        error_class: None,
+        facts: Default::default(),
+        signer: Some(Signer {
+            principal: "alice@example.com".into(),
+            fingerprint: "SHA256:abc".into(),
+            tag: None,
+        }),
+    };
+    let json = serde_json::to_value(&rev).unwrap();
+    let back: crate::store::Revision = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, rev);
+    let mut old = json;
+    old.as_object_mut().unwrap().remove("signer");
+    let back: crate::store::Revision = serde_json::from_value(old).unwrap();
+    assert_eq!(back.signer, None);
+    let entry = crate::api::HistoryEntry::from(&rev);
+    assert_eq!(
+        entry.signer.as_deref(),
+        Some("alice@example.com (SHA256:abc)")
+    );
+}
