@@ -602,7 +602,7 @@ impl Agent {
                 return Err((CycleError::Read { commit, source }, None));
             }
         };
-        let rev = Revision {
+        let mut rev = Revision {
             seq: 0,
             commit: info.id.clone(),
             author: info.author.clone(),
@@ -619,28 +619,17 @@ impl Agent {
             facts: self.settings.facts.clone(),
             signer: None,
         };
-        let (signer, result) = match verified {
-            Ok(v) => v,
-            Err(source) => {
-                let err = CycleError::Verify {
-                    commit: short(commit).to_string(),
-                    source,
-                };
-                let failed = Revision {
-                    error: Some(err.to_string()),
-                    ..rev
-                };
-                return Err((err, Some(failed)));
+        let c = short(commit).to_string();
+        let desired = match verified {
+            Err(source) => Err(CycleError::Verify { commit: c, source }),
+            Ok((signer, result)) => {
+                rev.signer = signer;
+                result.map_err(|source| CycleError::Render { commit: c, source })
             }
         };
-        let rev = Revision { signer, ..rev };
-        let desired = match result {
+        let desired = match desired {
             Ok(d) => d,
-            Err(source) => {
-                let err = CycleError::Render {
-                    commit: short(commit).to_string(),
-                    source,
-                };
+            Err(err) => {
                 let failed = Revision {
                     error: Some(err.to_string()),
                     ..rev
