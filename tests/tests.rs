@@ -21,4 +21,5 @@ mod retention;
 mod rollouts;
 mod signals_http;
 mod systemd;
+mod verify;
 mod volumes;
