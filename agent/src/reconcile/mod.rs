@@ -178,6 +178,10 @@ impl Agent {
             },
             applied_commit: current.as_ref().map(|r| r.commit.clone()),
             applied_seq: current.as_ref().map(|r| r.seq),
+            warnings: current
+                .as_ref()
+                .map(|r| r.warnings.clone())
+                .unwrap_or_default(),
             last_good_seq: pointers.last_good,
             pinned: pointers.pinned.is_some(),
             pinned_seq: pointers.pinned,
@@ -500,7 +504,13 @@ impl Agent {
         };
         let cycles = self.cycles;
         let quarantined = self.quarantine.as_ref().map(quarantine_info);
+        let warnings = self
+            .current
+            .as_ref()
+            .map(|c| c.warnings.clone())
+            .unwrap_or_default();
         self.set_status(|s| {
+            s.warnings = warnings;
             s.outcome = Some(outcome);
             s.last_error = error;
             s.error_class = class;
@@ -584,10 +594,10 @@ impl Agent {
             .git(move |src| {
                 let info = src.commit_info(&c)?;
                 let tree = src.tree(&c)?;
-                Ok((info, render_tree(&tree, &opts)))
+                Ok((info, render_tree_warned(&tree, &opts)))
             })
             .await;
-        let (info, result) = match rendered {
+        let (info, (result, warnings)) = match rendered {
             Ok(v) => v,
             Err(source) => {
                 let commit = short(commit).to_string();
@@ -609,7 +619,11 @@ impl Agent {
             images: Default::default(),
             error_class: None,
             facts: self.settings.facts.clone(),
+            warnings: warnings.iter().map(|w| w.to_string()).collect(),
         };
+        for w in &rev.warnings {
+            tracing::warn!(warning = %w, commit = short(commit), "render");
+        }
         let desired = match result {
             Ok(d) => d,
             Err(source) => {
@@ -751,24 +765,35 @@ fn quarantine_info(q: &Quarantine) -> QuarantineInfo {
 /// Render the followed path of a tree; a followed path missing from the commit is an error, not an
 /// empty desired state (which would remove every container).
 pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, RenderError> {
+    let (result, warnings) = render_tree_warned(tree, opts);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "render");
+    }
+    result
+}
+
+/// [`render_tree`], and the render's warnings (see [`render::render_warned`]) instead of logging them.
+pub fn render_tree_warned(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+) -> (Result<DesiredState, RenderError>, Vec<render::Problem>) {
     let exists = opts.path.as_os_str() == "."
         || matches!(tree.kind(&opts.path), Ok(Some(render::EntryKind::Dir)));
     if !exists {
-        return Err(RenderError {
-            problems: vec![render::Problem {
-                file: None,
-                line: None,
-                column: None,
-                stack: None,
-                service: None,
-                message: format!(
-                    "source.path {} is not a directory in this commit",
-                    opts.path.display()
-                ),
-            }],
-        });
+        let problems = vec![render::Problem {
+            file: None,
+            line: None,
+            column: None,
+            stack: None,
+            service: None,
+            message: format!(
+                "source.path {} is not a directory in this commit",
+                opts.path.display()
+            ),
+        }];
+        return (Err(RenderError { problems }), Vec::new());
     }
-    render::render(tree, opts)
+    render::render_warned(tree, opts)
 }
 
 /// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's
