@@ -2,6 +2,7 @@
 //! and the old specs that are known (by spec hash), say what converging would do, by stack and service:
 //! create / recreate (naming the top-level spec fields that differ, never their values) / start / restart
 //! / remove, networks and volumes, images that would be pulled, and what would make the apply fail.
+//! [`between`] describes two revisions the same way, with no engine (`berth fleet-diff`).
 //!
 //! Reading the engine without changing it is [`engine`]'s; printing is `cli/diff.rs`'s.
 
