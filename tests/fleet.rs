@@ -345,6 +345,7 @@ fn fleet_diff_lists_exactly_the_boxes_of_a_changed_base() {
     assert_eq!(v["changed"], 167);
     assert_eq!(v["failed"], 0);
     assert_eq!(v["changes"][0]["box"], "hosts/box-001");
+    assert_eq!(v["changes"][0]["status"], "changed");
     let c = &v["changes"][0]["diff"]["stacks"][0]["services"][0]["containers"][0];
     assert_eq!(c["action"], "recreate", "{v:#}");
     assert_eq!(c["why"]["fields"], serde_json::json!(["env"]), "{v:#}");

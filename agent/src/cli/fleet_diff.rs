@@ -71,14 +71,28 @@ pub enum FleetDiffError {
 pub struct BoxChange {
     #[serde(rename = "box")]
     pub path: String,
-    /// `changed`, `new` (a box only at TO), `gone` (only at FROM), `fixed` (did not render at FROM), or
-    /// `failed` (does not render at TO).
-    pub status: &'static str,
+    pub status: BoxStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<Description>,
     /// Render problems at TO (`failed`) or at FROM (`fixed`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+}
+
+/// Why a box is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxStatus {
+    /// Its desired state changes.
+    Changed,
+    /// A box only at TO: everything is created.
+    New,
+    /// A box only at FROM: everything is removed.
+    Gone,
+    /// It did not render at FROM and does at TO: everything it renders is created.
+    Fixed,
+    /// It does not render at TO.
+    Failed,
 }
 
 /// The whole answer.
@@ -183,8 +197,14 @@ pub fn compare(
         from: from.id.to_string(),
         to: to.id.to_string(),
         boxes,
-        changed: changes.iter().filter(|c| c.status != "failed").count(),
-        failed: changes.iter().filter(|c| c.status == "failed").count(),
+        changed: changes
+            .iter()
+            .filter(|c| c.status != BoxStatus::Failed)
+            .count(),
+        failed: changes
+            .iter()
+            .filter(|c| c.status == BoxStatus::Failed)
+            .count(),
         proven_unchanged,
         changes,
     })
@@ -231,7 +251,7 @@ fn judge(r: Rendered) -> Option<BoxChange> {
     let empty = DesiredState::default();
     let change = |status, from: &DesiredState, to: &DesiredState, problems| {
         let diff = crate::diff::between(from, to);
-        (diff.has_changes() || status != "changed").then(|| BoxChange {
+        (diff.has_changes() || status != BoxStatus::Changed).then(|| BoxChange {
             path: path.clone(),
             status,
             diff: Some(diff),
@@ -241,14 +261,14 @@ fn judge(r: Rendered) -> Option<BoxChange> {
     match (r.from, r.to) {
         (_, Some(Err(e))) => Some(BoxChange {
             path: path.clone(),
-            status: "failed",
+            status: BoxStatus::Failed,
             diff: None,
             problems: lines(&e),
         }),
-        (Some(Ok(from)), Some(Ok(to))) => change("changed", &from, &to, Vec::new()),
-        (Some(Err(e)), Some(Ok(to))) => change("fixed", &empty, &to, lines(&e)),
-        (None, Some(Ok(to))) => change("new", &empty, &to, Vec::new()),
-        (Some(Ok(from)), None) => change("gone", &from, &empty, Vec::new()),
+        (Some(Ok(from)), Some(Ok(to))) => change(BoxStatus::Changed, &from, &to, Vec::new()),
+        (Some(Err(e)), Some(Ok(to))) => change(BoxStatus::Fixed, &empty, &to, lines(&e)),
+        (None, Some(Ok(to))) => change(BoxStatus::New, &empty, &to, Vec::new()),
+        (Some(Ok(from)), None) => change(BoxStatus::Gone, &from, &empty, Vec::new()),
         // Broken at FROM and no longer a box, or in neither: nothing the fleet runs changes.
         (Some(Err(_)), None) | (None, None) => None,
     }
@@ -268,23 +288,23 @@ pub fn print(d: &FleetDiff, out: &mut impl Write) -> std::io::Result<()> {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "nothing to run".into());
         match c.status {
-            "failed" => writeln!(
+            BoxStatus::Failed => writeln!(
                 out,
                 "{}: does not render at TO: {} problem(s)",
                 c.path,
                 c.problems.len()
             )?,
-            "new" => writeln!(out, "{}: new box: {what}", c.path)?,
-            "gone" => writeln!(out, "{}: no longer a box: {what}", c.path)?,
-            "fixed" => writeln!(
+            BoxStatus::New => writeln!(out, "{}: new box: {what}", c.path)?,
+            BoxStatus::Gone => writeln!(out, "{}: no longer a box: {what}", c.path)?,
+            BoxStatus::Fixed => writeln!(
                 out,
                 "{}: did not render at FROM ({} problem(s)); at TO: {what}",
                 c.path,
                 c.problems.len()
             )?,
-            _ => writeln!(out, "{}: {what}", c.path)?,
+            BoxStatus::Changed => writeln!(out, "{}: {what}", c.path)?,
         }
-        if c.status == "failed" {
+        if c.status == BoxStatus::Failed {
             for p in &c.problems {
                 writeln!(out, "  {p}")?;
             }
