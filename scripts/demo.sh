@@ -152,6 +152,8 @@ source:
   path: hosts/edge-01
   interval: 10s
   timeout: 10s
+facts:
+  site: lyon          # \${BERTH_FACT_SITE} of the shared base hosts/edge-01/sensor includes
 state_dir: $STATE
 socket: $SOCKET
 log:

@@ -2,6 +2,7 @@
 //! and the old specs that are known (by spec hash), say what converging would do, by stack and service:
 //! create / recreate (naming the top-level spec fields that differ, never their values) / start / restart
 //! / remove, networks and volumes, images that would be pulled, and what would make the apply fail.
+//! [`between`] describes two revisions the same way, with no engine (`berth fleet-diff`).
 //!
 //! Reading the engine without changing it is [`engine`]'s; printing is `cli/diff.rs`'s.
 
@@ -416,6 +417,54 @@ pub fn pull_reason(policy: PullPolicy, present: bool) -> String {
         ),
         PullPolicy::Never | PullPolicy::Missing => "pull_policy".into(),
     }
+}
+
+/// What converging `to` would change on a box that runs `from` exactly: every container of `from`
+/// running from the image it names, its networks and volumes there, no image moved. This is the diff of
+/// two revisions without an engine (`berth fleet-diff`), made by the same [`crate::plan::plan`] and
+/// [`describe`] as `berth diff`; the old specs are `from`'s, so a recreate names its fields.
+pub fn between(from: &DesiredState, to: &DesiredState) -> Description {
+    use crate::model::{ActualContainer, ActualObject};
+    let image_id = |image: &str| format!("image:{image}");
+    let actual = ActualState {
+        containers: from
+            .containers()
+            .map(|c| ActualContainer {
+                id: format!("container:{}", c.name),
+                name: c.name.clone(),
+                stack: c.stack.clone(),
+                service: c.service.clone(),
+                replica: c.replica,
+                spec_hash: c.spec_hash(),
+                image_id: image_id(&c.image),
+                running: true,
+                exit_code: None,
+                state: "running".into(),
+            })
+            .collect(),
+        networks: from
+            .networks()
+            .map(|n| ActualObject {
+                name: n.name.clone(),
+                stack: n.stack.clone(),
+            })
+            .collect(),
+        volumes: from
+            .volumes()
+            .map(|v| ActualObject {
+                name: v.name.clone(),
+                stack: v.stack.clone(),
+            })
+            .collect(),
+        images: from
+            .containers()
+            .chain(to.containers())
+            .map(|c| (c.image.clone(), image_id(&c.image)))
+            .collect(),
+    };
+    let plan = crate::plan::plan(to, &actual);
+    let known = specs_in([from], &changed_hashes(&plan));
+    describe(to, &actual, &plan, &known, Vec::new(), Vec::new())
 }
 
 /// Why the agent cannot say what a diff would change.

@@ -73,6 +73,10 @@ pub struct Revision {
     /// Who signed the commit (or its tag), when `source.verify` checked it before it was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<crate::source::verify::Signer>,
+    /// Render warnings (keys accepted and ignored, as Compose ignores them), located like problems; field
+    /// names and locations only, never values. Records from before this field load with none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A new commit the agent started to apply and has not finished: written before the first engine write,
@@ -609,7 +613,20 @@ mod tests {
             error_class: None,
             facts: Default::default(),
             signer: None,
+            warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn warnings_are_kept_and_records_without_them_load() {
+        let mut r = rev(1, Outcome::Applied);
+        let old = serde_json::to_string(&r).unwrap();
+        assert!(!old.contains("warnings"), "none written when empty: {old}");
+        let loaded: Revision = serde_json::from_str(&old).unwrap();
+        assert!(loaded.warnings.is_empty());
+        r.warnings = vec!["compose.yaml:7: stack s, service a: deploy.placement ignored".into()];
+        let back: Revision = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.warnings, r.warnings);
     }
 
     #[test]

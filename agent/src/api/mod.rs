@@ -43,6 +43,9 @@ pub struct Status {
     /// Who signed the applied commit (`principal (fingerprint)`), when `source.verify` checked it.
     #[serde(default)]
     pub applied_signer: Option<String>,
+    /// Render warnings of the applied revision (keys accepted and ignored, with file and line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub last_good_seq: Option<u64>,
     pub outcome: Option<Outcome>,
     pub last_error: Option<String>,
@@ -142,6 +145,9 @@ pub struct HistoryEntry {
     /// Who signed the commit (`principal (fingerprint)`), when `source.verify` checked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
+    /// Render warnings of the revision (keys accepted and ignored, with file and line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<&Revision> for HistoryEntry {
@@ -160,6 +166,7 @@ impl From<&Revision> for HistoryEntry {
             images: r.images.clone(),
             facts: r.facts.clone(),
             signer: r.signer.as_ref().map(|s| s.to_string()),
+            warnings: r.warnings.clone(),
         }
     }
 }

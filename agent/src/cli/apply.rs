@@ -41,7 +41,8 @@ pub fn run(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(desired) = super::render::render_or_report(dir, "nothing changed: ", err)? else {
+    let Some(desired) = super::render::render_or_report(dir, &agent_id, "nothing changed: ", err)?
+    else {
         return Ok(exit::FAILED);
     };
     let rt = tokio::runtime::Builder::new_current_thread()

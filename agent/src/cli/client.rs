@@ -74,6 +74,9 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
         .map(|o| o.to_string())
         .unwrap_or_else(|| "-".into());
     writeln!(out, "outcome:  {outcome} after {} cycles", s.cycles)?;
+    for w in &s.warnings {
+        writeln!(out, "warning:  {w}")?;
+    }
     if let Some(h) = &s.http {
         writeln!(
             out,

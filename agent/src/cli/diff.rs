@@ -66,7 +66,7 @@ fn local(
         writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
         return Ok(None);
     }
-    let Some(desired) = super::render::render_or_report(dir, "", err)? else {
+    let Some(desired) = super::render::render_or_report(dir, &agent_id, "", err)? else {
         return Ok(None);
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -123,48 +123,12 @@ pub fn print(a: &DiffAnswer, out: &mut impl Write, err: &mut impl Write) -> std:
             writeln!(out, "pinned: the agent stays on its rollback revision; this is what `berth resume` would do")?;
         }
     }
-    for s in &a.diff.stacks {
-        writeln!(out, "stack {}", s.name)?;
-        for n in &s.networks {
-            writeln!(out, "  network {}", object(n))?;
-        }
-        for v in &s.volumes {
-            writeln!(out, "  volume {}", object(v))?;
-        }
-        for svc in &s.services {
-            writeln!(out, "  service {}", svc.name)?;
-            for c in &svc.containers {
-                let why = match &c.why {
-                    Why::New => String::new(),
-                    Why::SpecChanged { fields } if !fields.is_empty() => {
-                        format!(" ({})", fields.join(", "))
-                    }
-                    other => format!(": {other}"),
-                };
-                writeln!(out, "    {:<8} {}{why}", c.action.word(), c.container)?;
-            }
-        }
-    }
+    print_stacks(&a.diff, "", out)?;
     for p in &a.diff.pulls {
         writeln!(out, "pull {}: {}", p.image, p.reason)?;
     }
-    let counts = a.diff.counts();
-    let objects = a
-        .diff
-        .stacks
-        .iter()
-        .flat_map(|s| s.networks.iter().chain(&s.volumes))
-        .filter(|o| o.action != ObjectAction::Keep)
-        .count();
     if a.diff.has_changes() {
-        let mut parts: Vec<String> = counts
-            .iter()
-            .map(|(action, n)| format!("{n} to {}", action.word()))
-            .collect();
-        if objects > 0 {
-            parts.push(format!("{objects} network/volume change(s)"));
-        }
-        writeln!(out, "would change: {}", parts.join(", "))?;
+        writeln!(out, "would change: {}", summary(&a.diff))?;
     } else {
         writeln!(out, "nothing to do")?;
     }
@@ -179,6 +143,58 @@ pub fn print(a: &DiffAnswer, out: &mut impl Write, err: &mut impl Write) -> std:
         )?;
     }
     Ok(())
+}
+
+/// The stacks of a description, each line led by `indent`: networks and volumes first, then services and
+/// their containers (a recreate names the fields that differ, never their values).
+pub fn print_stacks(d: &Description, indent: &str, out: &mut impl Write) -> std::io::Result<()> {
+    for s in &d.stacks {
+        writeln!(out, "{indent}stack {}", s.name)?;
+        for n in &s.networks {
+            writeln!(out, "{indent}  network {}", object(n))?;
+        }
+        for v in &s.volumes {
+            writeln!(out, "{indent}  volume {}", object(v))?;
+        }
+        for svc in &s.services {
+            writeln!(out, "{indent}  service {}", svc.name)?;
+            for c in &svc.containers {
+                let why = match &c.why {
+                    Why::New => String::new(),
+                    Why::SpecChanged { fields } if !fields.is_empty() => {
+                        format!(" ({})", fields.join(", "))
+                    }
+                    other => format!(": {other}"),
+                };
+                writeln!(
+                    out,
+                    "{indent}    {:<8} {}{why}",
+                    c.action.word(),
+                    c.container
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a description changes, in one phrase: `1 to create, 2 to recreate, 1 network/volume change(s)`.
+pub fn summary(d: &Description) -> String {
+    let objects = d
+        .stacks
+        .iter()
+        .flat_map(|s| s.networks.iter().chain(&s.volumes))
+        .filter(|o| o.action != ObjectAction::Keep)
+        .count();
+    let mut parts: Vec<String> = d
+        .counts()
+        .iter()
+        .map(|(action, n)| format!("{n} to {}", action.word()))
+        .collect();
+    if objects > 0 {
+        parts.push(format!("{objects} network/volume change(s)"));
+    }
+    parts.join(", ")
 }
 
 fn object(o: &ObjectChange) -> String {

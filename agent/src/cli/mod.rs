@@ -5,6 +5,7 @@ pub mod agent;
 pub mod apply;
 pub mod client;
 pub mod diff;
+pub mod fleet_diff;
 pub mod render;
 
 use clap::{Args, Parser, Subcommand};
@@ -103,6 +104,10 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Compare two revisions of a fleet repository: for each box whose desired state changes, what its
+    /// agent would create, recreate (naming the fields) or remove; a count at the end (exit 0: no box
+    /// changes, 2: some do, 1: a box fails to render at TO). What a pull request's CI posts.
+    FleetDiff(fleet_diff::Args),
     /// Show what converging would change, changing nothing (exit 0: nothing to do, 2: something would
     /// change, 1: an error, or an apply that would fail). With DIR: render it as `apply` does and plan it
     /// against the engine; without: ask the agent for the plan of the commit it fetched.
@@ -161,6 +166,7 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
         Command::Resume { conn } => client::resume(&conn, out),
         Command::Suspend { conn } => client::suspend(&conn, out),
         Command::Render(args) => render::run(&args, out, err),
+        Command::FleetDiff(args) => fleet_diff::run(&args, out, err),
         Command::Apply {
             dir,
             agent_id,

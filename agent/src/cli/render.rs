@@ -14,14 +14,16 @@ use std::path::Path;
 
 /// Render `dir` the way `berth apply` would (root stack named after the directory).
 pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
-    render_dir_with(dir, &BTreeMap::new()).0
+    render_dir_with(dir, &BTreeMap::new(), &crate::config::hostname()).0
 }
 
-/// Render `dir` with `facts`, this machine's identity (agent id: the hostname) and its environment; also
-/// the render's warnings (keys accepted and ignored, as Compose ignores them).
+/// Render `dir` with `facts`, this machine's identity under `agent_id` (`${BERTH_AGENT_ID}`; `berth
+/// render DIR` gives the hostname, `apply`/`diff` their `--agent-id`) and its environment; also the
+/// render's warnings (keys accepted and ignored, as Compose ignores them).
 pub fn render_dir_with(
     dir: &Path,
     facts: &BTreeMap<String, String>,
+    agent_id: &str,
 ) -> (
     Result<DesiredState, crate::render::RenderError>,
     Vec<crate::render::Problem>,
@@ -35,21 +37,27 @@ pub fn render_dir_with(
         dir,
         &crate::reconcile::sanitize_stack_name(&name),
         crate::render::facts::scope(
-            &crate::render::facts::BoxIdentity::local(&crate::config::hostname()),
+            &crate::render::facts::BoxIdentity::local(agent_id),
             facts,
             std::env::vars(),
         ),
     )
 }
 
-/// Render `dir` and print its warnings; on problems, print each one and a summary (`prefix` leads it) and
-/// return `None`.
+/// Render `dir` as `agent_id` and print its warnings; on problems, print each one and a summary
+/// (`prefix` leads it) and return `None`.
 pub fn render_or_report(
     dir: &Path,
+    agent_id: &str,
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
-    report(dir, render_dir_with(dir, &BTreeMap::new()), prefix, err)
+    report(
+        dir,
+        render_dir_with(dir, &BTreeMap::new(), agent_id),
+        prefix,
+        err,
+    )
 }
 
 fn report(
@@ -110,7 +118,8 @@ fn run_dir(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let Some(desired) = report(dir, render_dir_with(dir, facts), "", err)? else {
+    let rendered = render_dir_with(dir, facts, &crate::config::hostname());
+    let Some(desired) = report(dir, rendered, "", err)? else {
         return Ok(exit::FAILED);
     };
     if json {

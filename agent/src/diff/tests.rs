@@ -371,3 +371,59 @@ fn pull_reasons() {
         )
     );
 }
+
+#[test]
+fn between_two_revisions_names_what_a_box_running_the_first_would_do() {
+    let db = spec("shop", "db");
+    let mut db_new = db.clone();
+    db_new.env = vec!["TOKEN=s3cret-two".into()];
+    db_new.ports.push(PortSpec {
+        host_ip: None,
+        container_port: 80,
+        host_port: Some(8080),
+        protocol: "tcp".into(),
+    });
+    let mut app = spec("shop", "app");
+    app.depends_on.push(Dependency {
+        service: "db".into(),
+        condition: crate::model::Condition::ServiceStarted,
+        restart: true,
+    });
+    let web = spec("legacy", "web");
+    let cache = spec("shop", "cache");
+    let from = desired(vec![db.clone(), app.clone(), web]);
+    let to = desired(vec![db_new, app, cache]);
+
+    let d = between(&from, &to);
+    let steps: Vec<(String, Action, Why)> = d
+        .stacks
+        .iter()
+        .flat_map(|s| &s.services)
+        .flat_map(|s| &s.containers)
+        .map(|c| (c.container.clone(), c.action, c.why.clone()))
+        .collect();
+    assert!(steps.contains(&(
+        "shop-db-1".into(),
+        Action::Recreate,
+        Why::SpecChanged {
+            fields: vec!["env".into(), "ports".into()]
+        }
+    )));
+    assert!(steps.contains(&("shop-cache-1".into(), Action::Create, Why::New)));
+    assert!(steps.contains(&("legacy-web-1".into(), Action::Remove, Why::StackRemoved)));
+    assert!(steps
+        .iter()
+        .any(|(n, a, _)| n == "shop-app-1" && *a == Action::Restart));
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert!(d.has_changes());
+    assert!(d.pulls.is_empty() && d.problems.is_empty());
+    // Field names only: no value is in the description.
+    assert!(!serde_json::to_string(&d).unwrap().contains("s3cret"));
+
+    // The same state twice changes nothing; from nothing, everything is created; to nothing, removed.
+    assert!(!between(&from, &from).has_changes());
+    let all_new = between(&DesiredState::default(), &to);
+    assert_eq!(all_new.counts().get(&Action::Create), Some(&3));
+    let all_gone = between(&from, &DesiredState::default());
+    assert_eq!(all_gone.counts().get(&Action::Remove), Some(&3));
+}

@@ -179,6 +179,10 @@ impl Agent {
             applied_commit: current.as_ref().map(|r| r.commit.clone()),
             applied_seq: current.as_ref().map(|r| r.seq),
             applied_signer: current.as_ref().and_then(signer_of),
+            warnings: current
+                .as_ref()
+                .map(|r| r.warnings.clone())
+                .unwrap_or_default(),
             last_good_seq: pointers.last_good,
             pinned: pointers.pinned.is_some(),
             pinned_seq: pointers.pinned,
@@ -502,7 +506,13 @@ impl Agent {
         };
         let cycles = self.cycles;
         let quarantined = self.quarantine.as_ref().map(quarantine_info);
+        let warnings = self
+            .current
+            .as_ref()
+            .map(|c| c.warnings.clone())
+            .unwrap_or_default();
         self.set_status(|s| {
+            s.warnings = warnings;
             s.outcome = Some(outcome);
             s.last_error = error;
             s.error_class = class;
@@ -589,7 +599,7 @@ impl Agent {
                 let info = src.commit_info(&c)?;
                 // An unverified commit is not even rendered.
                 let rendered = match src.verify(&c, jiff::Timestamp::now()) {
-                    Ok(signer) => Ok((signer, render_tree(&src.tree(&c)?, &opts))),
+                    Ok(signer) => Ok((signer, render_tree_warned(&src.tree(&c)?, &opts))),
                     Err(e) => Err(e),
                 };
                 Ok((info, rendered))
@@ -618,12 +628,17 @@ impl Agent {
             error_class: None,
             facts: self.settings.facts.clone(),
             signer: None,
+            warnings: Vec::new(),
         };
         let c = short(commit).to_string();
         let desired = match verified {
             Err(source) => Err(CycleError::Verify { commit: c, source }),
-            Ok((signer, result)) => {
+            Ok((signer, (result, warnings))) => {
                 rev.signer = signer;
+                rev.warnings = warnings.iter().map(|w| w.to_string()).collect();
+                for w in &rev.warnings {
+                    tracing::warn!(warning = %w, commit = short(commit), "render");
+                }
                 result.map_err(|source| CycleError::Render { commit: c, source })
             }
         };
@@ -764,24 +779,35 @@ fn quarantine_info(q: &Quarantine) -> QuarantineInfo {
 /// Render the followed path of a tree; a followed path missing from the commit is an error, not an
 /// empty desired state (which would remove every container).
 pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, RenderError> {
+    let (result, warnings) = render_tree_warned(tree, opts);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "render");
+    }
+    result
+}
+
+/// [`render_tree`], and the render's warnings (see [`render::render_warned`]) instead of logging them.
+pub fn render_tree_warned(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+) -> (Result<DesiredState, RenderError>, Vec<render::Problem>) {
     let exists = opts.path.as_os_str() == "."
         || matches!(tree.kind(&opts.path), Ok(Some(render::EntryKind::Dir)));
     if !exists {
-        return Err(RenderError {
-            problems: vec![render::Problem {
-                file: None,
-                line: None,
-                column: None,
-                stack: None,
-                service: None,
-                message: format!(
-                    "source.path {} is not a directory in this commit",
-                    opts.path.display()
-                ),
-            }],
-        });
+        let problems = vec![render::Problem {
+            file: None,
+            line: None,
+            column: None,
+            stack: None,
+            service: None,
+            message: format!(
+                "source.path {} is not a directory in this commit",
+                opts.path.display()
+            ),
+        }];
+        return (Err(RenderError { problems }), Vec::new());
     }
-    render::render(tree, opts)
+    render::render_warned(tree, opts)
 }
 
 /// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's

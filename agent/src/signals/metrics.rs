@@ -416,6 +416,7 @@ mod tests {
             error_class: None,
             facts: Default::default(),
             signer: None,
+            warnings: Vec::new(),
         }
     }
 

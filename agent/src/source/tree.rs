@@ -37,6 +37,13 @@ impl GitTree {
         &self.commit
     }
 
+    /// `(filemode, object id)` of the entry at `path` (`None`: no such entry): everything `read`, `kind`
+    /// and `list` answer for `path` is a function of it, so two trees with the same entry id at a path
+    /// answer alike there (`berth fleet-diff` proves a box unchanged with it).
+    pub fn entry_id(&self, path: &Path) -> io::Result<Option<(i32, Oid)>> {
+        self.entry(path)
+    }
+
     /// `(filemode, id)` of the entry at `path`; the root is `(MODE_TREE, tree id)`.
     fn entry(&self, path: &Path) -> io::Result<Option<(i32, Oid)>> {
         let rel = normalise(path)?;

@@ -23,6 +23,7 @@ fn revision(seq: u64, summary: &str) -> Revision {
         error_class: None,
         facts: Default::default(),
         signer: None,
+        warnings: Vec::new(),
     }
 }
 

@@ -13,7 +13,7 @@
 use super::super::exit;
 use crate::model::DesiredState;
 use crate::render::facts::{self, BoxIdentity, FactError};
-use crate::render::{DirTree, RenderError};
+use crate::render::{DirTree, EntryKind, RenderError, Tree};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,6 +55,8 @@ pub enum FleetError {
     },
     #[error("cannot read {FLEET_FILE}: {0}")]
     Read(#[source] std::io::Error),
+    #[error("cannot read {FLEET_FILE}: {0}")]
+    Resolve(#[source] crate::render::tree::ResolveError),
     #[error("{FLEET_FILE} is larger than {} bytes", crate::render::MAX_FILE_BYTES)]
     TooLarge,
     #[error("{FLEET_FILE}: {0}")]
@@ -70,9 +72,10 @@ pub enum FleetError {
     Outside { path: PathBuf },
 }
 
+/// `fleet.yaml`: the boxes and their facts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FleetFile {
+pub struct FleetFile {
     #[serde(default)]
     boxes: Option<Vec<String>>,
     #[serde(default)]
@@ -170,20 +173,10 @@ fn load(repo: &Path, args: &Args) -> Result<(PathBuf, FleetFile, Vec<PathBuf>), 
         root: repo.to_path_buf(),
         source,
     })?;
-    let fleet = read_fleet(&root)?;
+    let tree = DirTree::new(&root);
+    let fleet = read_fleet(&tree)?;
     let boxes = if args.all {
-        match &fleet.boxes {
-            Some(list) => list
-                .iter()
-                .map(|b| {
-                    crate::config::normalise_rel_path(b).map_err(|source| FleetError::BoxPath {
-                        path: b.into(),
-                        source,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None => host_dirs(&root)?,
-        }
+        all_boxes(&tree, &fleet)?
     } else {
         args.paths
             .iter()
@@ -193,41 +186,60 @@ fn load(repo: &Path, args: &Args) -> Result<(PathBuf, FleetFile, Vec<PathBuf>), 
     Ok((root, fleet, boxes))
 }
 
-fn read_fleet(root: &Path) -> Result<FleetFile, FleetError> {
-    let path = root.join(FLEET_FILE);
-    let meta = match std::fs::metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FleetFile::default()),
-        Err(e) => return Err(FleetError::Read(e)),
+/// The `fleet.yaml` at the root of `tree` (a directory, or a commit's tree); absent or empty: the default.
+pub fn read_fleet(tree: &dyn Tree) -> Result<FleetFile, FleetError> {
+    let path =
+        crate::render::tree::resolve(tree, Path::new(FLEET_FILE)).map_err(FleetError::Resolve)?;
+    let bytes = match tree.read(&path).map_err(FleetError::Read)? {
+        Some(b) => b,
+        None => return Ok(FleetFile::default()),
     };
-    if meta.len() > crate::render::MAX_FILE_BYTES as u64 {
+    if bytes.len() > crate::render::MAX_FILE_BYTES {
         return Err(FleetError::TooLarge);
     }
-    let text = std::fs::read_to_string(&path).map_err(FleetError::Read)?;
+    let text = String::from_utf8_lossy(&bytes);
     if text.trim().is_empty() {
         return Ok(FleetFile::default());
     }
     serde_yaml::from_str(&text).map_err(FleetError::Parse)
 }
 
-/// Each directory under `hosts/`, sorted; hidden ones skipped.
-fn host_dirs(root: &Path) -> Result<Vec<PathBuf>, FleetError> {
-    let dir = root.join(HOSTS_DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(FleetError::List(e)),
-    };
+/// Every box of a fleet: the `boxes:` of its fleet file, else each directory under `hosts/`.
+pub fn all_boxes(tree: &dyn Tree, fleet: &FleetFile) -> Result<Vec<PathBuf>, FleetError> {
+    match &fleet.boxes {
+        Some(list) => list
+            .iter()
+            .map(|b| {
+                crate::config::normalise_rel_path(b).map_err(|source| FleetError::BoxPath {
+                    path: b.into(),
+                    source,
+                })
+            })
+            .collect(),
+        None => host_dirs(tree),
+    }
+}
+
+/// Each directory under `hosts/` (or symlink to one inside the repository), sorted; hidden ones skipped.
+fn host_dirs(tree: &dyn Tree) -> Result<Vec<PathBuf>, FleetError> {
+    let dir = Path::new(HOSTS_DIR);
     let mut boxes = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(FleetError::List)?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') || !entry.path().is_dir() {
+    for entry in tree.list(dir).map_err(FleetError::List)? {
+        if entry.name.starts_with('.') {
             continue;
         }
-        boxes.push(Path::new(HOSTS_DIR).join(name));
+        let path = dir.join(&entry.name);
+        let is_dir = match entry.kind {
+            EntryKind::Dir => true,
+            EntryKind::File => false,
+            EntryKind::Symlink(_) => crate::render::tree::resolve(tree, &path)
+                .ok()
+                .is_some_and(|r| matches!(tree.kind(&r), Ok(Some(EntryKind::Dir)))),
+        };
+        if is_dir {
+            boxes.push(path);
+        }
     }
-    boxes.sort();
     Ok(boxes)
 }
 
@@ -250,15 +262,13 @@ fn box_path(root: &Path, p: &Path) -> Result<PathBuf, FleetError> {
     })
 }
 
-/// Render one box as its agent would: agent id and hostname are the box's directory name, the
-/// architecture this machine's, facts from `fleet.yaml` under `--fact`, the environment over all.
-pub(super) fn render_box(
-    tree: &DirTree,
-    root: &Path,
+/// A box's facts: its `facts:` in the fleet file, under `--fact`; problems are reported against the
+/// fleet file (never quoting a value).
+pub fn box_facts(
     path: &Path,
     fleet: &FleetFile,
     cli_facts: &BTreeMap<String, String>,
-) -> Result<DesiredState, RenderError> {
+) -> Result<BTreeMap<String, String>, RenderError> {
     let mut box_facts = BTreeMap::new();
     let mut problems = Vec::new();
     let key = path.to_string_lossy();
@@ -274,21 +284,44 @@ pub(super) fn render_box(
     }
     box_facts.extend(cli_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
     problems.extend(facts::validate(&box_facts));
-    if !problems.is_empty() {
-        return Err(RenderError {
-            problems: problems
-                .into_iter()
-                .map(|e| crate::render::Problem {
-                    file: Some(FLEET_FILE.into()),
-                    line: None,
-                    column: None,
-                    stack: None,
-                    service: None,
-                    message: e.to_string(),
-                })
-                .collect(),
-        });
+    if problems.is_empty() {
+        return Ok(box_facts);
     }
+    Err(RenderError {
+        problems: problems
+            .into_iter()
+            .map(|e| crate::render::Problem {
+                file: Some(FLEET_FILE.into()),
+                line: None,
+                column: None,
+                stack: None,
+                service: None,
+                message: e.to_string(),
+            })
+            .collect(),
+    })
+}
+
+/// Render one box as its agent would: agent id and hostname are the box's directory name, the
+/// architecture this machine's, facts from `fleet.yaml` under `--fact`, the environment over all.
+pub(super) fn render_box(
+    tree: &dyn Tree,
+    root: &Path,
+    path: &Path,
+    fleet: &FleetFile,
+    cli_facts: &BTreeMap<String, String>,
+) -> Result<DesiredState, RenderError> {
+    render_box_with(tree, root, path, &box_facts(path, fleet, cli_facts)?)
+}
+
+/// [`render_box`] with the box's facts already gathered. `root`: where the repository is checked out
+/// (relative bind mounts resolve under it).
+pub fn render_box_with(
+    tree: &dyn Tree,
+    root: &Path,
+    path: &Path,
+    box_facts: &BTreeMap<String, String>,
+) -> Result<DesiredState, RenderError> {
     let agent_id = match path.file_name() {
         Some(n) => n.to_string_lossy().to_string(),
         None => crate::config::hostname(),
@@ -298,7 +331,6 @@ pub(super) fn render_box(
         arch: facts::docker_arch(std::env::consts::ARCH).to_string(),
         agent_id: agent_id.clone(),
     };
-    let opts =
-        crate::reconcile::box_render_options(path, root.to_path_buf(), &identity, &box_facts);
+    let opts = crate::reconcile::box_render_options(path, root.to_path_buf(), &identity, box_facts);
     crate::reconcile::render_tree(tree, &opts)
 }

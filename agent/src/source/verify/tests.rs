@@ -705,6 +705,7 @@ fn revisions_keep_their_signer_and_older_records_load() {
             fingerprint: "SHA256:abc".into(),
             tag: None,
         }),
+        warnings: Vec::new(),
     };
     let json = serde_json::to_value(&rev).unwrap();
     let back: crate::store::Revision = serde_json::from_value(json.clone()).unwrap();
