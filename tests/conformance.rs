@@ -3,9 +3,10 @@
 //! berth promises that an operator can drop an existing compose file in unchanged and get the containers
 //! Docker Compose would make. This module measures that promise:
 //!
-//! - `conformance_corpus_matches_compose`: every fixture of `tests/fixtures/conformance/` is brought up once
-//!   with `docker compose up -d` and once with `berth apply`, one tool after the other (so host ports,
-//!   fixed addresses and container names never clash), and the two sets of containers, networks and volumes
+//! - `conformance_corpus_matches_compose`: every fixture of `tests/fixtures/conformance/` (a directory with a
+//!   compose file under any name Compose reads; images it needs are built first) is brought up once with
+//!   `docker compose up -d` and once with `berth apply`, one tool after the other (so host ports, fixed
+//!   addresses and container names never clash), and the two sets of containers, networks and volumes
 //!   are compared through `docker inspect`, field by field, after normalising only what legitimately differs
 //!   per tool (each normalisation says why where it is done). The table is printed; the test fails on a
 //!   difference that is not listed under `### Known differences from Docker Compose` in README.md, and on a
@@ -208,7 +209,23 @@ struct Fixture {
     dir: PathBuf,
 }
 
-/// Every fixture directory (holding a compose.yaml), sorted; filtered by `BERTH_CONFORMANCE_FIXTURES`.
+/// The compose file names Compose looks for, in its order.
+const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The compose file of a fixture directory (under any of the names Compose reads).
+fn compose_file(dir: &Path) -> Option<PathBuf> {
+    COMPOSE_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// Every fixture directory (holding a compose file), sorted; filtered by `BERTH_CONFORMANCE_FIXTURES`.
 fn fixtures() -> Vec<Fixture> {
     let only: Option<BTreeSet<String>> = std::env::var("BERTH_CONFORMANCE_FIXTURES")
         .ok()
@@ -217,7 +234,7 @@ fn fixtures() -> Vec<Fixture> {
     let mut v: Vec<Fixture> = std::fs::read_dir(fixtures_root())
         .expect("tests/fixtures/conformance")
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("compose.yaml").is_file())
+        .filter(|e| compose_file(&e.path()).is_some())
         .map(|e| Fixture {
             name: e.file_name().to_string_lossy().to_string(),
             dir: e.path(),
@@ -407,6 +424,9 @@ struct Extra {
     networks: Vec<String>,
     volumes: Vec<String>,
     containers: Vec<String>,
+    /// Images built first: tag → Dockerfile (built without a context, `FROM` the test image), for images
+    /// whose `VOLUME`, `HEALTHCHECK`, `ENTRYPOINT`, `USER`… matter.
+    images: Vec<(String, String)>,
     probes: Vec<String>,
     has_name: bool,
 }
@@ -430,6 +450,15 @@ fn read_extra(compose_yaml: &Path) -> Result<Extra, String> {
         networks: strings(create.and_then(|c| c.get("networks"))),
         volumes: strings(create.and_then(|c| c.get("volumes"))),
         containers: strings(create.and_then(|c| c.get("containers"))),
+        images: create
+            .and_then(|c| c.get("images"))
+            .and_then(|i| i.as_mapping())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
         probes: strings(x.and_then(|x| x.get("probe"))),
         has_name: doc.get("name").is_some(),
     })
@@ -532,6 +561,9 @@ impl Drop for Cleanup {
         }
         for v in &self.extra.volumes {
             docker(&["volume", "rm", "-f", v]);
+        }
+        for (tag, _) in &self.extra.images {
+            docker(&["image", "rm", "-f", tag]);
         }
     }
 }
@@ -859,7 +891,8 @@ fn container_fields(c: &Value, norm: &Norm) -> BTreeMap<String, String> {
         },
     );
     // A port without a protocol is TCP to the engine (`nat.Port.Proto()`), so `3000` and `3000/tcp` are
-    // one exposed port. A range key (`4000-4001/udp`) is left as it is: the engine does not expand it.
+    // one exposed port (Compose sends both when a port is in `expose` and in `ports`; the engine keeps
+    // both keys). A range key (`4000-4001/udp`) is left as it is: the engine does not expand it.
     let exposed: Vec<String> = cfg["ExposedPorts"]
         .as_object()
         .map(|m| {
@@ -874,7 +907,7 @@ fn container_fields(c: &Value, norm: &Norm) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default();
-    f.put("exposed_ports", json!(exposed));
+    f.put("exposed_ports", set(&json!(exposed)));
     f.put("port_bindings", port_bindings(&hc["PortBindings"]));
     // The engine treats an empty restart policy name as "no" (it is what `docker run` sends by default).
     let rp = &hc["RestartPolicy"];
@@ -1213,6 +1246,21 @@ fn owned_ids(agent: &str) -> Result<BTreeSet<(String, String)>, String> {
 }
 
 fn create_extra(extra: &Extra) -> Result<(), String> {
+    for (tag, dockerfile) in &extra.images {
+        let ctx = tempfile::Builder::new()
+            .prefix("berth-conformance-image-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).map_err(|e| e.to_string())?;
+        let dir = ctx.path().to_string_lossy().to_string();
+        let o = run(
+            docker_cmd(&["build", "-q", "-t", tag, &dir]).env("DOCKER_BUILDKIT", "0"),
+            TOOL_DEADLINE,
+        )?;
+        if !o.status.success() {
+            return Err(format!("docker build -t {tag}: {}", show(&o)));
+        }
+    }
     for n in &extra.networks {
         docker_out(&["network", "create", n])?;
     }
@@ -1255,7 +1303,9 @@ fn run_fixture(fx: &Fixture) -> FixtureResult {
 fn run_fixture_inner(fx: &Fixture, res: &mut FixtureResult) -> Result<(), String> {
     let mut names = RunNames::new(&fx.name);
     let cmdline = compose_cmd()?;
-    let extra = read_extra(&fx.dir.join("compose.yaml"))?;
+    let file = compose_file(&fx.dir).ok_or("no compose file")?;
+    let file_name = file.file_name().map(PathBuf::from).unwrap_or_default();
+    let extra = read_extra(&file)?;
     let tmp = tempfile::Builder::new()
         .prefix("berth-conformance-")
         .tempdir()
@@ -1270,7 +1320,7 @@ fn run_fixture_inner(fx: &Fixture, res: &mut FixtureResult) -> Result<(), String
     let dir2 = root.join("berth").join(format!("{}{suffix}", names.bstack));
     copy_fixture(&fx.dir, &dir1, &names.subst(&names.cproj)).map_err(|e| e.to_string())?;
     copy_fixture(&fx.dir, &dir2, &names.subst(&names.bstack)).map_err(|e| e.to_string())?;
-    let extra = read_extra(&dir1.join("compose.yaml"))?;
+    let extra = read_extra(&dir1.join(&file_name))?;
     let probes = extra.probes.clone();
 
     let mut cleanup = Cleanup {
@@ -1282,6 +1332,7 @@ fn run_fixture_inner(fx: &Fixture, res: &mut FixtureResult) -> Result<(), String
         networks: extra.networks.clone(),
         volumes: extra.volumes.clone(),
         containers: extra.containers.clone(),
+        images: extra.images.clone(),
         ..Extra::default()
     };
     create_extra(&extra)?;
