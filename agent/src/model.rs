@@ -239,6 +239,33 @@ pub struct ContainerSpec {
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// The cgroup and namespace settings Compose passes to the engine as they are (see
+    /// `render/cgroups.rs`): `mem_swappiness` (0-100; 0 is never sent, as in Compose), CFS and realtime
+    /// periods and quotas in microseconds, Windows' CPU count and percent, the parent cgroup, the
+    /// cgroup namespace (`host`, `private`), the UTS namespace (`host`), the isolation technology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_swappiness: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<i64>,
+    /// As Compose sends it: the percentage × 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroupns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
     /// Files copied into the container before it starts (secrets and configs from `environment` or
     /// `content`). Only digests of secret values are kept here, never the values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

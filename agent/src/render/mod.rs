@@ -9,6 +9,7 @@
 
 mod assemble;
 mod budget;
+mod cgroups;
 pub mod compose;
 mod deploy;
 mod env;
@@ -525,6 +526,8 @@ pub fn render_dir_warned(
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod cgroups_tests;
 #[cfg(test)]
 mod compat_tests;
 #[cfg(test)]

@@ -353,6 +353,18 @@ pub(super) fn container_body(
                 config: non_empty_map(&l.options),
             }),
             runtime: spec.runtime.clone(),
+            memory_swappiness: spec.mem_swappiness,
+            cpu_period: spec.cpu_period,
+            cpu_quota: spec.cpu_quota,
+            cpu_realtime_period: spec.cpu_rt_period,
+            cpu_realtime_runtime: spec.cpu_rt_runtime,
+            cpu_count: spec.cpu_count,
+            cpu_percent: spec.cpu_percent,
+            cgroup_parent: spec.cgroup_parent.clone(),
+            // Render admits only the values these enums have.
+            cgroupns_mode: spec.cgroupns.as_deref().and_then(|c| c.parse().ok()),
+            uts_mode: spec.uts.clone(),
+            isolation: spec.isolation.as_deref().and_then(|i| i.parse().ok()),
             ..Default::default()
         }),
         networking_config,
