@@ -1,7 +1,9 @@
 //! One service of a compose file → a [`ContainerSpec`] (before replicas are expanded): the service's
 //! keys read section by section (process, storage, networking, lifecycle, resources); the sections with
-//! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`.
+//! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`,
+//! `cgroups`.
 
+use super::cgroups::{cgroup_keys, CGROUP_KEYS};
 use super::compose::{Net, Secret, StackInput, Vol};
 use super::deploy::{deploy, pids, replica_count, ulimits};
 use super::env::env_files;
@@ -17,7 +19,8 @@ use crate::model::{Condition, ContainerSpec, Dependency, DeviceSpec, LoggingSpec
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Service keys of this release: the single-node Compose specification, without `build`.
+/// Service keys of this release: the single-node Compose specification, without `build` (plus
+/// `cgroups::CGROUP_KEYS`).
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "image",
     "command",
@@ -88,31 +91,18 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
 /// Service keys of the Compose specification that this release refuses rather than ignores.
 pub(super) const SERVICE_LATER: &[&str] = &[
     "annotations",
-    "attach",
     "blkio_config",
-    "cgroup",
-    "cgroup_parent",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
     "credential_spec",
-    "develop",
     "driver_opts",
     "external_links",
     "gpus",
-    "isolation",
     "label_file",
-    "mem_swappiness",
     "models",
     "post_start",
     "pre_stop",
     "provider",
     "storage_opt",
     "use_api_socket",
-    "uts",
     "volumes_from",
 ];
 
@@ -203,7 +193,8 @@ pub(super) fn service(
 ) -> Option<Service> {
     let before = ctx.problems.len();
     let s = Svc { name, path, m };
-    check_keys(ctx, s.some(), path, m, SERVICE_KEYS, SERVICE_LATER);
+    let known: Vec<&str> = SERVICE_KEYS.iter().chain(CGROUP_KEYS).copied().collect();
+    check_keys(ctx, s.some(), path, m, &known, SERVICE_LATER);
 
     let image = match s.get("image") {
         Some(v) => string(ctx, s.some(), &s.p("image"), v).filter(|i| {
@@ -235,6 +226,7 @@ pub(super) fn service(
     networking(ctx, &s, services, refs, &mut spec, &mut links);
     let replicas = lifecycle(ctx, &s, services, &mut spec, &mut links);
     resources(ctx, &s, &mut spec);
+    cgroup_keys(ctx, name, path, m, &mut spec);
 
     let profiles = s.list(ctx, "profiles", false).unwrap_or_default();
     let container_name = s.opt_string(ctx, "container_name");
