@@ -964,6 +964,15 @@ fn container_fields(c: &Value, norm: &Norm) -> BTreeMap<String, String> {
         ("read_only", "ReadonlyRootfs"),
         ("runtime", "Runtime"),
         ("network_mode", "NetworkMode"),
+        ("memory_swappiness", "MemorySwappiness"),
+        ("cpu_count", "CpuCount"),
+        ("cpu_percent", "CpuPercent"),
+        ("cpu_rt_period", "CpuRealtimePeriod"),
+        ("cpu_rt_runtime", "CpuRealtimeRuntime"),
+        ("cgroup_parent", "CgroupParent"),
+        ("cgroupns_mode", "CgroupnsMode"),
+        ("uts_mode", "UTSMode"),
+        ("isolation", "Isolation"),
     ] {
         f.put(name, hc[k].clone());
     }
