@@ -23,6 +23,7 @@ mod networks;
 pub mod numbers;
 pub mod ports;
 mod rebase;
+mod refused;
 mod secrets;
 mod service;
 pub mod tree;

@@ -139,7 +139,7 @@ fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
     assert_eq!(find("volumes_from").line, Some(6));
     assert!(find("volumes_from")
         .message
-        .contains("does not support yet"));
+        .contains("is refused: not in this release: share a named volume"));
     assert_eq!(find("`models`").line, Some(7));
     assert_eq!(find("`foo`").line, Some(8));
     assert_eq!(p.len(), 5, "{text:#?}");
