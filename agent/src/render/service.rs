@@ -88,12 +88,12 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "links",
 ];
 
-/// Service keys of the Compose specification that this release refuses rather than ignores.
+/// Service keys of the Compose specification that this release refuses rather than ignores (each
+/// with its reason in `refused::why`).
 pub(super) const SERVICE_LATER: &[&str] = &[
     "annotations",
     "blkio_config",
     "credential_spec",
-    "driver_opts",
     "external_links",
     "gpus",
     "label_file",
