@@ -245,6 +245,10 @@ pub struct ContainerSpec {
     /// cgroup namespace (`host`, `private`), the UTS namespace (`host`), the isolation technology.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_swappiness: Option<i64>,
+    /// `volumes_from`, as the engine takes it: `<container>[:ro|:rw]` (a service of the stack is
+    /// `service:<name>[:mode]` until its first container's name is known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_period: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,5 @@
-//! Real-world Compose keys run as Compose v2 runs them: legacy `links`, Swarm-only `deploy` keys
-//! (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
+//! Real-world Compose keys run as Compose v2 runs them: legacy `links` and `volumes_from`, Swarm-only
+//! `deploy` keys (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
 
 use super::*;
 use crate::model::{Condition, Dependency};
@@ -181,4 +181,72 @@ fn restart_policy_conditions_map_as_compose_maps_them() {
         "services:\n  a: {image: busybox, deploy: {restart_policy: {condition: sometimes}}}\n",
     );
     assert!(p[0].contains("must be none, on-failure, any or unless-stopped"));
+}
+
+#[test]
+fn volumes_from_names_the_first_container_of_a_service_or_an_outside_container() {
+    let (d, _) = ok(r#"
+services:
+  app:
+    image: busybox
+    scale: 2
+  named: {image: busybox, container_name: the-source}
+  cron:
+    image: busybox
+    volumes_from:
+      - app
+      - named:ro
+      - container:legacy-data:rw
+    depends_on:
+      named: {condition: service_healthy}
+"#);
+    let cron = container(&d, "edge-cron-1");
+    assert_eq!(
+        cron.volumes_from,
+        vec!["edge-app-1", "the-source:ro", "legacy-data:rw"]
+    );
+    // The services named start first; an explicit depends_on condition wins.
+    let deps: Vec<(&str, Condition)> = cron
+        .depends_on
+        .iter()
+        .map(|d| (d.service.as_str(), d.condition))
+        .collect();
+    assert_eq!(
+        deps,
+        vec![
+            ("app", Condition::ServiceStarted),
+            ("named", Condition::ServiceHealthy)
+        ]
+    );
+    let app = container(&d, "edge-app-1");
+    assert!(app.volumes_from.is_empty());
+    assert!(!app.canonical_json().contains("volumes_from"));
+}
+
+#[test]
+fn volumes_from_entries_compose_refuses_are_problems() {
+    let p = problems(
+        r#"
+services:
+  app:
+    image: busybox
+    volumes_from:
+      - nowhere
+      - app
+      - other:rx
+      - "container:"
+      - a:b:c
+  other: {image: busybox}
+"#,
+    );
+    let all = p.join("\n");
+    for want in [
+        "compose.yaml:6: stack edge, service app: services.app.volumes_from[0]: service \"nowhere\" is not defined in this stack",
+        "services.app.volumes_from[1]: a service cannot mount its own volumes",
+        "services.app.volumes_from[2]: the mode must be `ro` or `rw`",
+        "services.app.volumes_from[3]: names no container after `container:`",
+        "services.app.volumes_from[4]: is not `service[:ro|:rw]` or `container:name[:ro|:rw]`",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
 }

@@ -354,6 +354,7 @@ pub(super) fn container_body(
             }),
             runtime: spec.runtime.clone(),
             memory_swappiness: spec.mem_swappiness,
+            volumes_from: non_empty(&spec.volumes_from),
             cpu_period: spec.cpu_period,
             cpu_quota: spec.cpu_quota,
             cpu_realtime_period: spec.cpu_rt_period,
