@@ -9,7 +9,7 @@ use super::deploy::{deploy, pids, replica_count, ulimits};
 use super::env::env_files;
 use super::health::{depends_on, healthcheck};
 use super::lines::{KeyPath, Seg};
-use super::mounts::{content_digest, service_volumes};
+use super::mounts::{content_digest, service_volumes, volumes_from};
 use super::networks::{extra_hosts, links as service_links, service_networks, Link};
 use super::numbers::{bytes, cpus, duration, int_in};
 use super::ports::{expose, ports};
@@ -86,6 +86,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "runtime",
     "extends",
     "links",
+    "volumes_from",
 ];
 
 /// Service keys of the Compose specification that this release refuses rather than ignores (each
@@ -103,7 +104,6 @@ pub(super) const SERVICE_LATER: &[&str] = &[
     "provider",
     "storage_opt",
     "use_api_socket",
-    "volumes_from",
 ];
 
 /// Top-level definitions a service may refer to.
@@ -224,6 +224,15 @@ pub(super) fn service(
     storage(ctx, input, &s, refs, &mut spec);
     let mut links = Links::default();
     networking(ctx, &s, services, refs, &mut spec, &mut links);
+    if let Some(v) = s.get("volumes_from") {
+        // The services named start first (Compose orders them so); `depends_on` may set a condition.
+        let (entries, peers) = volumes_from(ctx, name, &s.p("volumes_from"), v, services);
+        spec.volumes_from = entries;
+        for peer in peers {
+            links.depends.insert(peer.clone(), started(&peer));
+            links.required.insert(peer);
+        }
+    }
     let replicas = lifecycle(ctx, &s, services, &mut spec, &mut links);
     resources(ctx, &s, &mut spec);
     cgroup_keys(ctx, name, path, m, &mut spec);
