@@ -279,6 +279,20 @@ pub(super) fn convert(
                 }
             }
         }
+        // `volumes_from: [service:X]` mounts the volumes of X's first container, as in Compose.
+        for v in &mut spec.volumes_from {
+            if let Some(rest) = v.strip_prefix("service:") {
+                let (peer, mode) = rest.split_once(':').unwrap_or((rest, ""));
+                if let Some(c) = first_container.get(peer) {
+                    let engine = if mode.is_empty() {
+                        c.clone()
+                    } else {
+                        format!("{c}:{mode}")
+                    };
+                    *v = engine;
+                }
+            }
+        }
         for n in &spec.networks {
             used_networks.insert(n.name.clone());
         }
