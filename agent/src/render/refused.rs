@@ -28,7 +28,6 @@ pub(super) fn why(key: &str) -> &'static str {
         "use_api_socket" => {
             "not in this release: it copies the operator's registry credentials into the container; mount /var/run/docker.sock explicitly instead"
         }
-        "volumes_from" => "not in this release: share a named volume between the services instead",
         "enable_ipv4" => "not in this release (IPv6-only networks need engine API 1.47)",
         "link_local_ips" | "gw_priority" | "interface_name" => {
             "not in this release (endpoint settings of newer engines)"
@@ -48,7 +47,7 @@ mod tests {
     #[test]
     fn each_refused_key_says_why() {
         assert!(why("credential_spec").contains("Windows"));
-        assert!(why("volumes_from").contains("named volume"));
+        assert!(why("external_links").contains("external network"));
         assert!(why("models").contains("Model Runner"));
         assert_eq!(why("something_else"), "not in this release");
     }
