@@ -1,4 +1,5 @@
-//! Real-world Compose keys run as Compose v2 runs them: legacy `links` and `volumes_from`, Swarm-only
+//! Real-world Compose keys run as Compose v2 runs them: legacy `links`, `external_links` and
+//! `volumes_from`, Swarm-only
 //! `deploy` keys (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
 
 use super::*;
@@ -249,4 +250,41 @@ services:
     ] {
         assert!(all.contains(want), "missing {want:?} in\n{all}");
     }
+}
+
+#[test]
+fn external_links_follow_the_service_links_on_every_endpoint_without_a_dependency() {
+    let (d, _) = ok(r#"
+services:
+  db: {image: busybox}
+  web:
+    image: busybox
+    networks: [back, default]
+    links: [db]
+    external_links:
+      - legacy-redis:redis
+      - shared-ldap
+networks:
+  back:
+"#);
+    let web = container(&d, "edge-web-1");
+    let want = vec![
+        "edge-db-1:db",
+        "edge-db-1:db-1",
+        "edge-db-1:edge-db-1",
+        "legacy-redis:redis",
+        "shared-ldap:shared-ldap",
+    ];
+    for n in &web.networks {
+        assert_eq!(n.links, want, "network {}", n.name);
+    }
+    let deps: Vec<&str> = web.depends_on.iter().map(|d| d.service.as_str()).collect();
+    assert_eq!(deps, vec!["db"]);
+    let p = problems(
+        "services:\n  web:\n    image: busybox\n    external_links: [\"a:b:c\", \":x\"]\n",
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].contains("services.web.external_links[0]: is not like container or container:alias")
+    );
 }
