@@ -10,7 +10,9 @@ use super::env::env_files;
 use super::health::{depends_on, healthcheck};
 use super::lines::{KeyPath, Seg};
 use super::mounts::{content_digest, service_volumes, volumes_from};
-use super::networks::{extra_hosts, links as service_links, service_networks, Link};
+use super::networks::{
+    external_links, extra_hosts, links as service_links, service_networks, Link,
+};
 use super::numbers::{bytes, cpus, duration, int_in};
 use super::ports::{expose, ports};
 use super::secrets::secret_refs;
@@ -86,6 +88,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "runtime",
     "extends",
     "links",
+    "external_links",
     "volumes_from",
 ];
 
@@ -95,7 +98,6 @@ pub(super) const SERVICE_LATER: &[&str] = &[
     "annotations",
     "blkio_config",
     "credential_spec",
-    "external_links",
     "gpus",
     "label_file",
     "models",
@@ -475,6 +477,12 @@ fn networking(
             links.required.insert(l.service.clone());
             links.legacy.push(l);
         }
+    }
+    // Containers outside the stack: linked by name after the services (as Compose orders them), with
+    // no dependency.
+    if let Some(v) = s.get("external_links") {
+        let outside = external_links(ctx, name, &s.p("external_links"), v);
+        links.legacy.extend(outside);
     }
     spec.hostname = s.opt_string(ctx, "hostname");
     spec.domainname = s.opt_string(ctx, "domainname");
