@@ -10,9 +10,6 @@ pub(super) fn why(key: &str) -> &'static str {
         "credential_spec" => {
             "it is a Windows setting (gMSA credentials) that a Linux engine has no use for"
         }
-        "external_links" => {
-            "not in this release: put the outside containers on an external network and use their names"
-        }
         "gpus" => "not in this release (GPU device requests, which need a GPU runtime on the engine)",
         "label_file" => "not in this release: write the labels in the compose file",
         "models" => "it needs Docker Model Runner, which is not part of the engine",
@@ -47,7 +44,7 @@ mod tests {
     #[test]
     fn each_refused_key_says_why() {
         assert!(why("credential_spec").contains("Windows"));
-        assert!(why("external_links").contains("external network"));
+        assert!(why("use_api_socket").contains("docker.sock"));
         assert!(why("models").contains("Model Runner"));
         assert_eq!(why("something_else"), "not in this release");
     }
