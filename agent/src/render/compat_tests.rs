@@ -288,3 +288,38 @@ networks:
         p[0].contains("services.web.external_links[0]: is not like container or container:alias")
     );
 }
+
+#[test]
+fn generic_resources_are_ignored_with_a_warning_and_limit_devices_are_unknown() {
+    let (d, warnings) = ok(r#"
+services:
+  app:
+    image: busybox
+    deploy:
+      resources:
+        reservations:
+          memory: 64M
+          generic_resources:
+            - discrete_resource_spec: {kind: gpu, value: 2}
+"#);
+    assert_eq!(
+        container(&d, "edge-app-1").memory_reservation,
+        Some(64 * 1024 * 1024)
+    );
+    let w: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "services.app.deploy.resources.reservations.generic_resources: is a Swarm setting"
+        ),
+        "{w:?}"
+    );
+    let p = problems(
+        "services:\n  app:\n    image: busybox\n    deploy:\n      resources:\n        limits:\n          devices: []\n",
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.contains("limits.devices: unknown key `devices`")),
+        "{p:?}"
+    );
+}

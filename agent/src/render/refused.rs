@@ -29,9 +29,7 @@ pub(super) fn why(key: &str) -> &'static str {
         "link_local_ips" | "gw_priority" | "interface_name" => {
             "not in this release (endpoint settings of newer engines)"
         }
-        "devices" | "generic_resources" => {
-            "not in this release (GPU and other device reservations)"
-        }
+        "devices" => "not in this release (GPU and other device reservations)",
         "image" => "not in this release (image mounts need engine API 1.48)",
         _ => "not in this release",
     }
