@@ -1,5 +1,5 @@
 //! Real-world Compose keys run as Compose v2 runs them: legacy `links`, `external_links` and
-//! `volumes_from`, Swarm-only
+//! `volumes_from`, `label_file`, Swarm-only
 //! `deploy` keys (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
 
 use super::*;
@@ -321,5 +321,55 @@ services:
         p.iter()
             .any(|p| p.contains("limits.devices: unknown key `devices`")),
         "{p:?}"
+    );
+}
+
+#[test]
+fn label_files_are_read_like_dotenv_files_and_labels_win() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: busybox\n    label_file: [./a.labels, ./b.labels]\n    labels:\n      com.example.over: from-labels\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.labels"),
+        "# traefik\ntraefik.enable=true\ntraefik.http.routers.a.rule=\"Host(`a.example.com`)\"\nexport com.example.x=1\ncom.example.quoted='single $HOME'\ncom.example.var=${CONF_UNSET_LABEL:-dflt}\ncom.example.over=from-file\na.tls.domains[0].main=${DOMAIN}\nBASE=b\ncom.example.self=${BASE}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.labels"), "com.example.x=2\n").unwrap();
+    std::fs::write(dir.path().join(".env"), "DOMAIN=example.com\n").unwrap();
+    let opts = RenderOptions {
+        path: PathBuf::from("."),
+        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
+        root_stack_name: "edge".into(),
+        env: BTreeMap::new(),
+    };
+    let d = render_warned(&DirTree::new(dir.path()), &opts).0.unwrap();
+    let labels = &container(&d, "edge-app-1").labels;
+    // Compose reads label files without the project's variables: `${DOMAIN}` (set in .env) is empty.
+    let want: BTreeMap<String, String> = [
+        ("a.tls.domains[0].main", ""),
+        ("com.example.self", "b"),
+        ("BASE", "b"),
+        ("com.example.over", "from-labels"),
+        ("com.example.quoted", "single $HOME"),
+        ("com.example.var", "dflt"),
+        ("com.example.x", "2"),
+        ("traefik.enable", "true"),
+        ("traefik.http.routers.a.rule", "Host(`a.example.com`)"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(labels, &want);
+
+    std::fs::write(dir.path().join("b.labels"), "io.berth.agent=evil\n").unwrap();
+    let e = render_warned(&DirTree::new(dir.path()), &opts)
+        .0
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("label io.berth.agent is reserved"),
+        "{e}"
     );
 }

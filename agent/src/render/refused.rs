@@ -11,7 +11,6 @@ pub(super) fn why(key: &str) -> &'static str {
             "it is a Windows setting (gMSA credentials) that a Linux engine has no use for"
         }
         "gpus" => "not in this release (GPU device requests, which need a GPU runtime on the engine)",
-        "label_file" => "not in this release: write the labels in the compose file",
         "models" => "it needs Docker Model Runner, which is not part of the engine",
         "post_start" | "pre_stop" => {
             "not in this release (lifecycle hooks that Compose runs with `docker exec`)"
