@@ -6,7 +6,7 @@
 use super::cgroups::{cgroup_keys, CGROUP_KEYS};
 use super::compose::{Net, Secret, StackInput, Vol};
 use super::deploy::{deploy, pids, replica_count, ulimits};
-use super::env::env_files;
+use super::env::{env_files, label_files};
 use super::health::{depends_on, healthcheck};
 use super::lines::{KeyPath, Seg};
 use super::mounts::{content_digest, service_volumes, volumes_from};
@@ -90,6 +90,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "links",
     "external_links",
     "volumes_from",
+    "label_file",
 ];
 
 /// Service keys of the Compose specification that this release refuses rather than ignores (each
@@ -99,7 +100,6 @@ pub(super) const SERVICE_LATER: &[&str] = &[
     "blkio_config",
     "credential_spec",
     "gpus",
-    "label_file",
     "models",
     "post_start",
     "pre_stop",
@@ -238,6 +238,12 @@ pub(super) fn service(
     let replicas = lifecycle(ctx, &s, services, &mut spec, &mut links);
     resources(ctx, &s, &mut spec);
     cgroup_keys(ctx, name, path, m, &mut spec);
+    if let Some(v) = s.get("label_file") {
+        // Labels from files first; `labels` wins, as in Compose.
+        for (k, l) in label_files(ctx, input, name, &s.p("label_file"), v) {
+            spec.labels.entry(k).or_insert(l);
+        }
+    }
 
     let profiles = s.list(ctx, "profiles", false).unwrap_or_default();
     let container_name = s.opt_string(ctx, "container_name");
