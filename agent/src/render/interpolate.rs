@@ -1,4 +1,4 @@
-//! `${VAR}` interpolation with every Compose form, and `.env` / `env_file` parsing.
+//! `${VAR}` interpolation with every Compose form, and `.env` / `env_file` / `label_file` parsing.
 //!
 //! Forms: `$VAR`, `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset),
 //! `${VAR:?error}`, `${VAR?error}`, `${VAR:+alternative}`, `${VAR+alternative}`, `$$` for a literal `$`;

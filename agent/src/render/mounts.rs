@@ -1,6 +1,6 @@
 //! A service's `volumes` (short and long syntax) → mounts: bind sources resolved inside the checkout
 //! (never out of the repository), named volumes checked against the top-level table, tmpfs sizes and
-//! modes bounded; and the digest of the repository files a service bind-mounts.
+//! modes bounded; `volumes_from`; and the digest of the repository files a service bind-mounts.
 
 use super::compose::{StackInput, Vol};
 use super::lines::Seg;

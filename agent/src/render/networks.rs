@@ -1,5 +1,6 @@
 //! A service's `networks` (list or map with aliases, addresses, priority) → network attachments, its
-//! legacy `links` (as Compose v2 maps them onto each endpoint's `Links`), and its `extra_hosts`.
+//! legacy `links` and `external_links` (as Compose v2 maps them onto each endpoint's `Links`), and its
+//! `extra_hosts`.
 
 use super::compose::Net;
 use super::lines::{KeyPath, Seg};
