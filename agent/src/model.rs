@@ -270,6 +270,9 @@ pub struct ContainerSpec {
     pub uts: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
+    /// `blkio_config`: block I/O weights and throttles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio: Option<BlkioSpec>,
     /// Files copied into the container before it starts (secrets and configs from `environment` or
     /// `content`). Only digests of secret values are kept here, never the values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -281,6 +284,34 @@ pub struct ContainerSpec {
     /// exited with code 0 is its converged state (it is not started again). Not hashed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub run_once: bool,
+}
+
+/// `blkio_config`, as Compose passes it to the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioSpec {
+    /// 10-1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    /// `rate` is the weight (10-1000).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<DeviceRate>,
+    /// Bytes per second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<DeviceRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<DeviceRate>,
+    /// Operations per second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_iops: Vec<DeviceRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_iops: Vec<DeviceRate>,
+}
+
+/// A block device (absolute path on the host) and a weight or a rate, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRate {
+    pub path: String,
+    pub rate: i64,
 }
 
 /// A `depends_on` entry.
