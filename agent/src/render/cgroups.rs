@@ -1,12 +1,12 @@
 //! The cgroup and namespace keys of a service that Compose hands to the engine as they are
 //! (`mem_swappiness`, `cpu_period`, `cpu_quota`, `cpu_rt_period`, `cpu_rt_runtime`, `cpu_count`,
-//! `cpu_percent`, `cgroup_parent`, `cgroup`, `uts`, `isolation`), and the keys that only matter to a
+//! `cpu_percent`, `cgroup_parent`, `cgroup`, `uts`, `isolation`, `blkio_config`), and the keys that only matter to a
 //! Compose attached to its containers or watching files (`attach`, `develop`): read, checked, no effect.
 
 use super::lines::Seg;
-use super::numbers::int_in;
+use super::numbers::{bytes, int_in};
 use super::values::*;
-use crate::model::ContainerSpec;
+use crate::model::{BlkioSpec, ContainerSpec, DeviceRate};
 use serde_yaml::{Mapping, Value};
 
 /// The service keys this module reads.
@@ -22,6 +22,7 @@ pub(super) const CGROUP_KEYS: &[&str] = &[
     "cgroup",
     "uts",
     "isolation",
+    "blkio_config",
     "attach",
     "develop",
 ];
@@ -110,6 +111,10 @@ pub(super) fn cgroup_keys(
         ok
     });
 
+    if let Some(v) = get("blkio_config") {
+        spec.blkio = blkio(ctx, service, &key(path, "blkio_config"), v);
+    }
+
     // `attach: false` keeps a service's logs out of an attached `compose up`; berth never attaches.
     if let Some(v) = get("attach") {
         boolean(ctx, svc, &key(path, "attach"), v);
@@ -124,4 +129,106 @@ pub(super) fn cgroup_keys(
             );
         }
     }
+}
+
+/// `blkio_config`: `weight` and per-device weights (10-1000), read/write rates in bytes (`12mb`) or
+/// operations per second, each device an absolute host path.
+fn blkio(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Option<BlkioSpec> {
+    let svc = Some(service);
+    let m = as_map(ctx, svc, path, v)?;
+    let lists = [
+        "weight_device",
+        "device_read_bps",
+        "device_write_bps",
+        "device_read_iops",
+        "device_write_iops",
+    ];
+    let mut known = vec!["weight"];
+    known.extend(lists);
+    check_keys(ctx, svc, path, m, &known, &[]);
+    let weight = m
+        .get("weight")
+        .filter(|v| !v.is_null())
+        .and_then(|w| int_in(ctx, svc, &key(path, "weight"), w, 10, 1000))
+        .and_then(|w| u16::try_from(w).ok());
+    let [weight_device, device_read_bps, device_write_bps, device_read_iops, device_write_iops] =
+        lists.map(|k| device_rates(ctx, service, path, m, k));
+    Some(BlkioSpec {
+        weight,
+        weight_device,
+        device_read_bps,
+        device_write_bps,
+        device_read_iops,
+        device_write_iops,
+    })
+}
+
+/// One list of `blkio_config`: `{path, weight}` entries for `weight_device`, `{path, rate}` for the
+/// others.
+fn device_rates(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    m: &Mapping,
+    k: &str,
+) -> Vec<DeviceRate> {
+    let svc = Some(service);
+    let Some(v) = m.get(k).filter(|v| !v.is_null()) else {
+        return Vec::new();
+    };
+    let p = key(path, k);
+    let Value::Sequence(items) = v else {
+        ctx.err(svc, &p, format!("must be a list, not {}", type_name(v)));
+        return Vec::new();
+    };
+    let field = if k == "weight_device" {
+        "weight"
+    } else {
+        "rate"
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = idx(&p, i);
+        let Some(im) = as_map(ctx, svc, &ip, item) else {
+            continue;
+        };
+        check_keys(ctx, svc, &ip, im, &["path", field], &[]);
+        let device = im
+            .get("path")
+            .filter(|v| !v.is_null())
+            .and_then(|v| string(ctx, svc, &key(&ip, "path"), v));
+        let rate = im.get(field).filter(|v| !v.is_null()).and_then(|v| {
+            let fp = key(&ip, field);
+            if field == "weight" {
+                int_in(ctx, svc, &fp, v, 10, 1000)
+            } else {
+                bytes(ctx, svc, &fp, v)
+            }
+        });
+        match (device, rate) {
+            (Some(d), Some(rate)) if d.starts_with('/') => out.push(DeviceRate { path: d, rate }),
+            (Some(_), _)
+                if !im
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .starts_with('/') =>
+            {
+                ctx.err(
+                    svc,
+                    &key(&ip, "path"),
+                    "must be an absolute device path like /dev/sda",
+                )
+            }
+            (None, _) if im.get("path").is_none_or(Value::is_null) => {
+                ctx.err(svc, &ip, format!("`path` and `{field}` are required"))
+            }
+            (_, None) if im.get(field).is_none_or(Value::is_null) => {
+                ctx.err(svc, &ip, format!("`path` and `{field}` are required"))
+            }
+            // A value that could not be read is already a problem at its key.
+            _ => {}
+        }
+    }
+    out
 }

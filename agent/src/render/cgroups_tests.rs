@@ -1,5 +1,5 @@
-//! The cgroup and namespace keys Compose passes to the engine as they are (`render/cgroups.rs`), and
-//! `attach`/`develop`, accepted without effect.
+//! The cgroup and namespace keys Compose passes to the engine as they are (`render/cgroups.rs`),
+//! `blkio_config`, and `attach`/`develop`, accepted without effect.
 
 use super::*;
 
@@ -108,4 +108,62 @@ services:
         assert!(all.contains(want), "missing {want:?} in\n{all}");
     }
     assert_eq!(p.len(), 8, "{all}");
+}
+
+#[test]
+fn blkio_config_reads_weights_and_rates_like_compose() {
+    let d = render_text(
+        r#"
+services:
+  app:
+    image: busybox
+    blkio_config:
+      weight: 300
+      weight_device: [{path: /dev/sda, weight: 400}]
+      device_read_bps: [{path: /dev/sda, rate: 12mb}]
+      device_write_bps: [{path: /dev/sda, rate: "1024k"}]
+      device_read_iops: [{path: /dev/sda, rate: 120}]
+      device_write_iops: [{path: /dev/sda, rate: 30}]
+"#,
+    )
+    .unwrap();
+    let b = d.containers().next().unwrap().blkio.clone().unwrap();
+    let one = |rate: i64| {
+        vec![crate::model::DeviceRate {
+            path: "/dev/sda".into(),
+            rate,
+        }]
+    };
+    assert_eq!(b.weight, Some(300));
+    assert_eq!(b.weight_device, one(400));
+    assert_eq!(b.device_read_bps, one(12 * 1024 * 1024));
+    assert_eq!(b.device_write_bps, one(1024 * 1024));
+    assert_eq!(b.device_read_iops, one(120));
+    assert_eq!(b.device_write_iops, one(30));
+
+    let p = problems(
+        r#"
+services:
+  app:
+    image: busybox
+    blkio_config:
+      weight: 5
+      weight_device: [{path: sda, weight: 400}, {weight: 400}]
+      device_read_bps: {path: /dev/sda}
+      device_write_iops: [{path: /dev/sda, rate: fast}]
+      device_reads: []
+"#,
+    );
+    let all = p.join("\n");
+    for want in [
+        "services.app.blkio_config.weight: must be between 10 and 1000",
+        "services.app.blkio_config.weight_device[0].path: must be an absolute device path",
+        "services.app.blkio_config.weight_device[1]: `path` and `weight` are required",
+        "services.app.blkio_config.device_read_bps: must be a list, not a mapping",
+        "services.app.blkio_config.device_write_iops[0].rate: must be a size",
+        "services.app.blkio_config.device_reads: unknown key",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
+    assert_eq!(p.len(), 6, "{all}");
 }

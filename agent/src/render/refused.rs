@@ -6,7 +6,6 @@
 pub(super) fn why(key: &str) -> &'static str {
     match key {
         "annotations" => "not in this release (OCI annotations on the container)",
-        "blkio_config" => "not in this release (block I/O weights and rate limits)",
         "credential_spec" => {
             "it is a Windows setting (gMSA credentials) that a Linux engine has no use for"
         }
