@@ -97,7 +97,6 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
 /// with its reason in `refused::why`).
 pub(super) const SERVICE_LATER: &[&str] = &[
     "annotations",
-    "blkio_config",
     "credential_spec",
     "gpus",
     "models",
