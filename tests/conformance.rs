@@ -375,6 +375,7 @@ impl RunNames {
         }
         let v6 = format!("fd42:c0f:{:x}:{k:x}", pid & 0xffff);
         common.push(("__NET6__".into(), v6.clone()));
+        common.push(("__BLOCKDEV__".into(), block_device()));
         net_prefixes.push(format!("{v6}:"));
         RunNames {
             cproj: format!("cfc-{fixture}-{pid}"),
@@ -390,6 +391,27 @@ impl RunNames {
         v.extend(self.common.iter().cloned());
         v
     }
+}
+
+/// A block device of the test machine, for `blkio_config` device rates: the first of the usual disk
+/// names that exists as a block device.
+fn block_device() -> String {
+    use std::os::unix::fs::FileTypeExt as _;
+    [
+        "/dev/vda",
+        "/dev/sda",
+        "/dev/nvme0n1",
+        "/dev/xvda",
+        "/dev/loop0",
+    ]
+    .into_iter()
+    .find(|d| {
+        std::fs::metadata(d)
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false)
+    })
+    .unwrap_or("/dev/sda")
+    .to_string()
 }
 
 fn apply_subst(text: &str, subst: &[(String, String)]) -> String {
@@ -974,6 +996,12 @@ fn container_fields(c: &Value, norm: &Norm) -> BTreeMap<String, String> {
         ("cgroupns_mode", "CgroupnsMode"),
         ("uts_mode", "UTSMode"),
         ("isolation", "Isolation"),
+        ("blkio_weight", "BlkioWeight"),
+        ("blkio_weight_device", "BlkioWeightDevice"),
+        ("blkio_device_read_bps", "BlkioDeviceReadBps"),
+        ("blkio_device_write_bps", "BlkioDeviceWriteBps"),
+        ("blkio_device_read_iops", "BlkioDeviceReadIOps"),
+        ("blkio_device_write_iops", "BlkioDeviceWriteIOps"),
     ] {
         f.put(name, hc[k].clone());
     }
