@@ -239,6 +239,40 @@ pub struct ContainerSpec {
     pub mac_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// The cgroup and namespace settings Compose passes to the engine as they are (see
+    /// `render/cgroups.rs`): `mem_swappiness` (0-100; 0 is never sent, as in Compose), CFS and realtime
+    /// periods and quotas in microseconds, Windows' CPU count and percent, the parent cgroup, the
+    /// cgroup namespace (`host`, `private`), the UTS namespace (`host`), the isolation technology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_swappiness: Option<i64>,
+    /// `volumes_from`, as the engine takes it: `<container>[:ro|:rw]` (a service of the stack is
+    /// `service:<name>[:mode]` until its first container's name is known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_period: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_count: Option<i64>,
+    /// As Compose sends it: the percentage × 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroupns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    /// `blkio_config`: block I/O weights and throttles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio: Option<BlkioSpec>,
     /// Files copied into the container before it starts (secrets and configs from `environment` or
     /// `content`). Only digests of secret values are kept here, never the values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -250,6 +284,34 @@ pub struct ContainerSpec {
     /// exited with code 0 is its converged state (it is not started again). Not hashed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub run_once: bool,
+}
+
+/// `blkio_config`, as Compose passes it to the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioSpec {
+    /// 10-1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u16>,
+    /// `rate` is the weight (10-1000).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<DeviceRate>,
+    /// Bytes per second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<DeviceRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<DeviceRate>,
+    /// Operations per second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_iops: Vec<DeviceRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_iops: Vec<DeviceRate>,
+}
+
+/// A block device (absolute path on the host) and a weight or a rate, in the order written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRate {
+    pub path: String,
+    pub rate: i64,
 }
 
 /// A `depends_on` entry.

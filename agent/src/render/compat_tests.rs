@@ -1,5 +1,6 @@
-//! Real-world Compose keys run as Compose v2 runs them: legacy `links`, Swarm-only `deploy` keys
-//! (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
+//! Real-world Compose keys run as Compose v2 runs them: legacy `links`, `external_links` and
+//! `volumes_from`, `label_file`, Swarm-only
+//! `deploy` keys (accepted, ignored, warned about) and `deploy.restart_policy.condition`.
 
 use super::*;
 use crate::model::{Condition, Dependency};
@@ -181,4 +182,194 @@ fn restart_policy_conditions_map_as_compose_maps_them() {
         "services:\n  a: {image: busybox, deploy: {restart_policy: {condition: sometimes}}}\n",
     );
     assert!(p[0].contains("must be none, on-failure, any or unless-stopped"));
+}
+
+#[test]
+fn volumes_from_names_the_first_container_of_a_service_or_an_outside_container() {
+    let (d, _) = ok(r#"
+services:
+  app:
+    image: busybox
+    scale: 2
+  named: {image: busybox, container_name: the-source}
+  cron:
+    image: busybox
+    volumes_from:
+      - app
+      - named:ro
+      - container:legacy-data:rw
+    depends_on:
+      named: {condition: service_healthy}
+"#);
+    let cron = container(&d, "edge-cron-1");
+    assert_eq!(
+        cron.volumes_from,
+        vec!["edge-app-1", "the-source:ro", "legacy-data:rw"]
+    );
+    // The services named start first; an explicit depends_on condition wins.
+    let deps: Vec<(&str, Condition)> = cron
+        .depends_on
+        .iter()
+        .map(|d| (d.service.as_str(), d.condition))
+        .collect();
+    assert_eq!(
+        deps,
+        vec![
+            ("app", Condition::ServiceStarted),
+            ("named", Condition::ServiceHealthy)
+        ]
+    );
+    let app = container(&d, "edge-app-1");
+    assert!(app.volumes_from.is_empty());
+    assert!(!app.canonical_json().contains("volumes_from"));
+}
+
+#[test]
+fn volumes_from_entries_compose_refuses_are_problems() {
+    let p = problems(
+        r#"
+services:
+  app:
+    image: busybox
+    volumes_from:
+      - nowhere
+      - app
+      - other:rx
+      - "container:"
+      - a:b:c
+  other: {image: busybox}
+"#,
+    );
+    let all = p.join("\n");
+    for want in [
+        "compose.yaml:6: stack edge, service app: services.app.volumes_from[0]: service \"nowhere\" is not defined in this stack",
+        "services.app.volumes_from[1]: a service cannot mount its own volumes",
+        "services.app.volumes_from[2]: the mode must be `ro` or `rw`",
+        "services.app.volumes_from[3]: names no container after `container:`",
+        "services.app.volumes_from[4]: is not `service[:ro|:rw]` or `container:name[:ro|:rw]`",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
+}
+
+#[test]
+fn external_links_follow_the_service_links_on_every_endpoint_without_a_dependency() {
+    let (d, _) = ok(r#"
+services:
+  db: {image: busybox}
+  web:
+    image: busybox
+    networks: [back, default]
+    links: [db]
+    external_links:
+      - legacy-redis:redis
+      - shared-ldap
+networks:
+  back:
+"#);
+    let web = container(&d, "edge-web-1");
+    let want = vec![
+        "edge-db-1:db",
+        "edge-db-1:db-1",
+        "edge-db-1:edge-db-1",
+        "legacy-redis:redis",
+        "shared-ldap:shared-ldap",
+    ];
+    for n in &web.networks {
+        assert_eq!(n.links, want, "network {}", n.name);
+    }
+    let deps: Vec<&str> = web.depends_on.iter().map(|d| d.service.as_str()).collect();
+    assert_eq!(deps, vec!["db"]);
+    let p = problems(
+        "services:\n  web:\n    image: busybox\n    external_links: [\"a:b:c\", \":x\"]\n",
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].contains("services.web.external_links[0]: is not like container or container:alias")
+    );
+}
+
+#[test]
+fn generic_resources_are_ignored_with_a_warning_and_limit_devices_are_unknown() {
+    let (d, warnings) = ok(r#"
+services:
+  app:
+    image: busybox
+    deploy:
+      resources:
+        reservations:
+          memory: 64M
+          generic_resources:
+            - discrete_resource_spec: {kind: gpu, value: 2}
+"#);
+    assert_eq!(
+        container(&d, "edge-app-1").memory_reservation,
+        Some(64 * 1024 * 1024)
+    );
+    let w: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(
+            "services.app.deploy.resources.reservations.generic_resources: is a Swarm setting"
+        ),
+        "{w:?}"
+    );
+    let p = problems(
+        "services:\n  app:\n    image: busybox\n    deploy:\n      resources:\n        limits:\n          devices: []\n",
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.contains("limits.devices: unknown key `devices`")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn label_files_are_read_like_dotenv_files_and_labels_win() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: busybox\n    label_file: [./a.labels, ./b.labels]\n    labels:\n      com.example.over: from-labels\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("a.labels"),
+        "# traefik\ntraefik.enable=true\ntraefik.http.routers.a.rule=\"Host(`a.example.com`)\"\nexport com.example.x=1\ncom.example.quoted='single $HOME'\ncom.example.var=${CONF_UNSET_LABEL:-dflt}\ncom.example.over=from-file\na.tls.domains[0].main=${DOMAIN}\nBASE=b\ncom.example.self=${BASE}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.labels"), "com.example.x=2\n").unwrap();
+    std::fs::write(dir.path().join(".env"), "DOMAIN=example.com\n").unwrap();
+    let opts = RenderOptions {
+        path: PathBuf::from("."),
+        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
+        root_stack_name: "edge".into(),
+        env: BTreeMap::new(),
+    };
+    let d = render_warned(&DirTree::new(dir.path()), &opts).0.unwrap();
+    let labels = &container(&d, "edge-app-1").labels;
+    // Compose reads label files without the project's variables: `${DOMAIN}` (set in .env) is empty.
+    let want: BTreeMap<String, String> = [
+        ("a.tls.domains[0].main", ""),
+        ("com.example.self", "b"),
+        ("BASE", "b"),
+        ("com.example.over", "from-labels"),
+        ("com.example.quoted", "single $HOME"),
+        ("com.example.var", "dflt"),
+        ("com.example.x", "2"),
+        ("traefik.enable", "true"),
+        ("traefik.http.routers.a.rule", "Host(`a.example.com`)"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(labels, &want);
+
+    std::fs::write(dir.path().join("b.labels"), "io.berth.agent=evil\n").unwrap();
+    let e = render_warned(&DirTree::new(dir.path()), &opts)
+        .0
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("label io.berth.agent is reserved"),
+        "{e}"
+    );
 }

@@ -316,6 +316,20 @@ fn shared_spec(
 ) -> ContainerSpec {
     let mut spec = s.spec.clone();
     spec.run_once = jobs.contains(&spec.service);
+    // `volumes_from: [service:X]` mounts the volumes of X's first container, as in Compose.
+    for v in &mut spec.volumes_from {
+        if let Some(rest) = v.strip_prefix("service:") {
+            let (peer, mode) = rest.split_once(':').unwrap_or((rest, ""));
+            if let Some(c) = first_container.get(peer) {
+                let engine = if mode.is_empty() {
+                    c.clone()
+                } else {
+                    format!("{c}:{mode}")
+                };
+                *v = engine;
+            }
+        }
+    }
     // Joining another service's namespace: `service:X` becomes `container:<X's first container>`,
     // and X's spec hash is folded into this one's, so recreating X recreates it too (a container
     // left in a dead namespace has no network, or no shared memory).

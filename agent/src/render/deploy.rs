@@ -99,7 +99,8 @@ pub(super) fn deploy(
             if let Some(l) = rm.get("limits").filter(|v| !v.is_null()) {
                 let lp = key(&rp, "limits");
                 if let Some(lm) = as_map(ctx, svc, &lp, l) {
-                    check_keys(ctx, svc, &lp, lm, &["cpus", "memory", "pids"], &["devices"]);
+                    // `limits.devices` is not a Compose key either: an unknown key, as Compose says.
+                    check_keys(ctx, svc, &lp, lm, &["cpus", "memory", "pids"], &[]);
                     if let Some(v) = lm.get("cpus") {
                         spec.nano_cpus = cpus(ctx, svc, &key(&lp, "cpus"), v);
                     }
@@ -119,9 +120,17 @@ pub(super) fn deploy(
                         svc,
                         &lp,
                         lm,
-                        &["cpus", "memory"],
-                        &["devices", "generic_resources"],
+                        &["cpus", "memory", "generic_resources"],
+                        &["devices"],
                     );
+                    // Swarm's generic resources only steer Swarm's scheduler: Compose ignores them.
+                    if lm.get("generic_resources").is_some_and(|v| !v.is_null()) {
+                        ctx.warn(
+                            svc,
+                            &key(&lp, "generic_resources"),
+                            "is a Swarm setting; ignored on a single engine, as Compose does",
+                        );
+                    }
                     if let Some(v) = lm.get("memory") {
                         spec.memory_reservation = bytes(ctx, svc, &key(&lp, "memory"), v);
                     }

@@ -1,5 +1,6 @@
 //! A service's `env_file` entries: each file read from the repository (relative to the stack, never
-//! out of it) and parsed as dotenv (with interpolation) or raw `KEY=VALUE` lines.
+//! out of it) and parsed as dotenv (with interpolation) or raw `KEY=VALUE` lines; and its `label_file`
+//! entries, read the same way and parsed as Compose parses label files.
 //!
 //! Layer: service sections (see the table in `render`).
 
@@ -19,6 +20,19 @@ pub(super) fn env_files(
     path: &[Seg],
     v: &Value,
     env: &mut BTreeMap<String, String>,
+) {
+    read_files(ctx, input, service, path, v, env, false)
+}
+
+/// `env_file` entries, or (`labels`) `label_file` entries, read into `env`.
+fn read_files(
+    ctx: &mut Ctx,
+    input: &StackInput,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+    env: &mut BTreeMap<String, String>,
+    labels: bool,
 ) {
     let svc = Some(service);
     let items: Vec<(KeyPath, Value)> = match v {
@@ -85,6 +99,8 @@ pub(super) fn env_files(
                 let text = String::from_utf8_lossy(&bytes);
                 let parsed = if raw {
                     Ok(interpolate::parse_raw_env(&text))
+                } else if labels {
+                    interpolate::parse_label_file(&text, &mut ctx.budget.expansion)
                 } else {
                     interpolate::parse_dotenv(&text, input.env, &mut ctx.budget.expansion)
                 };
@@ -109,4 +125,33 @@ pub(super) fn env_files(
             Err(e) => ctx.err(svc, &p, e),
         }
     }
+}
+
+/// `label_file`: a path or a list of paths, each a dotenv file of labels (later files win), read like
+/// an `env_file` but parsed as Compose parses label files (`interpolate::parse_label_file`).
+/// `io.berth.*` labels are reserved here too.
+pub(super) fn label_files(
+    ctx: &mut Ctx,
+    input: &StackInput,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+) -> BTreeMap<String, String> {
+    let svc = Some(service);
+    let files = string_list(ctx, svc, path, v, true);
+    let mut labels = BTreeMap::new();
+    let items = Value::Sequence(files.into_iter().map(Value::String).collect());
+    read_files(ctx, input, service, path, &items, &mut labels, true);
+    labels.retain(|k, _| {
+        let reserved = k.starts_with("io.berth.");
+        if reserved {
+            ctx.err(
+                svc,
+                path,
+                format!("label {k} is reserved: berth sets io.berth.* labels itself"),
+            );
+        }
+        !reserved
+    });
+    labels
 }

@@ -1,4 +1,4 @@
-//! `${VAR}` interpolation with every Compose form, and `.env` / `env_file` parsing.
+//! `${VAR}` interpolation with every Compose form, and `.env` / `env_file` / `label_file` parsing.
 //!
 //! Forms: `$VAR`, `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset),
 //! `${VAR:?error}`, `${VAR?error}`, `${VAR:+alternative}`, `${VAR+alternative}`, `$$` for a literal `$`;
@@ -282,6 +282,29 @@ pub fn parse_dotenv(
     outer: &BTreeMap<String, String>,
     budget: &mut usize,
 ) -> Result<Vec<(String, String)>, DotenvError> {
+    parse_dotenv_keys(text, outer, budget, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+    })
+}
+
+/// Parse a `label_file` the way Compose does: dotenv syntax, but a label name may hold any character
+/// but whitespace and `=` (`traefik.http.routers.a.tls.domains[0].main`), and `${VAR}` sees only the
+/// labels defined above it (Compose reads label files without the project's variables).
+pub fn parse_label_file(
+    text: &str,
+    budget: &mut usize,
+) -> Result<Vec<(String, String)>, DotenvError> {
+    parse_dotenv_keys(text, &BTreeMap::new(), budget, |c| {
+        !c.is_whitespace() && c != '='
+    })
+}
+
+fn parse_dotenv_keys(
+    text: &str,
+    outer: &BTreeMap<String, String>,
+    budget: &mut usize,
+    key_char: fn(char) -> bool,
+) -> Result<Vec<(String, String)>, DotenvError> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut scope = outer.clone();
     let mut lines = text.lines().enumerate();
@@ -303,11 +326,7 @@ pub fn parse_dotenv(
             Some((k, v)) => (k.trim(), Some(v)),
             None => (line, None),
         };
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        {
+        if key.is_empty() || !key.chars().all(key_char) {
             return Err(fail(DotenvErrorKind::BadName));
         }
         let Some(rest) = rest else {

@@ -16,18 +16,19 @@
 //!
 //! | Layer | Modules | What they own |
 //! |---|---|---|
-//! | foundations | `lines`, `problem`, `tree`, `interpolate`, `yaml`, `merge`, `facts` | key paths and their lines; problems; the [`Tree`] render reads through and paths that stay inside it; `${VAR}` and dotenv; bounded YAML; override merging; a box's facts |
+//! | foundations | `lines`, `problem`, `tree`, `interpolate`, `yaml`, `merge`, `facts`, `refused` | key paths and their lines; problems; the [`Tree`] render reads through and paths that stay inside it; `${VAR}` and dotenv; bounded YAML; override merging; a box's facts; why a refused key is refused |
 //! | input | `input`, `budget`, `rebase` | conversion's input types (`Doc`, `StackInput`); what one stack may read; rebasing the paths of included files |
 //! | assembly | `assemble` | a stack's files → one merged, interpolated document |
 //! | value readers | `values`, `numbers` | `Ctx` (problems located by key path) and every spelling of a scalar, list or mapping; bounded numbers |
 //! | top-level tables | `compose` | the `networks`, `volumes`, `secrets` and `configs` a stack defines; `labels` |
-//! | service sections | `ports`, `mounts`, `networks`, `deploy`, `secrets`, `env`, `health` | one section of a service each |
+//! | service sections | `ports`, `mounts`, `networks`, `deploy`, `secrets`, `env`, `health`, `cgroups` | one section of a service each |
 //! | service | `service` | one service → a container spec, section by section |
 //! | conversion | `convert` | one stack's document → a stack spec |
 //! | entry | `mod` (this file) | [`RenderOptions`], [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
 
 mod assemble;
 mod budget;
+mod cgroups;
 pub mod compose;
 mod convert;
 mod deploy;
@@ -44,6 +45,7 @@ pub mod numbers;
 pub mod ports;
 mod problem;
 mod rebase;
+mod refused;
 mod secrets;
 mod service;
 pub mod tree;
@@ -452,6 +454,8 @@ pub fn render_dir_warned(
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod cgroups_tests;
 #[cfg(test)]
 mod compat_tests;
 #[cfg(test)]

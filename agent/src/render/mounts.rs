@@ -1,6 +1,6 @@
 //! A service's `volumes` (short and long syntax) → mounts: bind sources resolved inside the checkout
 //! (never out of the repository), named volumes checked against the top-level table, tmpfs sizes and
-//! modes bounded; and the digest of the repository files a service bind-mounts.
+//! modes bounded; `volumes_from`; and the digest of the repository files a service bind-mounts.
 //!
 //! Layer: service sections (see the table in `render`).
 
@@ -14,7 +14,7 @@ use super::{EntryKind, Tree};
 use crate::model::{MountKind, MountSpec};
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// How deep a bind-mounted repository directory is walked for the content digest.
@@ -128,6 +128,65 @@ pub(super) fn service_volumes(
 }
 
 /// Short syntax `source:target[:options]`: `ro`/`rw`, SELinux `z`/`Z`, bind propagation, `nocopy`.
+/// `volumes_from`: `service[:ro|:rw]` or `container:name[:ro|:rw]`, as Compose reads them. Returns the
+/// entries as the engine takes them once container names are known (`service:X[:mode]`, which the stack
+/// rewrites to X's first container, or `name[:mode]`), and the services named (started first, as Compose
+/// orders them).
+pub(super) fn volumes_from(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    v: &Value,
+    services: &BTreeSet<String>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut entries, mut peers) = (Vec::new(), Vec::new());
+    for (i, item) in string_list(ctx, Some(service), path, v, false)
+        .into_iter()
+        .enumerate()
+    {
+        let p = idx(path, i);
+        let parts: Vec<&str> = item.split(':').collect();
+        let (source, mode) = match parts.as_slice() {
+            ["container", name] => (Err(*name), None),
+            ["container", name, mode] => (Err(*name), Some(*mode)),
+            [peer] => (Ok(*peer), None),
+            [peer, mode] => (Ok(*peer), Some(*mode)),
+            _ => {
+                ctx.err(
+                    Some(service),
+                    &p,
+                    "is not `service[:ro|:rw]` or `container:name[:ro|:rw]`",
+                );
+                continue;
+            }
+        };
+        if mode.is_some_and(|m| !matches!(m, "ro" | "rw")) {
+            ctx.err(Some(service), &p, "the mode must be `ro` or `rw`");
+            continue;
+        }
+        let suffix = mode.map(|m| format!(":{m}")).unwrap_or_default();
+        match source {
+            Ok(peer) if peer == service => {
+                ctx.err(Some(service), &p, "a service cannot mount its own volumes")
+            }
+            Ok(peer) if services.contains(peer) => {
+                entries.push(format!("service:{peer}{suffix}"));
+                peers.push(peer.to_string());
+            }
+            Ok(peer) => ctx.err(
+                Some(service),
+                &p,
+                format!("service {peer:?} is not defined in this stack (an outside container is `container:NAME`)"),
+            ),
+            Err(name) if name.is_empty() => {
+                ctx.err(Some(service), &p, "names no container after `container:`")
+            }
+            Err(name) => entries.push(format!("{name}{suffix}")),
+        }
+    }
+    (entries, peers)
+}
+
 pub(super) fn parse_volume_short(s: &str) -> Result<MountSpec, MountError> {
     let parts: Vec<&str> = s.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {

@@ -1,5 +1,6 @@
 //! A service's `networks` (list or map with aliases, addresses, priority) → network attachments, its
-//! legacy `links` (as Compose v2 maps them onto each endpoint's `Links`), and its `extra_hosts`.
+//! legacy `links` and `external_links` (as Compose v2 maps them onto each endpoint's `Links`), and its
+//! `extra_hosts`.
 //!
 //! Layer: service sections (see the table in `render`).
 
@@ -134,8 +135,11 @@ pub(super) fn service_networks(
 /// when no alias is given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Link {
+    /// A service of the stack, or for an external link a container outside it.
     pub service: String,
     pub alias: String,
+    /// From `external_links`: the container is named as it is, not looked up among the stack's.
+    pub external: bool,
 }
 
 /// `links: [svc, "svc:alias"]`: each service must be defined in the stack (Compose makes it a
@@ -168,6 +172,34 @@ pub(super) fn links(
             out.push(Link {
                 service: peer.to_string(),
                 alias: alias.to_string(),
+                external: false,
+            });
+        }
+    }
+    out
+}
+
+/// `external_links: [container, "container:alias"]`: containers outside the stack (or outside berth),
+/// linked by name as Compose does, without a dependency.
+pub(super) fn external_links(ctx: &mut Ctx, service: &str, path: &[Seg], v: &Value) -> Vec<Link> {
+    let svc = Some(service);
+    let mut out = Vec::new();
+    for (i, entry) in string_list(ctx, svc, path, v, false)
+        .into_iter()
+        .enumerate()
+    {
+        let (name, alias) = entry.split_once(':').unwrap_or((&entry, &entry));
+        if name.is_empty() || alias.is_empty() || alias.contains(':') {
+            ctx.err(
+                svc,
+                &idx(path, i),
+                "is not like container or container:alias",
+            );
+        } else {
+            out.push(Link {
+                service: name.to_string(),
+                alias: alias.to_string(),
+                external: true,
             });
         }
     }
@@ -178,7 +210,8 @@ pub(super) fn links(
 /// (`getLinks` in its `create.go`): for each link, for each container of the linked service (newest
 /// first, as the engine lists them), `<container>:<alias>`, `<container>:<service>-<replica>` and
 /// `<container>:<stack>-<service>-<replica>` — the number is the linking container's own, as in
-/// Compose. `containers` gives each service's container names in replica order.
+/// Compose. `containers` gives each service's container names in replica order. An external link is
+/// `<container>:<alias>` as written.
 pub(super) fn endpoint_links(
     stack: &str,
     replica: u32,
@@ -187,6 +220,10 @@ pub(super) fn endpoint_links(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for l in links {
+        if l.external {
+            out.push(format!("{}:{}", l.service, l.alias));
+            continue;
+        }
         for c in containers.get(&l.service).into_iter().flatten().rev() {
             out.push(format!("{c}:{}", l.alias));
             out.push(format!("{c}:{}-{replica}", l.service));

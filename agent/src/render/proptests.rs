@@ -30,6 +30,7 @@ fn placeholders() -> Vec<(String, String)> {
         ("__EXT__".to_string(), "ext".to_string()),
         ("__PROJECT__".to_string(), "proj".to_string()),
         ("__NET6__".to_string(), "fd42:c0f:1:5".to_string()),
+        ("__BLOCKDEV__".to_string(), "/dev/sda".to_string()),
     ];
     for i in 0..10 {
         subst.push((format!("__P{i}__"), (18_000 + i).to_string()));

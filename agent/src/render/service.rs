@@ -1,17 +1,21 @@
 //! One service of a compose file → a [`ContainerSpec`] (before replicas are expanded): the service's
 //! keys read section by section (process, storage, networking, lifecycle, resources); the sections with
-//! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`.
+//! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`,
+//! `cgroups`.
 //!
 //! Layer: service (see the table in `render`).
 
+use super::cgroups::{cgroup_keys, CGROUP_KEYS};
 use super::compose::{Net, Secret, Vol};
 use super::deploy::{deploy, pids, replica_count, ulimits};
-use super::env::env_files;
+use super::env::{env_files, label_files};
 use super::health::{depends_on, healthcheck, started};
 use super::input::StackInput;
 use super::lines::{KeyPath, Seg};
-use super::mounts::{content_digest, service_volumes};
-use super::networks::{extra_hosts, links as service_links, service_networks, Link};
+use super::mounts::{content_digest, service_volumes, volumes_from};
+use super::networks::{
+    external_links, extra_hosts, links as service_links, service_networks, Link,
+};
 use super::numbers::{bytes, cpus, duration, int_in};
 use super::ports::{expose, ports};
 use super::secrets::secret_refs;
@@ -20,7 +24,8 @@ use crate::model::{ContainerSpec, Dependency, DeviceSpec, LoggingSpec};
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Service keys of this release: the single-node Compose specification, without `build`.
+/// Service keys of this release: the single-node Compose specification, without `build` (plus
+/// `cgroups::CGROUP_KEYS`).
 pub(super) const SERVICE_KEYS: &[&str] = &[
     "image",
     "command",
@@ -86,37 +91,23 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "runtime",
     "extends",
     "links",
+    "external_links",
+    "volumes_from",
+    "label_file",
 ];
 
-/// Service keys of the Compose specification that this release refuses rather than ignores.
+/// Service keys of the Compose specification that this release refuses rather than ignores (each
+/// with its reason in `refused::why`).
 pub(super) const SERVICE_LATER: &[&str] = &[
     "annotations",
-    "attach",
-    "blkio_config",
-    "cgroup",
-    "cgroup_parent",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
     "credential_spec",
-    "develop",
-    "driver_opts",
-    "external_links",
     "gpus",
-    "isolation",
-    "label_file",
-    "mem_swappiness",
     "models",
     "post_start",
     "pre_stop",
     "provider",
     "storage_opt",
     "use_api_socket",
-    "uts",
-    "volumes_from",
 ];
 
 /// Top-level definitions a service may refer to.
@@ -206,7 +197,8 @@ pub(super) fn service(
 ) -> Option<Service> {
     let before = ctx.problems.len();
     let s = Svc { name, path, m };
-    check_keys(ctx, s.some(), path, m, SERVICE_KEYS, SERVICE_LATER);
+    let known: Vec<&str> = SERVICE_KEYS.iter().chain(CGROUP_KEYS).copied().collect();
+    check_keys(ctx, s.some(), path, m, &known, SERVICE_LATER);
 
     let image = image(ctx, &s);
     let mut spec = ContainerSpec {
@@ -220,8 +212,24 @@ pub(super) fn service(
     storage(ctx, input, &s, refs, &mut spec);
     let mut links = Links::default();
     networking(ctx, &s, services, refs, &mut spec, &mut links);
+    if let Some(v) = s.get("volumes_from") {
+        // The services named start first (Compose orders them so); `depends_on` may set a condition.
+        let (entries, peers) = volumes_from(ctx, name, &s.p("volumes_from"), v, services);
+        spec.volumes_from = entries;
+        for peer in peers {
+            links.depends.insert(peer.clone(), started(&peer));
+            links.required.insert(peer);
+        }
+    }
     let replicas = lifecycle(ctx, &s, services, &mut spec, &mut links);
     resources(ctx, &s, &mut spec);
+    cgroup_keys(ctx, name, path, m, &mut spec);
+    if let Some(v) = s.get("label_file") {
+        // Labels from files first; `labels` wins, as in Compose.
+        for (k, l) in label_files(ctx, input, name, &s.p("label_file"), v) {
+            spec.labels.entry(k).or_insert(l);
+        }
+    }
 
     let profiles = s.list(ctx, "profiles", false).unwrap_or_default();
     let container_name = s.opt_string(ctx, "container_name");
@@ -432,6 +440,12 @@ fn networking(
             links.required.insert(l.service.clone());
             links.legacy.push(l);
         }
+    }
+    // Containers outside the stack: linked by name after the services (as Compose orders them), with
+    // no dependency.
+    if let Some(v) = s.get("external_links") {
+        let outside = external_links(ctx, name, &s.p("external_links"), v);
+        links.legacy.extend(outside);
     }
     spec.hostname = s.opt_string(ctx, "hostname");
     spec.domainname = s.opt_string(ctx, "domainname");

@@ -120,7 +120,7 @@ fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
     let r = Repo::new();
     r.write(
         "svc/compose.yaml",
-        "services:\n  app:\n    image: busybox\n    imgae: typo\n    build: .\n    cgroup_parent: x\nmodels: {}\nfoo: 1\nx-ok: {anything: 1}\n",
+        "services:\n  app:\n    image: busybox\n    imgae: typo\n    build: .\n    use_api_socket: true\nmodels: {}\nfoo: 1\nx-ok: {anything: 1}\n",
     );
     let p = r.problems();
     let text: Vec<String> = p.iter().map(|p| p.to_string()).collect();
@@ -136,10 +136,10 @@ fn unknown_and_unsupported_keys_name_key_file_and_line_all_at_once() {
     assert_eq!(typo.service.as_deref(), Some("app"));
     assert!(typo.message.contains("unknown key"));
     assert_eq!(find("`build` is refused").line, Some(5));
-    assert_eq!(find("cgroup_parent").line, Some(6));
-    assert!(find("cgroup_parent")
-        .message
-        .contains("does not support yet"));
+    assert_eq!(find("use_api_socket").line, Some(6));
+    assert!(find("use_api_socket").message.contains(
+        "is refused: not in this release: it copies the operator's registry credentials"
+    ));
     assert_eq!(find("`models`").line, Some(7));
     assert_eq!(find("`foo`").line, Some(8));
     assert_eq!(p.len(), 5, "{text:#?}");

@@ -137,7 +137,7 @@ pub(super) fn check_keys(
             ctx.err(
                 service,
                 &p,
-                format!("`{k}` is a Compose key this release of berth does not support yet"),
+                format!("`{k}` is refused: {}", super::refused::why(k)),
             );
         } else {
             ctx.err(service, &p, format!("unknown key `{k}`"));

@@ -4,12 +4,13 @@
 
 use super::inherit::{same_path, Carried};
 use super::non_empty_map;
-use crate::model::{labels, ContainerSpec, MountKind, MountSpec};
+use crate::model::{labels, BlkioSpec, ContainerSpec, DeviceRate, MountKind, MountSpec};
 use crate::runtime::Owner;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, EndpointIpamConfig, EndpointSettings, HealthConfig,
-    HostConfig, HostConfigLogConfig, Mount, NetworkingConfig, PortBinding, ResourcesUlimits,
-    RestartPolicy, RestartPolicyNameEnum,
+    HostConfig, HostConfigLogConfig, Mount, NetworkingConfig, PortBinding,
+    ResourcesBlkioWeightDevice, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ThrottleDevice,
 };
 use std::collections::HashMap;
 
@@ -353,6 +354,33 @@ pub(super) fn container_body(
                 config: non_empty_map(&l.options),
             }),
             runtime: spec.runtime.clone(),
+            memory_swappiness: spec.mem_swappiness,
+            volumes_from: non_empty(&spec.volumes_from),
+            cpu_period: spec.cpu_period,
+            cpu_quota: spec.cpu_quota,
+            cpu_realtime_period: spec.cpu_rt_period,
+            cpu_realtime_runtime: spec.cpu_rt_runtime,
+            cpu_count: spec.cpu_count,
+            cpu_percent: spec.cpu_percent,
+            cgroup_parent: spec.cgroup_parent.clone(),
+            // Render admits only the values these enums have.
+            cgroupns_mode: spec.cgroupns.as_deref().and_then(|c| c.parse().ok()),
+            uts_mode: spec.uts.clone(),
+            isolation: spec.isolation.as_deref().and_then(|i| i.parse().ok()),
+            blkio_weight: spec.blkio.as_ref().and_then(|b| b.weight),
+            blkio_weight_device: blkio(spec, |b| &b.weight_device).map(|d| {
+                d.iter()
+                    .map(|w| ResourcesBlkioWeightDevice {
+                        path: Some(w.path.clone()),
+                        // Render bounds weights to 10-1000.
+                        weight: usize::try_from(w.rate).ok(),
+                    })
+                    .collect()
+            }),
+            blkio_device_read_bps: blkio(spec, |b| &b.device_read_bps).map(throttle),
+            blkio_device_write_bps: blkio(spec, |b| &b.device_write_bps).map(throttle),
+            blkio_device_read_iops: blkio(spec, |b| &b.device_read_iops).map(throttle),
+            blkio_device_write_iops: blkio(spec, |b| &b.device_write_iops).map(throttle),
             ..Default::default()
         }),
         networking_config,
@@ -360,9 +388,61 @@ pub(super) fn container_body(
     })
 }
 
+/// One list of `blkio_config`, `None` when empty (as Compose leaves it out).
+fn blkio(spec: &ContainerSpec, list: fn(&BlkioSpec) -> &Vec<DeviceRate>) -> Option<&[DeviceRate]> {
+    spec.blkio
+        .as_ref()
+        .map(|b| list(b).as_slice())
+        .filter(|l| !l.is_empty())
+}
+
+fn throttle(d: &[DeviceRate]) -> Vec<ThrottleDevice> {
+    d.iter()
+        .map(|t| ThrottleDevice {
+            path: Some(t.path.clone()),
+            rate: Some(t.rate),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blkio_config_reaches_the_host_config() {
+        let owner = Owner {
+            agent_id: "a".into(),
+            revision: "r".into(),
+        };
+        let rate = |r: i64| DeviceRate {
+            path: "/dev/vda".into(),
+            rate: r,
+        };
+        let spec = ContainerSpec {
+            service: "app".into(),
+            blkio: Some(BlkioSpec {
+                weight: Some(300),
+                weight_device: vec![rate(400)],
+                device_read_bps: vec![rate(12_582_912)],
+                device_write_iops: vec![rate(30)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let hc = container_body(&spec, &owner, &[])
+            .unwrap()
+            .host_config
+            .unwrap();
+        assert_eq!(hc.blkio_weight, Some(300));
+        let wd = hc.blkio_weight_device.unwrap();
+        assert_eq!(wd[0].path.as_deref(), Some("/dev/vda"));
+        assert_eq!(wd[0].weight, Some(400));
+        assert_eq!(hc.blkio_device_read_bps.unwrap()[0].rate, Some(12_582_912));
+        assert_eq!(hc.blkio_device_write_iops.unwrap()[0].rate, Some(30));
+        assert_eq!(hc.blkio_device_write_bps, None);
+        assert_eq!(hc.blkio_device_read_iops, None);
+    }
 
     #[test]
     fn stop_grace_period_out_of_the_engines_range_is_an_error() {
