@@ -36,6 +36,7 @@ struct RawConfig {
     http: Option<crate::signals::receivers::RawHttp>,
     receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
     facts: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    socket_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,6 +170,9 @@ pub struct Settings {
     pub receivers: Vec<crate::signals::receivers::ReceiverSettings>,
     /// `facts:`: free per-box keys, read by compose files as `${BERTH_FACT_<KEY>}`.
     pub facts: std::collections::BTreeMap<String, String>,
+    /// `socket_group`: the group that may use the status socket (a name or a gid); `None`: `berth` when
+    /// that group exists, else the agent's own (root).
+    pub socket_group: Option<String>,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -368,6 +372,9 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         &mut problems,
     );
     let facts = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
+    if raw.socket_group.as_deref().is_some_and(str::is_empty) {
+        problems.push("socket_group: must not be empty".into());
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -400,6 +407,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         http,
         receivers,
         facts,
+        socket_group: raw.socket_group,
     })
 }
 
