@@ -413,12 +413,8 @@ pub fn bind(
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(SOCKET_MODE))
             .map_err(io("setting mode 0660", &staged))?;
         if let Some(gid) = group {
-            rustix::fs::chown(
-                &staged,
-                None,
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )
-            .map_err(|e| io("setting its group (socket_group)", &staged)(e.into()))?;
+            rustix::fs::chown(&staged, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| io("setting its group (socket_group)", &staged)(e.into()))?;
         }
         std::fs::rename(&staged, socket).map_err(io("moving into place", socket))?;
         Ok(listener)
@@ -443,7 +439,9 @@ fn bind_with_mode(path: &Path) -> std::io::Result<std::os::unix::net::UnixListen
     rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
     // The backlog std's UnixListener::bind uses.
     rustix::net::listen(&fd, 128)?;
-    Ok(std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(fd)))
+    Ok(std::os::unix::net::UnixListener::from(
+        std::os::fd::OwnedFd::from(fd),
+    ))
 }
 
 /// The gid the socket gets: `socket_group` when set (a group name, or a number), else `berth` when that

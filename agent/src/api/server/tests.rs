@@ -411,7 +411,8 @@ fn the_socket_appears_0660_with_its_group() {
             };
             for e in events {
                 if e.name == watched.file_name() {
-                    let seen = std::fs::symlink_metadata(&watched).map(|m| (m.mode() & 0o7777, m.gid()));
+                    let seen =
+                        std::fs::symlink_metadata(&watched).map(|m| (m.mode() & 0o7777, m.gid()));
                     if seen_tx.send(seen).is_err() {
                         return;
                     }
@@ -425,7 +426,10 @@ fn the_socket_appears_0660_with_its_group() {
             .recv_timeout(Duration::from_secs(10))
             .expect("the watcher saw the socket appear")
             .expect("stat of the socket at the moment it appeared");
-        assert_eq!(mode, SOCKET_MODE, "round {round}: mode {mode:o} when it appeared");
+        assert_eq!(
+            mode, SOCKET_MODE,
+            "round {round}: mode {mode:o} when it appeared"
+        );
         if let Some(g) = group {
             assert_eq!(gid, g, "round {round}: group when it appeared");
         }
