@@ -483,9 +483,11 @@ fn history_settings(raw: RawHistory, problems: &mut Vec<String>) -> HistorySetti
 
 fn yaml_problem(e: &serde_yaml::Error) -> String {
     // serde_yaml puts "at line L column C" into its message for unknown fields; make the key path lead.
+    // A value in the wrong place may be a secret: its text is never quoted.
+    let message = crate::render::without_scalars(&strip_location(&e.to_string()));
     match e.location() {
-        Some(loc) => format!("line {}: {}", loc.line(), strip_location(&e.to_string())),
-        None => e.to_string(),
+        Some(loc) => format!("line {}: {message}", loc.line()),
+        None => message,
     }
 }
 
@@ -689,6 +691,18 @@ mod tests {
             "{base}rollout: {{timeout: 99999999999999999999s}}\n"
         ))
         .is_err());
+    }
+
+    #[test]
+    fn type_errors_never_quote_the_value() {
+        let errs =
+            parse("agent_id: a\nsource:\n  url: x\nallow_empty: SECRET-MARK-config\n").unwrap_err();
+        let text = errs.join("\n");
+        assert!(!text.contains("SECRET-MARK"), "{text}");
+        assert!(
+            text.contains("line 4") && text.contains("allow_empty"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn parse(text: &str, budget: usize) -> Result<(Value, usize), YamlError> {
 
 /// serde_yaml's message without the text of the scalar it may quote (`invalid value: string "hunter2",
 /// expected an integer` for `!!int hunter2`): the value may be a secret. What was expected stays.
-fn without_scalars(message: &str) -> String {
+pub fn without_scalars(message: &str) -> String {
     for (prefix, shown) in [
         ("invalid value: string ", "invalid value: a string"),
         ("invalid type: string ", "invalid type: a string"),
