@@ -504,3 +504,44 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
         "secrets found in what berth wrote"
     );
 }
+
+/// Credentials written in `source.url` (what the README warns against) work, and are found nowhere berth
+/// wrote: the clone's config keeps the URL without them, status and log show it redacted.
+#[test]
+fn credentials_in_the_url_are_found_nowhere() {
+    let password = "urlpw-LEAKTEST-0b7c55";
+    let repo = GitRepo::new();
+    let port = http_git_server(repo.bare.parent().unwrap(), "deploy", password);
+    repo.write(
+        "compose.yaml",
+        &format!("services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n"),
+    );
+    repo.commit_push("app");
+    let url = format!("http://deploy:{password}@127.0.0.1:{port}/remote.git");
+    let agent = Agent::start_with("leaks-url", AgentOptions::new(&url));
+    agent.reconcile_ok();
+    assert!(is_running(&agent.container("app")));
+    let origin = Command::new("git")
+        .arg("-C")
+        .arg(agent.state_dir.join("repo"))
+        .args(["remote", "get-url", "origin"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&origin).trim(),
+        format!("http://127.0.0.1:{port}/remote.git")
+    );
+    let mut searched = Searched::default();
+    searched.add("status JSON", agent.status_json().to_string());
+    searched.add(
+        "history JSON",
+        Value::Array(agent.history_json()).to_string(),
+    );
+    searched.add_tree(&agent.state_dir);
+    searched.add("agent log", agent.log_text());
+    let hits = searched.find(&[
+        ("the URL's password", password),
+        ("the URL's user info", "deploy:urlpw"),
+    ]);
+    assert_eq!(hits, Vec::<(String, String)>::new());
+}
