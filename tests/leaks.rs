@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -103,6 +103,9 @@ fn the_socket_appears_0660_with_its_group_at_every_start() {
     let mut agent = Agent::new("leaks-socket", AgentOptions::new(&repo.url()));
     // A gid no group needs to have: root may give the socket any group.
     append(&agent.config, "socket_group: \"4243\"\n");
+    // A state_dir others may read (made by hand, or by an older release) is tightened.
+    std::fs::create_dir_all(&agent.state_dir).unwrap();
+    std::fs::set_permissions(&agent.state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let dir = agent.socket.parent().unwrap().to_path_buf();
     let mut inotify = Inotify::init().unwrap();
     inotify
@@ -140,6 +143,11 @@ fn the_socket_appears_0660_with_its_group_at_every_start() {
         agent.stop();
     }
     assert_eq!(mode(&agent.state_dir), 0o700, "state_dir is root's only");
+    assert!(
+        agent.log_text().contains("tightened to 0700"),
+        "{}",
+        agent.log_text()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -487,6 +495,15 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
         format!("labels of container {app}"),
         serde_json::to_string(&labels).unwrap(),
     );
+    let network = format!("{}_default", agent.stack());
+    let network_labels = docker_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{json .Labels}}",
+        &network,
+    ]);
+    searched.add(format!("labels of network {network}"), network_labels);
     let mut hits = searched.find(&secrets);
     // Where berth does not control the engine's copy (the container's environment and files are the
     // compose file's choice), only the credentials berth holds must be absent.
