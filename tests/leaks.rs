@@ -410,7 +410,7 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
     let token = "tok-LEAKTEST-5e1b9c7a";
     let env_secret = "envval-LEAKTEST-93c2d1";
     let secret_source = "secretsrc-LEAKTEST-41f7e0";
-    let age_key = "AGE-SECRET-KEY-1LEAKTEST0QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+    let sops_value = "sopsval-LEAKTEST-c3a9e2";
 
     // Git over HTTP with a token.
     let repo = GitRepo::new();
@@ -433,10 +433,50 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
     let image = registry.reference(&format!("leaks-{}:1", std::process::id()));
     registry.push_as(IMAGE, &image);
 
+    // With SOPS: a real age key, and a secret file encrypted for it.
+    let age = SOPS_MERGED.then(|| {
+        let key_file = secrets_dir.path().join("age.key");
+        let o = Command::new("age-keygen")
+            .arg("-o")
+            .arg(&key_file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "age-keygen: {}", show(&o));
+        let text = std::fs::read_to_string(&key_file).unwrap();
+        let key = text
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .expect("age-keygen wrote a key")
+            .to_string();
+        let o = Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key_file)
+            .output()
+            .unwrap();
+        let recipient = stdout(&o).trim().to_string();
+        let plain = secrets_dir.path().join("sops-value.txt");
+        std::fs::write(&plain, sops_value).unwrap();
+        let o = Command::new("sops")
+            .args(["encrypt", "--age", &recipient])
+            .arg(&plain)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "sops encrypt: {}", show(&o));
+        repo.write("sops-value.txt", &stdout(&o));
+        (key_file, key)
+    });
+    let (sops_ref, sops_def) = if SOPS_MERGED {
+        (
+            ", sops_value",
+            "  sops_value:\n    file: ./sops-value.txt\n",
+        )
+    } else {
+        ("", "")
+    };
     repo.write(
         "compose.yaml",
         &format!(
-            "services:\n  app:\n    image: {image}\n    command: [sleep, '3600']\n    environment:\n      APP_PASSWORD: ${{APP_SECRET}}\n    secrets: [token]\nsecrets:\n  token:\n    environment: APP_SECRET_SOURCE\n"
+            "services:\n  app:\n    image: {image}\n    command: [sleep, '3600']\n    environment:\n      APP_PASSWORD: ${{APP_SECRET}}\n    secrets: [token{sops_ref}]\nsecrets:\n  token:\n    environment: APP_SECRET_SOURCE\n{sops_def}"
         ),
     );
     repo.commit_push("app");
@@ -458,14 +498,13 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
         ("an environment value", env_secret),
         ("a secret's source value", secret_source),
     ];
-    if SOPS_MERGED {
-        let key_file = secrets_dir.path().join("age.key");
-        std::fs::write(&key_file, format!("# created: test\n{age_key}\n")).unwrap();
+    if let Some((key_file, key)) = &age {
         append(
             &agent.config,
             &format!("secrets:\n  age_key_file: {}\n", key_file.display()),
         );
-        secrets.push(("the age key", age_key));
+        secrets.push(("the age key", key));
+        secrets.push(("a SOPS-decrypted value", sops_value));
     }
     agent.spawn_env(&[
         ("APP_SECRET", env_secret),
@@ -477,6 +516,9 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
     // The secrets did their work: the container has them where the compose file put them.
     assert!(container_env(&app).contains(&format!("APP_PASSWORD={env_secret}")));
     assert_eq!(exec(&app, "cat /run/secrets/token").trim(), secret_source);
+    if SOPS_MERGED {
+        assert_eq!(exec(&app, "cat /run/secrets/sops_value").trim(), sops_value);
+    }
     // A second cycle (nothing to fetch) writes its own records too.
     agent.reconcile_ok();
 
@@ -509,7 +551,17 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
     // compose file's choice), only the credentials berth holds must be absent.
     let mut engine = Searched::default();
     engine.add(format!("docker inspect {app}"), inspect_json(&app));
-    hits.extend(engine.find(&secrets[..3]));
+    let held: Vec<(&str, &str)> = secrets
+        .iter()
+        .filter(|(name, _)| {
+            !matches!(
+                *name,
+                "an environment value" | "a secret's source value" | "a SOPS-decrypted value"
+            )
+        })
+        .copied()
+        .collect();
+    hits.extend(engine.find(&held));
     // The log last: everything above ran through the agent.
     let mut log = Searched::default();
     log.add("agent log", agent.log_text());
