@@ -22,4 +22,5 @@ mod retention;
 mod rollouts;
 mod signals_http;
 mod systemd;
+mod verify;
 mod volumes;

@@ -2,6 +2,8 @@
 //! `fleet.yaml` for `berth render --repo`) as `${BERTH_FACT_<KEY>}`, and `${BERTH_AGENT_ID}`,
 //! `${BERTH_HOSTNAME}`, `${BERTH_ARCH}`. [`scope`] layers them under the agent's environment, giving the
 //! documented precedence: agent environment > facts > a stack's `.env`.
+//!
+//! Layer: foundations (see the table in `render`).
 
 use std::collections::BTreeMap;
 
