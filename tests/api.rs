@@ -201,13 +201,11 @@ fn the_socket_never_exists_looser_than_0660() {
     wait_until(TIMEOUT, "the agent's socket to answer", || {
         agent.cli(&["status", "--json"]).status.success()
     });
-    // The umask reached the agent: what it made without an explicit mode is world-writable.
-    let state_mode = std::fs::metadata(&agent.state_dir)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
-    assert_eq!(state_mode, 0o777, "the umask did not apply");
+    // The umask reached the agent: what it made without an explicit mode (the id's lock file) is
+    // world-writable. (state_dir is made 0700 whatever the umask.)
+    let lock_file = dir.join(format!("{}.lock", agent.id));
+    let lock_mode = std::fs::metadata(&lock_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(lock_mode, 0o666, "the umask did not apply");
 
     let mut events = Vec::new();
     let mut buf = [0u8; 4096];

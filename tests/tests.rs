@@ -13,6 +13,7 @@ mod dependencies;
 mod diff;
 mod files;
 mod fleet;
+mod leaks;
 mod monitoring;
 mod ownership;
 mod reconcile;

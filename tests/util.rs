@@ -571,6 +571,11 @@ impl Agent {
 
     /// Spawn `berth agent --config` (log appended to [`Agent::log`]) and wait until the socket answers.
     pub fn spawn(&mut self) {
+        self.spawn_env(&[]);
+    }
+
+    /// [`Agent::spawn`] with these variables added to the agent's environment.
+    pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "agent already running");
         self.starts += 1;
         let mut log = std::fs::OpenOptions::new()
@@ -586,6 +591,7 @@ impl Agent {
             .env_remove("BERTH_LOG")
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

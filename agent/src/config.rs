@@ -36,6 +36,7 @@ struct RawConfig {
     http: Option<crate::signals::receivers::RawHttp>,
     receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
     facts: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    socket_group: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -172,6 +173,9 @@ pub struct Settings {
     pub receivers: Vec<crate::signals::receivers::ReceiverSettings>,
     /// `facts:`: free per-box keys, read by compose files as `${BERTH_FACT_<KEY>}`.
     pub facts: std::collections::BTreeMap<String, String>,
+    /// `socket_group`: the group that may use the status socket (a name or a gid); `None`: `berth` when
+    /// that group exists, else the agent's own (root).
+    pub socket_group: Option<String>,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -373,6 +377,9 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         &mut problems,
     );
     let facts = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
+    if raw.socket_group.as_deref().is_some_and(str::is_empty) {
+        problems.push("socket_group: must not be empty".into());
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -406,6 +413,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         http,
         receivers,
         facts,
+        socket_group: raw.socket_group,
     })
 }
 
@@ -481,9 +489,11 @@ fn history_settings(raw: RawHistory, problems: &mut Vec<String>) -> HistorySetti
 
 fn yaml_problem(e: &serde_yaml::Error) -> String {
     // serde_yaml puts "at line L column C" into its message for unknown fields; make the key path lead.
+    // A value in the wrong place may be a secret: its text is never quoted.
+    let message = crate::render::without_scalars(&strip_location(&e.to_string()));
     match e.location() {
-        Some(loc) => format!("line {}: {}", loc.line(), strip_location(&e.to_string())),
-        None => e.to_string(),
+        Some(loc) => format!("line {}: {message}", loc.line()),
+        None => message,
     }
 }
 
@@ -687,6 +697,18 @@ mod tests {
             "{base}rollout: {{timeout: 99999999999999999999s}}\n"
         ))
         .is_err());
+    }
+
+    #[test]
+    fn type_errors_never_quote_the_value() {
+        let errs =
+            parse("agent_id: a\nsource:\n  url: x\nallow_empty: SECRET-MARK-config\n").unwrap_err();
+        let text = errs.join("\n");
+        assert!(!text.contains("SECRET-MARK"), "{text}");
+        assert!(
+            text.contains("line 4") && text.contains("allow_empty"),
+            "{text}"
+        );
     }
 
     #[test]

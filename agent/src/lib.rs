@@ -21,6 +21,7 @@ pub mod runtime;
 pub mod sensitive;
 pub mod signals;
 pub mod source;
+pub mod state_dir;
 pub mod store;
 pub mod telemetry;
 

@@ -1,5 +1,6 @@
 //! The agent's side of the status socket: the axum [`router`] (callable without a socket), the commands it
-//! sends the reconcile loop, and [`serve`], which binds the socket (never looser than 0660) and serves it.
+//! sends the reconcile loop, and [`serve`], which binds the socket (0660 with its group from the moment it
+//! appears, see [`bind`]) and serves it.
 
 use super::{ContainerStatus, CycleResult, DiffAnswer, ErrorBody, HistoryEntry, Status};
 use crate::runtime::{DockerRuntime, Runtime};
@@ -360,10 +361,21 @@ pub enum SocketError {
     },
 }
 
-/// Bind `socket` so that it never exists with a mode looser than 0660: the socket is made inside a private
-/// (0700) directory next to it, set to 0660 there, then renamed into place (replacing a stale socket).
+/// The status socket's mode: owner and group read and write (connect), nobody else.
+pub const SOCKET_MODE: u32 = 0o660;
+
+/// Bind `socket` so that it is never looser than 0660 and appears at its path already 0660 with its
+/// group (`group`: a gid; `None` keeps the group the process creates files with).
+///
+/// How, without touching the process-wide umask (other threads create files meanwhile): the socket's
+/// own mode is set to 0660 (`fchmod`) before `bind`, so the kernel creates the file with 0660 minus the
+/// umask, never more; it is made inside a private (0700) directory next to its path, set to exactly 0660
+/// and given its group there, then renamed into place (replacing a stale socket), atomically.
 /// The parent directory is created when missing.
-pub fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, SocketError> {
+pub fn bind(
+    socket: &Path,
+    group: Option<u32>,
+) -> Result<std::os::unix::net::UnixListener, SocketError> {
     let io = |what: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| SocketError::Bind { what, path, source }
@@ -396,10 +408,14 @@ pub fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, SocketErr
         .map_err(io("setting mode 0700", &private))?;
     let staged = private.join("s");
     let bound = (|| {
-        let listener =
-            std::os::unix::net::UnixListener::bind(&staged).map_err(io("binding", &staged))?;
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))
+        let listener = bind_with_mode(&staged).map_err(io("binding", &staged))?;
+        // The umask may have taken group bits away; chmod on the path (not the socket's fd).
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(SOCKET_MODE))
             .map_err(io("setting mode 0660", &staged))?;
+        if let Some(gid) = group {
+            rustix::fs::chown(&staged, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| io("setting its group (socket_group)", &staged)(e.into()))?;
+        }
         std::fs::rename(&staged, socket).map_err(io("moving into place", socket))?;
         Ok(listener)
     })();
@@ -409,10 +425,72 @@ pub fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, SocketErr
     bound
 }
 
+/// A listening Unix socket at `path` whose file the kernel creates with mode 0660 minus the umask: the
+/// socket's inode mode is set before `bind`, which creates the file with it.
+fn bind_with_mode(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(SOCKET_MODE))?;
+    rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
+    // The backlog std's UnixListener::bind uses.
+    rustix::net::listen(&fd, 128)?;
+    Ok(std::os::unix::net::UnixListener::from(
+        std::os::fd::OwnedFd::from(fd),
+    ))
+}
+
+/// The gid the socket gets: `socket_group` when set (a group name, or a number), else `berth` when that
+/// group exists, else `None` (the group the agent creates files with: root's, for the root service).
+pub fn socket_gid(configured: Option<&str>) -> Result<Option<u32>, SocketGroupError> {
+    let lookup = |name: &str| {
+        nix::unistd::Group::from_name(name).map_err(|e| SocketGroupError::Lookup {
+            name: name.to_string(),
+            source: std::io::Error::from(e),
+        })
+    };
+    match configured {
+        Some(name) => {
+            if let Ok(gid) = name.parse::<u32>() {
+                return Ok(Some(gid));
+            }
+            match lookup(name)? {
+                Some(g) => Ok(Some(g.gid.as_raw())),
+                None => Err(SocketGroupError::NoSuchGroup {
+                    name: name.to_string(),
+                }),
+            }
+        }
+        None => Ok(lookup(DEFAULT_SOCKET_GROUP)?.map(|g| g.gid.as_raw())),
+    }
+}
+
+/// The group that may use the status socket when `socket_group` is not set (and that group exists).
+pub const DEFAULT_SOCKET_GROUP: &str = "berth";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketGroupError {
+    #[error("socket_group: there is no group {name:?} on this system")]
+    NoSuchGroup { name: String },
+    #[error("socket_group: cannot look up group {name:?}: {source}")]
+    Lookup {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
 /// Bind the socket (see [`bind`]) and serve the [`router`] forever.
-pub async fn serve(socket: &Path, shared: Arc<Shared>) -> Result<(), SocketError> {
+pub async fn serve(
+    socket: &Path,
+    group: Option<u32>,
+    shared: Arc<Shared>,
+) -> Result<(), SocketError> {
     let path = socket.to_path_buf();
-    let listener = tokio::task::spawn_blocking(move || bind(&path))
+    let listener = tokio::task::spawn_blocking(move || bind(&path, group))
         .await
         .map_err(|source| SocketError::Task { source })??;
     let bind_err = |what: &'static str| {

@@ -1,5 +1,6 @@
-//! `berth agent`: load the config and the receivers' secrets, take the agent id's lock, start the socket,
-//! the HTTP listener (when configured) and the drift watcher, run the reconcile loop.
+//! `berth agent`: load the config and the receivers' secrets, make state_dir 0700, take the agent id's
+//! lock, start the socket (with its group), the HTTP listener (when configured) and the drift watcher, run
+//! the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -26,7 +27,28 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             return exit::CONFIG;
         }
     };
+    let socket_gid = match crate::api::server::socket_gid(settings.socket_group.as_deref()) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = writeln!(err, "berth: {e}");
+            return exit::CONFIG;
+        }
+    };
     crate::telemetry::init(&settings.log_format, &settings.log_level);
+    // Before the lock file (or anything else) is written into it.
+    match crate::state_dir::prepare(&settings.state_dir) {
+        Ok(None) => {}
+        Ok(Some(was)) => tracing::warn!(
+            state_dir = %settings.state_dir.display(),
+            was = %format!("{was:04o}"),
+            "state_dir was readable by others: tightened to 0700"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot prepare state_dir");
+            let _ = writeln!(err, "berth: {e}");
+            return exit::FAILED;
+        }
+    }
     // Before anything else (the socket above all: a second agent must not take over the first's), and
     // held until the process ends; the kernel releases it when the process dies however it dies.
     let _lock = match crate::lock::Lock::agent(
@@ -83,7 +105,7 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             }
             let socket = settings.socket.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::api::server::serve(&socket, shared).await {
+                if let Err(e) = crate::api::server::serve(&socket, socket_gid, shared).await {
                     tracing::error!(socket = %socket.display(), error = %e, "status socket failed");
                 }
             });

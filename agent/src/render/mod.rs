@@ -51,6 +51,7 @@ mod service;
 pub mod tree;
 mod values;
 mod yaml;
+pub(crate) use yaml::without_scalars;
 
 use crate::model::DesiredState;
 use lines::Seg;

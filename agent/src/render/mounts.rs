@@ -1,6 +1,7 @@
 //! A service's `volumes` (short and long syntax) → mounts: bind sources resolved inside the checkout
-//! (never out of the repository), named volumes checked against the top-level table, tmpfs sizes and
-//! modes bounded; `volumes_from`; and the digest of the repository files a service bind-mounts.
+//! (never out of the repository, never showing its `.git`), named volumes checked against the top-level
+//! table, tmpfs sizes and modes bounded; `volumes_from`; and the digest of the repository files a service
+//! bind-mounts.
 //!
 //! Layer: service sections (see the table in `render`).
 
@@ -47,6 +48,11 @@ pub enum MountError {
     NoHome,
     #[error("bind source {0} climbs out of the repository")]
     ClimbsOut(PathBuf),
+    #[error(
+        "bind source {0} is or contains the repository's .git directory (its history and config are \
+         not for containers): mount a directory of the working tree instead"
+    )]
+    GitDir(PathBuf),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error("{0}: directories nested more than {MAX_HASH_DEPTH} deep")]
@@ -94,7 +100,13 @@ pub(super) fn service_volumes(
         }
         match mount.kind {
             MountKind::Tmpfs => mounts.push(mount),
-            MountKind::Bind => match bind_source(input, &mount.source) {
+            MountKind::Bind => match bind_source(input, &mount.source).and_then(|host| {
+                if exposes_git_dir(input.checkout_dir, Path::new(&host)) {
+                    Err(MountError::GitDir(PathBuf::from(&mount.source)))
+                } else {
+                    Ok(host)
+                }
+            }) {
                 Ok(host) => {
                     mount.source = host;
                     mounts.push(mount)
@@ -340,6 +352,29 @@ pub(super) fn bind_source(input: &StackInput, source: &str) -> Result<String, Mo
     Ok(host.display().to_string())
 }
 
+/// Whether a bind of host path `host` would show the container the checkout's `.git` directory: `host` is
+/// that directory, inside it, or one of its ancestors (the checkout itself, `state_dir`, `/var/lib`...).
+/// Compared as written and, where both exist, with symlinks resolved. A checkout without `.git` (a
+/// directory given to `berth render` or `apply` that is not a clone's top) has none to show.
+///
+/// The host's root `/` itself is allowed: binding it (`/:/rootfs:ro`, as node-exporter and cAdvisor are
+/// run) is a deliberate host-wide view that shows everything on the box, not only the checkout; refusing it
+/// would refuse those stacks as they are written, and protect nothing the bind does not show anyway.
+pub(super) fn exposes_git_dir(checkout_dir: &Path, host: &Path) -> bool {
+    let git = checkout_dir.join(".git");
+    if std::fs::symlink_metadata(&git).is_err() || host == Path::new("/") {
+        return false;
+    }
+    let overlaps = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+    if overlaps(&git, host) {
+        return true;
+    }
+    match (std::fs::canonicalize(&git), std::fs::canonicalize(host)) {
+        (Ok(g), Ok(h)) => overlaps(&g, &h),
+        _ => false,
+    }
+}
+
 pub(super) fn normalise_abs(p: &str) -> String {
     let mut out = PathBuf::from("/");
     for c in Path::new(p).components() {
@@ -446,6 +481,41 @@ pub(super) fn hash_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binds_that_show_the_git_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let state = t.path().join("state");
+        let co = state.join("repo");
+        std::fs::create_dir_all(co.join(".git")).unwrap();
+        std::os::unix::fs::symlink(&state, t.path().join("link")).unwrap();
+        let refused = [
+            co.clone(),
+            co.join(".git"),
+            co.join(".git/config"),
+            state.clone(),
+            // Through a symlink on the host.
+            t.path().join("link"),
+            t.path().join("link/repo/.git"),
+        ];
+        for p in refused {
+            assert!(exposes_git_dir(&co, &p), "{}", p.display());
+        }
+        for p in [
+            co.join("conf"),
+            co.join(".github"),
+            state.join("other"),
+            PathBuf::from("/srv/data"),
+            // The whole host: a deliberate host-wide view (node-exporter's `/:/rootfs:ro`).
+            PathBuf::from("/"),
+        ] {
+            assert!(!exposes_git_dir(&co, &p), "{}", p.display());
+        }
+        // No .git in the checkout (a plain directory given to `berth render`): nothing to hide.
+        let plain = t.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        assert!(!exposes_git_dir(&plain, &plain));
+    }
 
     #[test]
     fn short_volumes() {

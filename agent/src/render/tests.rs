@@ -294,6 +294,37 @@ fn bind_mounts_resolve_in_the_checkout_and_their_content_is_hashed() {
 }
 
 #[test]
+fn binds_showing_the_git_directory_are_refused_with_service_file_and_line() {
+    let r = Repo::new();
+    std::fs::create_dir_all(r.0.path().join(".git")).unwrap();
+    r.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: busybox\n    volumes:\n      - ./conf:/etc/app\n      - .:/src\n      - ./.git:/g\n      - type: bind\n        source: ./sub/..\n        target: /t\n",
+    )
+    .write("conf/app.conf", "a=1\n");
+    let root = r.0.path().canonicalize().unwrap();
+    let e = render_dir(&root, "edge", Default::default()).unwrap_err();
+    let lines: Vec<(Option<&str>, Option<usize>, Option<&str>)> = e
+        .problems
+        .iter()
+        .map(|p| (p.file.as_deref(), p.line, p.service.as_deref()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (Some("compose.yaml"), Some(6), Some("web")),
+            (Some("compose.yaml"), Some(7), Some("web")),
+            (Some("compose.yaml"), Some(8), Some("web")),
+        ],
+        "{e}"
+    );
+    assert!(e.problems.iter().all(|p| p.message.contains(".git")), "{e}");
+    // The same binds of a directory that is not a clone's top are fine.
+    std::fs::remove_dir(r.0.path().join(".git")).unwrap();
+    assert!(render_dir(&root, "edge", Default::default()).is_ok());
+}
+
+#[test]
 fn symlinked_shared_base_inside_the_repository_is_followed() {
     let r = Repo::new();
     r.write("shared/conf/app.conf", "x\n")

@@ -89,14 +89,33 @@ pub fn parse(text: &str, budget: usize) -> Result<(Value, usize), YamlError> {
                 None => message,
             };
             return Err(YamlError::Syntax {
-                message,
+                message: without_scalars(&message),
                 line: loc.as_ref().map(|l| l.line()),
                 column: loc.as_ref().map(|l| l.column()),
             });
         }
     };
+    // serde_yaml's merge errors are fixed texts (they quote nothing).
     value.apply_merge().map_err(YamlError::Merge)?;
     Ok((value, b.left.get()))
+}
+
+/// serde_yaml's message without the text of the scalar it may quote (`invalid value: string "hunter2",
+/// expected an integer` for `!!int hunter2`): the value may be a secret. What was expected stays.
+pub fn without_scalars(message: &str) -> String {
+    for (prefix, shown) in [
+        ("invalid value: string ", "invalid value: a string"),
+        ("invalid type: string ", "invalid type: a string"),
+    ] {
+        if let Some(i) = message.find(prefix) {
+            let expected = message[i..]
+                .rfind(", expected ")
+                .map(|j| &message[i + j..])
+                .unwrap_or_default();
+            return format!("{}{shown}{expected}", &message[..i]);
+        }
+    }
+    message.to_string()
 }
 
 struct Seed<'b>(&'b Budget);
@@ -341,6 +360,26 @@ mod tests {
         // Within the budget, aliases are fine, and what is left is reported.
         let (_, left) = parse("a: &a [1, 2]\nb: *a\n", BUDGET).unwrap();
         assert!(left < BUDGET && left > BUDGET - 1024);
+    }
+
+    #[test]
+    fn errors_never_quote_the_scalar() {
+        for (text, expected) in [
+            ("PASSWORD: !!int SECRET-MARK-int\n", "expected an integer"),
+            ("PASSWORD: !!bool SECRET-MARK-bool\n", "expected a boolean"),
+            ("PASSWORD: !!float SECRET-MARK-float\n", "expected a float"),
+            ("PASSWORD: !!null SECRET-MARK-null\n", "expected null"),
+        ] {
+            let e = parse(text, BUDGET).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("SECRET-MARK"), "{shown}");
+            assert!(shown.contains(expected), "{shown}");
+            assert_eq!(e.line(), Some(1), "{shown}");
+        }
+        assert_eq!(
+            without_scalars("x: invalid type: string \"a, expected b\", expected a map"),
+            "x: invalid type: a string, expected a map"
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! - **Timeouts.** `source.timeout` is libgit2's (process-wide) connect and socket read/write timeout and
 //!   also a deadline for the whole fetch, checked in the progress and credential callbacks.
 //! - **Auth.** HTTPS: the token of `source.token_file` (read when the server asks, trimmed) is the password,
-//!   with `source.username`, else the URL's user, else `x-access-token`. SSH: `source.ssh_key`, else the
+//!   with `source.username`, else the URL's user, else `x-access-token`; without a token, a user name and
+//!   password written in `source.url`. The clone's config (and `FETCH_HEAD`) never hold a password, nor an
+//!   http(s) user name: `open` stores the URL without them and rewrites a clone that has them. SSH: `source.ssh_key`, else the
 //!   ssh-agent, with the URL's user, else `source.username`, else `git` (no key passphrases). At most 3 credentials per connection, then
 //!   "authentication failed". Host keys: checked against `source.known_hosts` when set; otherwise libgit2
 //!   checks the service user's `~/.ssh/known_hosts` and refuses unknown hosts (never trust on first use).
@@ -185,13 +187,23 @@ impl GitSource {
                 repo.path().join("index").display()
             )));
         }
+        // Never with credentials: the callback gives them (a clone that holds them is rewritten here).
+        let url = remote::remote_url(&settings.url);
         match repo.find_remote("origin") {
-            Ok(r) if r.url_bytes() == settings.url.as_bytes() => {}
-            Ok(_) => repo
-                .remote_set_url("origin", &settings.url)
-                .map_err(|e| local(format!("cannot set the remote URL: {}", e.message())))?,
+            Ok(r) if r.url_bytes() == url.as_bytes() => {}
+            Ok(_) => {
+                repo.remote_set_url("origin", &url)
+                    .map_err(|e| local(format!("cannot set the remote URL: {}", e.message())))?;
+                // It names the URL it was fetched from: maybe the old one, with credentials.
+                match std::fs::remove_file(repo.path().join("FETCH_HEAD")) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(local(format!("cannot remove FETCH_HEAD: {e}")))
+                    }
+                    _ => {}
+                }
+            }
             Err(e) if e.code() == ErrorCode::NotFound => {
-                repo.remote("origin", &settings.url)
+                repo.remote("origin", &url)
                     .map_err(|e| local(format!("cannot add the remote: {}", e.message())))?;
             }
             Err(e) => return Err(local(format!("cannot read the remote: {}", e.message()))),

@@ -1,5 +1,6 @@
-//! Talking to the remote: callbacks for credentials, host keys, the fetch deadline, and turning libgit2
-//! errors into redacted messages.
+//! Talking to the remote: callbacks for credentials (the token, or credentials written in `source.url`,
+//! which the clone's config never holds: [`remote_url`]), host keys, the fetch deadline, and turning
+//! libgit2 errors into redacted messages.
 
 use super::known_hosts::{self, HostKeyCheck};
 use super::redact;
@@ -92,11 +93,16 @@ impl<'s> Session<'s> {
             return Cred::username(s.username.as_deref().unwrap_or("git"));
         }
         *attempts += 1;
+        let from_url = url_credentials(&s.url);
+        let url_password = from_url.as_ref().and_then(|c| c.password.as_ref());
         if *attempts > MAX_AUTH_ATTEMPTS {
-            let what = if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                "the token in source.token_file (and source.username) was rejected"
-            } else {
+            let what = if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
                 "the SSH key was rejected"
+            } else if s.token_file.is_none() && url_password.is_some() {
+                "the user name and password in source.url were rejected (a token belongs in \
+                 source.token_file)"
+            } else {
+                "the token in source.token_file (and source.username) was rejected"
             };
             return Err(self.fail(format!(
                 "authentication failed after {MAX_AUTH_ATTEMPTS} attempts: {what}"
@@ -117,12 +123,11 @@ impl<'s> Session<'s> {
         }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             let Some(path) = &s.token_file else {
-                if url_password(&s.url).is_some() {
-                    return Err(self.fail(
-                        "authentication failed: the user name and password in source.url were \
-                         rejected (a token belongs in source.token_file)"
-                            .into(),
-                    ));
+                // Credentials written in source.url: the clone's config holds the URL without them
+                // (see `remote_url`), so they are given here, the way a token is.
+                if let (Some(c), Some(password)) = (&from_url, url_password) {
+                    self.secrets.borrow_mut().push(password.clone());
+                    return Cred::userpass_plaintext(&c.user, password);
                 }
                 return Err(self.fail(
                     "the remote asks for credentials; set source.token_file (and source.username)"
@@ -140,10 +145,12 @@ impl<'s> Session<'s> {
                 return Err(self.fail(format!("source.token_file {} is empty", path.display())));
             }
             self.secrets.borrow_mut().push(token.clone());
+            let url_user = from_url.as_ref().map(|c| c.user.as_str());
             let user = s
                 .username
                 .as_deref()
                 .or(user_from_url)
+                .or(url_user.filter(|u| !u.is_empty()))
                 .unwrap_or(DEFAULT_TOKEN_USER);
             return Cred::userpass_plaintext(user, &token);
         }
@@ -247,13 +254,47 @@ pub(crate) fn scrub_secret(message: &str, secret: &str) -> String {
     }
 }
 
-/// The password part of a URL's user info, if any.
+/// The user info written in a URL, percent-decoded.
+pub(crate) struct UrlCredentials {
+    /// Empty when only a password is written (`https://:pw@host`).
+    pub(crate) user: String,
+    pub(crate) password: Option<String>,
+}
+
+/// The user name and password written in `url` (`https://user:pass@host/…`), if any.
+pub(crate) fn url_credentials(url: &str) -> Option<UrlCredentials> {
+    let u = url::Url::parse(url).ok()?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(u.username());
+    let password = u.password().map(decode).filter(|p| !p.is_empty());
+    (!user.is_empty() || password.is_some()).then_some(UrlCredentials { user, password })
+}
+
+/// The password part of a URL's user info, if any (percent-decoded).
 fn url_password(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    let (_, password) = userinfo.split_once(':')?;
-    Some(password.to_string()).filter(|p| !p.is_empty())
+    url_credentials(url)?.password
+}
+
+/// `url` as the clone's config keeps it: never with a password, and for http(s) without any user info
+/// (a user name there may be a token). Credentials are given by the credential callback instead. A URL
+/// without credentials (or that is not a URL: a path, `git@host:repo`) is kept as written.
+pub(crate) fn remote_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let http = matches!(u.scheme(), "http" | "https");
+    if u.password().is_none() && !(http && !u.username().is_empty()) {
+        return url.to_string();
+    }
+    let _ = u.set_password(None);
+    if http {
+        let _ = u.set_username("");
+    }
+    u.to_string()
 }
 
 /// The port of an SSH URL (`ssh://[user@]host[:port]/path` or scp-like `[user@]host:path`), 22 by default.
@@ -309,6 +350,28 @@ mod tests {
         assert_eq!(ssh_port("ssh://[::1]/x.git"), 22);
         assert_eq!(ssh_port("git@example.com:fleet/x.git"), 22);
         assert_eq!(ssh_port("https://example.com:8443/x.git"), 22);
+    }
+
+    #[test]
+    fn the_clone_keeps_urls_without_credentials() {
+        assert_eq!(remote_url("https://u:p4ss@h/x.git"), "https://h/x.git");
+        assert_eq!(remote_url("https://ghp_tok@h:8443/x"), "https://h:8443/x");
+        assert_eq!(remote_url("ssh://git:pw@h/x.git"), "ssh://git@h/x.git");
+        for kept in [
+            "ssh://git@h/x.git",
+            "https://h/x.git",
+            "git@h:fleet.git",
+            "/srv/git/x",
+            "file:///srv/git/x",
+        ] {
+            assert_eq!(remote_url(kept), kept);
+        }
+        let c = url_credentials("https://dep%40loy:p%3Ass@h/x").unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_deref()),
+            ("dep@loy", Some("p:ss"))
+        );
+        assert!(url_credentials("https://h/x").is_none());
     }
 
     #[test]

@@ -900,6 +900,81 @@ fn http_token_auth() {
     );
 }
 
+/// Every file under `dir` (recursively) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                stack.push(p);
+            } else if md.is_file() {
+                let bytes = std::fs::read(&p).unwrap();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(p);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn credentials_in_the_url_never_reach_the_clone() {
+    let up = Upstream::new();
+    let c1 = up.commit(&[("a", Some("1"))], "one");
+    let password = "pw-Sekr3t-77a1";
+    let (port, _denied) = http_git_server(&up.base(), "deploy", password);
+    let url = format!("http://deploy:{password}@127.0.0.1:{port}/up");
+    let bare = format!("http://127.0.0.1:{port}/up");
+    // A clone made by an earlier release: its config and FETCH_HEAD hold the URL with its credentials.
+    let state = tempfile::tempdir().unwrap();
+    let repo = state.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["remote", "add", "origin", &url]);
+    std::fs::write(
+        repo.join(".git/FETCH_HEAD"),
+        format!("{c1}\t\tbranch 'main' of {url}\n"),
+    )
+    .unwrap();
+
+    let mut src = GitSource::open(state.path(), &settings(&url, branch("main"))).unwrap();
+    assert_eq!(git(&repo, &["remote", "get-url", "origin"]), bare);
+    assert_eq!(src.fetch().unwrap().commit, c1);
+    src.checkout(&c1).unwrap();
+    let c2 = up.commit(&[("a", Some("2"))], "two");
+    assert_eq!(src.fetch().unwrap().commit, c2);
+    src.checkout(&c2).unwrap();
+    for needle in [password, "deploy:", "deploy@"] {
+        assert_eq!(
+            files_containing(state.path(), needle),
+            Vec::<PathBuf>::new(),
+            "{needle:?} is written under state_dir"
+        );
+    }
+    assert_eq!(git(&repo, &["remote", "get-url", "origin"]), bare);
+
+    // A user name in the URL with a token file: the token goes with that user.
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, password).unwrap();
+    let mut s = settings(
+        &format!("http://deploy@127.0.0.1:{port}/up"),
+        branch("main"),
+    );
+    s.token_file = Some(token_file);
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &s).unwrap();
+    assert_eq!(src.fetch().unwrap().commit, c2);
+    assert_eq!(
+        files_containing(state.path(), "deploy@"),
+        Vec::<PathBuf>::new()
+    );
+}
+
 // ---------- checkout, keep ----------
 
 fn state_with(up: &Upstream) -> (TempDir, GitSource) {

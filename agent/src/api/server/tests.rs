@@ -368,13 +368,13 @@ fn short_tempdir() -> tempfile::TempDir {
 fn bind_makes_the_directory_replaces_a_stale_socket_and_leaves_nothing_else() {
     let dir = short_tempdir();
     let socket = dir.path().join("run/berth.sock");
-    let first = bind(&socket).unwrap();
+    let first = bind(&socket, None).unwrap();
     assert_eq!(mode(&socket), 0o660);
     drop(first);
     // A stale socket of a dead agent, and a staging directory a crash left behind.
     std::fs::create_dir(dir.path().join("run/.berth.sock.new")).unwrap();
     std::fs::write(dir.path().join("run/.berth.sock.new/s"), "x").unwrap();
-    let listener = bind(&socket).unwrap();
+    let listener = bind(&socket, None).unwrap();
     assert_eq!(mode(&socket), 0o660);
     let names: Vec<_> = std::fs::read_dir(dir.path().join("run"))
         .unwrap()
@@ -386,9 +386,75 @@ fn bind_makes_the_directory_replaces_a_stale_socket_and_leaves_nothing_else() {
     listener.accept().unwrap();
 }
 
+/// A watcher stats the socket the moment it appears at its path (inotify), over many binds: every time it
+/// is already 0660 with its group, whatever the umask took away at `bind`.
+#[test]
+fn the_socket_appears_0660_with_its_group() {
+    use inotify::{Inotify, WatchMask};
+    use std::os::unix::fs::MetadataExt;
+    let dir = short_tempdir();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let socket = run.join("berth.sock");
+    // Root may give the socket any group; others keep their own.
+    let group = rustix::process::geteuid().is_root().then_some(4242u32);
+    let mut inotify = Inotify::init().unwrap();
+    inotify
+        .watches()
+        .add(&run, WatchMask::CREATE | WatchMask::MOVED_TO)
+        .unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let watched = socket.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok(events) = inotify.read_events_blocking(&mut buf) else {
+                return;
+            };
+            for e in events {
+                if e.name == watched.file_name() {
+                    let seen =
+                        std::fs::symlink_metadata(&watched).map(|m| (m.mode() & 0o7777, m.gid()));
+                    if seen_tx.send(seen).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    for round in 0..50 {
+        let listener = bind(&socket, group).unwrap();
+        let (mode, gid) = seen_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the watcher saw the socket appear")
+            .expect("stat of the socket at the moment it appeared");
+        assert_eq!(
+            mode, SOCKET_MODE,
+            "round {round}: mode {mode:o} when it appeared"
+        );
+        if let Some(g) = group {
+            assert_eq!(gid, g, "round {round}: group when it appeared");
+        }
+        drop(listener);
+        std::fs::remove_file(&socket).unwrap();
+    }
+}
+
+#[test]
+fn socket_groups_by_name_or_number() {
+    assert_eq!(socket_gid(Some("4242")).unwrap(), Some(4242));
+    assert_eq!(socket_gid(Some("root")).unwrap(), Some(0));
+    let err = socket_gid(Some("no-such-group-berth")).unwrap_err();
+    assert!(matches!(err, SocketGroupError::NoSuchGroup { .. }), "{err}");
+    let berth = nix::unistd::Group::from_name(DEFAULT_SOCKET_GROUP)
+        .unwrap()
+        .map(|g| g.gid.as_raw());
+    assert_eq!(socket_gid(None).unwrap(), berth);
+}
+
 #[test]
 fn bind_refuses_a_path_without_a_file_name() {
-    let err = bind(Path::new("/")).unwrap_err();
+    let err = bind(Path::new("/"), None).unwrap_err();
     assert!(matches!(err, SocketError::NotAFile { .. }), "{err}");
 }
 
@@ -399,7 +465,7 @@ async fn the_socket_speaks_to_the_cli_client() {
     let socket = dir.path().join("run/berth.sock");
     let server = tokio::spawn({
         let socket = socket.clone();
-        async move { serve(&socket, shared).await }
+        async move { serve(&socket, None, shared).await }
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
