@@ -36,6 +36,14 @@ struct RawConfig {
     http: Option<crate::signals::receivers::RawHttp>,
     receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
     facts: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
+    secrets: Option<RawSecrets>,
+}
+
+/// `secrets:`: how SOPS-encrypted files in the repository are decrypted.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    age_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,6 +177,9 @@ pub struct Settings {
     pub receivers: Vec<crate::signals::receivers::ReceiverSettings>,
     /// `facts:`: free per-box keys, read by compose files as `${BERTH_FACT_<KEY>}`.
     pub facts: std::collections::BTreeMap<String, String>,
+    /// `secrets.age_key_file`: the box's age identities for SOPS files (default `/etc/berth/age.key`;
+    /// it need not exist while no file is encrypted).
+    pub age_key_file: PathBuf,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -368,6 +379,16 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         &mut problems,
     );
     let facts = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
+    let age_key_file = raw
+        .secrets
+        .and_then(|s| s.age_key_file)
+        .unwrap_or_else(|| PathBuf::from(crate::render::sops::DEFAULT_AGE_KEY_FILE));
+    if !age_key_file.is_absolute() {
+        problems.push(format!(
+            "secrets.age_key_file: {} must be an absolute path",
+            age_key_file.display()
+        ));
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -400,6 +421,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         http,
         receivers,
         facts,
+        age_key_file,
     })
 }
 

@@ -1,4 +1,4 @@
-//! `berth agent`: load the config and the receivers' secrets, take the agent id's lock, start the socket,
+//! `berth agent`: load the config, the receivers' secrets and the age key (checked only), take the agent id's lock, start the socket,
 //! the HTTP listener (when configured) and the drift watcher, run the reconcile loop.
 
 use super::exit;
@@ -26,6 +26,11 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             return exit::CONFIG;
         }
     };
+    // A missing age key is fine (no file may be encrypted); an unreadable or bad one is bad config.
+    if let Err(e) = crate::render::sops::keys::Identities::load(&settings.age_key_file) {
+        let _ = writeln!(err, "berth: secrets.age_key_file: {e}");
+        return exit::CONFIG;
+    }
     crate::telemetry::init(&settings.log_format, &settings.log_level);
     // Before anything else (the socket above all: a second agent must not take over the first's), and
     // held until the process ends; the kernel releases it when the process dies however it dies.

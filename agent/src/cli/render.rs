@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Render `dir` the way `berth apply` would (root stack named after the directory).
 pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
-    render_dir_with(dir, &BTreeMap::new()).0
+    render_dir_with(dir, &BTreeMap::new(), fleet::sops_options(None, "render")).0
 }
 
 /// Render `dir` with `facts`, this machine's identity (agent id: the hostname) and its environment; also
@@ -19,6 +19,7 @@ pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError
 pub fn render_dir_with(
     dir: &Path,
     facts: &BTreeMap<String, String>,
+    sops: crate::render::sops::SopsOptions,
 ) -> (
     Result<DesiredState, crate::render::RenderError>,
     Vec<crate::render::Problem>,
@@ -36,17 +37,40 @@ pub fn render_dir_with(
             facts,
             std::env::vars(),
         ),
+        sops,
     )
 }
 
 /// Render `dir` and print its warnings; on problems, print each one and a summary (`prefix` leads it) and
-/// return `None`.
+/// return `None`. SOPS files are decrypted with `sops` (`apply` and `diff`: `--age-key`, else the default
+/// key file; never placeholders).
 pub fn render_or_report(
     dir: &Path,
+    sops: crate::render::sops::SopsOptions,
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
-    report(dir, render_dir_with(dir, &BTreeMap::new()), prefix, err)
+    report(
+        dir,
+        render_dir_with(dir, &BTreeMap::new(), sops),
+        prefix,
+        err,
+    )
+}
+
+/// How `berth apply` and `berth diff` decrypt SOPS files: `--age-key`, else `/etc/berth/age.key`.
+pub fn box_sops_options(
+    age_key: Option<&Path>,
+    agent_id: &str,
+) -> crate::render::sops::SopsOptions {
+    crate::render::sops::SopsOptions {
+        age_key_file: Some(age_key.map_or_else(
+            || std::path::PathBuf::from(crate::render::sops::DEFAULT_AGE_KEY_FILE),
+            Path::to_path_buf,
+        )),
+        placeholders: false,
+        runtime_dir: crate::render::sops::runtime::runtime_dir(agent_id),
+    }
 }
 
 fn report(
@@ -97,17 +121,19 @@ pub fn run(args: &fleet::Args, out: &mut impl Write, err: &mut impl Write) -> an
         )?;
         return Ok(exit::USAGE);
     };
-    run_dir(dir, &facts, args.json, out, err)
+    let sops = fleet::sops_options(args.age_key.as_deref(), &crate::config::hostname());
+    run_dir(dir, &facts, sops, args.json, out, err)
 }
 
 fn run_dir(
     dir: &Path,
     facts: &BTreeMap<String, String>,
+    sops: crate::render::sops::SopsOptions,
     json: bool,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let Some(desired) = report(dir, render_dir_with(dir, facts), "", err)? else {
+    let Some(desired) = report(dir, render_dir_with(dir, facts, sops), "", err)? else {
         return Ok(exit::FAILED);
     };
     if json {

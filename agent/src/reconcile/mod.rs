@@ -751,10 +751,22 @@ fn quarantine_info(q: &Quarantine) -> QuarantineInfo {
 /// Render the followed path of a tree; a followed path missing from the commit is an error, not an
 /// empty desired state (which would remove every container).
 pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState, RenderError> {
+    let (result, warnings) = render_tree_warned(tree, opts);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "render");
+    }
+    result
+}
+
+/// [`render_tree`], and the render's warnings (see [`render::render_warned`]).
+pub fn render_tree_warned(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+) -> (Result<DesiredState, RenderError>, Vec<render::Problem>) {
     let exists = opts.path.as_os_str() == "."
         || matches!(tree.kind(&opts.path), Ok(Some(render::EntryKind::Dir)));
     if !exists {
-        return Err(RenderError {
+        let missing = RenderError {
             problems: vec![render::Problem {
                 file: None,
                 line: None,
@@ -766,9 +778,10 @@ pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState
                     opts.path.display()
                 ),
             }],
-        });
+        };
+        return (Err(missing), Vec::new());
     }
-    render::render(tree, opts)
+    render::render_warned(tree, opts)
 }
 
 /// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's
@@ -783,6 +796,17 @@ pub fn render_options(settings: &Settings) -> RenderOptions {
             &settings.facts,
             std::env::vars(),
         ),
+        sops: sops_options(settings),
+    }
+}
+
+/// How this box decrypts SOPS files: its `secrets.age_key_file` (an encrypted file without a key is a
+/// render error) and its runtime directory for decrypted bind-mounted files.
+pub fn sops_options(settings: &Settings) -> crate::render::sops::SopsOptions {
+    crate::render::sops::SopsOptions {
+        age_key_file: Some(settings.age_key_file.clone()),
+        placeholders: false,
+        runtime_dir: crate::render::sops::runtime::runtime_dir(&settings.agent_id),
     }
 }
 

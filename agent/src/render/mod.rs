@@ -6,6 +6,8 @@
 //! Nothing in a tree can make render panic or take unbounded time or memory: numbers are read with
 //! bounds (`numbers`), what a stack reads and expands has a budget (`budget`, `yaml`, `interpolate`),
 //! and every problem is reported with its file and line (at most [`MAX_PROBLEMS`] of them).
+//!
+//! SOPS-encrypted files are decrypted as they are read (`sops`), whatever reads them.
 
 mod assemble;
 mod budget;
@@ -24,6 +26,7 @@ pub mod ports;
 mod rebase;
 mod secrets;
 mod service;
+pub mod sops;
 pub mod tree;
 mod values;
 mod yaml;
@@ -82,6 +85,11 @@ pub trait Tree {
     fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
     /// The entries of a directory, sorted by name; empty when it does not exist.
     fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>>;
+    /// Where the host should bind-mount the file at `path` from when that is not the checkout (a
+    /// decrypted SOPS file, see [`sops::SopsTree`]); `Ok(None)`: from the checkout.
+    fn host_source(&self, _path: &Path) -> std::io::Result<Option<PathBuf>> {
+        Ok(None)
+    }
 }
 
 /// Inputs of a render besides the tree.
@@ -96,6 +104,8 @@ pub struct RenderOptions {
     pub root_stack_name: String,
     /// Variables for `${VAR}` interpolation (the agent's environment), before a stack's `.env`.
     pub env: BTreeMap<String, String>,
+    /// SOPS-encrypted files: the box's key, and what to do without one.
+    pub sops: sops::SopsOptions,
 }
 
 /// One problem found while rendering, with as much location as is known.
@@ -186,7 +196,13 @@ pub fn render_warned(
     opts: &RenderOptions,
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let mut warnings = Vec::new();
-    let result = render_inner(tree, opts, &mut warnings);
+    let tree = sops::SopsTree::new(tree, &opts.sops);
+    let result = render_inner(&tree, opts, &mut warnings);
+    warnings.extend(tree.warnings());
+    let result = result.map(|mut desired| {
+        desired.sensitive.extend(&tree.sensitive());
+        desired
+    });
     (result, warnings)
 }
 
@@ -499,7 +515,7 @@ pub fn render_dir(
     root_stack_name: &str,
     env: BTreeMap<String, String>,
 ) -> Result<DesiredState, RenderError> {
-    render_dir_warned(dir, root_stack_name, env).0
+    render_dir_warned(dir, root_stack_name, env, sops::SopsOptions::default()).0
 }
 
 /// [`render_dir`], and the warnings (see [`render_warned`]).
@@ -507,6 +523,7 @@ pub fn render_dir_warned(
     dir: &Path,
     root_stack_name: &str,
     env: BTreeMap<String, String>,
+    sops: sops::SopsOptions,
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let fail = |p: Problem| (Err(RenderError { problems: vec![p] }), Vec::new());
     let root = match dir.canonicalize() {
@@ -519,6 +536,7 @@ pub fn render_dir_warned(
         checkout_dir: root.clone(),
         root_stack_name: root_stack_name.to_string(),
         env,
+        sops,
     };
     render_warned(&DirTree::new(root), &opts)
 }

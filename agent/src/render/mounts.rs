@@ -270,6 +270,17 @@ pub(super) fn bind_source(input: &StackInput, source: &str) -> Result<String, Mo
     let rel = join_rel(&input.dir, Path::new(source))
         .ok_or_else(|| MountError::ClimbsOut(PathBuf::from(source)))?;
     let resolved = resolve(input.tree, &rel)?;
+    // A SOPS-encrypted file is mounted decrypted, from the runtime directory.
+    match input.tree.host_source(&resolved) {
+        Ok(Some(host)) => return Ok(host.display().to_string()),
+        Ok(None) => {}
+        Err(source) => {
+            return Err(MountError::Io {
+                path: resolved,
+                source,
+            })
+        }
+    }
     let host = if resolved == Path::new(".") {
         input.checkout_dir.to_path_buf()
     } else {

@@ -93,12 +93,17 @@ pub(super) fn secret_refs(
         };
         match &def.source {
             SecretSource::File(rel) => {
-                let mut m = MountSpec::new(
-                    MountKind::Bind,
-                    input.checkout_dir.join(rel).display().to_string(),
-                    target,
-                    true,
-                );
+                // A SOPS-encrypted file is mounted decrypted, from the runtime directory.
+                let host = match input.tree.host_source(rel) {
+                    Ok(Some(host)) => host,
+                    Ok(None) => input.checkout_dir.join(rel),
+                    Err(e) => {
+                        ctx.err(svc, &p, format!("{}: {e}", rel.display()));
+                        continue;
+                    }
+                };
+                let mut m =
+                    MountSpec::new(MountKind::Bind, host.display().to_string(), target, true);
                 m.create_host_path = Some(false);
                 spec.mounts.push(m);
             }

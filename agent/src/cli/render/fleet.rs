@@ -43,6 +43,19 @@ pub struct Args {
     /// Print the desired state as JSON (with --repo: an object of box path → desired state).
     #[arg(long)]
     pub json: bool,
+    /// The age identity file SOPS-encrypted files are decrypted with. Without it, encrypted files are
+    /// checked (SOPS structure) and rendered with placeholder values, with a warning.
+    #[arg(long, value_name = "FILE")]
+    pub age_key: Option<PathBuf>,
+}
+
+/// How `berth render` treats SOPS files: decrypted with `--age-key`, else placeholders.
+pub fn sops_options(age_key: Option<&Path>, agent_id: &str) -> crate::render::sops::SopsOptions {
+    crate::render::sops::SopsOptions {
+        age_key_file: age_key.map(Path::to_path_buf),
+        placeholders: age_key.is_none(),
+        runtime_dir: crate::render::sops::runtime::runtime_dir(agent_id),
+    }
 }
 
 /// Why the fleet could not be read at all (a box's own problems are reported per box).
@@ -125,7 +138,14 @@ pub fn run(
     let mut failed = 0usize;
     for path in &boxes {
         let name = path.display().to_string();
-        let result = render_box(&tree, &root, path, &fleet, cli_facts);
+        let (result, warnings) = render_box(
+            &tree,
+            &root,
+            path,
+            &fleet,
+            cli_facts,
+            args.age_key.as_deref(),
+        );
         // Box lines and problems are the report; with --json they go beside the JSON, on stderr.
         let report: &mut dyn Write = if args.json { &mut *err } else { &mut *out };
         match result {
@@ -136,6 +156,9 @@ pub fn run(
                     "{name}: ok ({} stack(s), {containers} container(s))",
                     desired.stacks.len()
                 )?;
+                for w in &warnings {
+                    writeln!(report, "  warning: {w}")?;
+                }
                 rendered.insert(name, desired);
             }
             Err(e) => {
@@ -258,7 +281,11 @@ fn render_box(
     path: &Path,
     fleet: &FleetFile,
     cli_facts: &BTreeMap<String, String>,
-) -> Result<DesiredState, RenderError> {
+    age_key: Option<&Path>,
+) -> (
+    Result<DesiredState, RenderError>,
+    Vec<crate::render::Problem>,
+) {
     let mut box_facts = BTreeMap::new();
     let mut problems = Vec::new();
     let key = path.to_string_lossy();
@@ -275,7 +302,7 @@ fn render_box(
     box_facts.extend(cli_facts.iter().map(|(k, v)| (k.clone(), v.clone())));
     problems.extend(facts::validate(&box_facts));
     if !problems.is_empty() {
-        return Err(RenderError {
+        let bad = RenderError {
             problems: problems
                 .into_iter()
                 .map(|e| crate::render::Problem {
@@ -287,7 +314,8 @@ fn render_box(
                     message: e.to_string(),
                 })
                 .collect(),
-        });
+        };
+        return (Err(bad), Vec::new());
     }
     let agent_id = match path.file_name() {
         Some(n) => n.to_string_lossy().to_string(),
@@ -303,6 +331,7 @@ fn render_box(
         checkout_dir: root.to_path_buf(),
         root_stack_name: crate::reconcile::root_stack_name_of(path, &agent_id),
         env: facts::scope(&identity, &box_facts, std::env::vars()),
+        sops: sops_options(age_key, &agent_id),
     };
-    crate::reconcile::render_tree(tree, &opts)
+    crate::reconcile::render_tree_warned(tree, &opts)
 }
