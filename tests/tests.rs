@@ -20,5 +20,6 @@ mod registry;
 mod retention;
 mod rollouts;
 mod signals_http;
+mod sops;
 mod systemd;
 mod volumes;

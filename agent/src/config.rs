@@ -836,4 +836,19 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn secrets_age_key_file_defaults_and_must_be_absolute() {
+        let base = "agent_id: a\nsource:\n  url: x\n";
+        let s = parse(base).unwrap();
+        assert_eq!(s.age_key_file, PathBuf::from("/etc/berth/age.key"));
+        let s = parse(&format!("{base}secrets:\n  age_key_file: /srv/box.key\n")).unwrap();
+        assert_eq!(s.age_key_file, PathBuf::from("/srv/box.key"));
+        let errs = parse(&format!("{base}secrets:\n  age_key_file: box.key\n")).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.starts_with("secrets.age_key_file")),
+            "{errs:?}"
+        );
+        assert!(parse(&format!("{base}secrets:\n  age_key: /x\n")).is_err());
+    }
 }
