@@ -350,3 +350,43 @@ fn an_unreadable_or_bad_age_key_stops_the_agent_with_exit_78_without_quoting_it(
     agent.reconcile_ok();
     assert!(is_running(&agent.container("app")));
 }
+
+#[test]
+fn berth_apply_mounts_a_decrypted_file_from_the_runtime_dir_and_prunes_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let (key, recipient) = keygen(keys.path(), "box.key");
+    let conf = "user: app\npassword: conf-sops-apply-51ab\n";
+    let s = Stack::new(
+        "sops-apply",
+        "services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    \
+         init: true\n    volumes: ['./conf.yaml:/etc/app/conf.yaml:ro']\n",
+    );
+    s.write_file(
+        "conf.yaml",
+        &sops_encrypt(keys.path(), "conf.yaml", conf, &recipient, None),
+    );
+    let runtime = tempfile::tempdir().unwrap();
+    let apply = || {
+        let mut c = s.apply_cmd(&[("RUNTIME_DIRECTORY", runtime.path().to_str().unwrap())]);
+        c.arg("--age-key").arg(&key);
+        run_with_deadline(&mut c, std::time::Duration::from_secs(120))
+    };
+    let o = apply();
+    assert!(o.status.success(), "berth apply: {}", show(&o));
+    let app = s.container("app");
+    assert!(exec(&app, "cat /etc/app/conf.yaml").contains("conf-sops-apply-51ab"));
+    let sops_dir = runtime.path().join(&s.id).join("sops");
+    let mode = std::fs::metadata(&sops_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(files_containing(&sops_dir, "conf-sops-apply-51ab").len(), 1);
+    assert!(
+        files_containing(&s.path, "conf-sops-apply-51ab").is_empty(),
+        "the stack dir stays encrypted"
+    );
+    // Without the mount, the decrypted file is removed.
+    s.write("services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    init: true\n");
+    let o = apply();
+    assert!(o.status.success(), "berth apply: {}", show(&o));
+    assert!(files_containing(&sops_dir, "conf-sops-apply-51ab").is_empty());
+}

@@ -88,19 +88,36 @@ pub fn detect(bytes: &[u8], binary_ok: bool) -> Option<Format> {
     {
         return Some(Format::Dotenv);
     }
-    let doc: Value = serde_yaml::from_str(text).ok()?;
+    let json = text.trim_start().starts_with('{');
+    // SOPS writes its key at the top level: a cheap look before parsing anything.
+    let has_key = if json {
+        text.contains("\"sops\"")
+    } else {
+        text.lines().any(|l| l.starts_with("sops:"))
+    };
+    if !has_key {
+        return None;
+    }
+    let doc = parse(text).ok()?;
     let map = doc.as_mapping()?;
     let meta = map.get("sops")?.as_mapping()?;
     if !(meta.contains_key("mac") && meta.contains_key("lastmodified")) {
         return None;
     }
-    let json = text.trim_start().starts_with('{');
     let only_data = map.len() == 2 && map.get("data").is_some_and(Value::is_string);
     Some(match (json, only_data && binary_ok) {
         (true, true) => Format::Binary,
         (true, false) => Format::Json,
         (false, _) => Format::Yaml,
     })
+}
+
+/// What parsing one SOPS file may expand to (anchors and aliases), as render bounds every YAML it reads.
+const PARSE_BUDGET: usize = 16 * crate::render::MAX_FILE_BYTES;
+
+/// Parse YAML (or JSON) with the render's bounded parser.
+fn parse(text: &str) -> Result<Value, crate::render::yaml::YamlError> {
+    crate::render::yaml::parse(text, PARSE_BUDGET).map(|(v, _)| v)
 }
 
 /// Whether SOPS would store a file of this name as binary (it picks the store from the extension).
@@ -499,9 +516,9 @@ fn decrypt_tree(
     } else {
         "JSON"
     };
-    let mut doc: Value = serde_yaml::from_str(text).map_err(|e| SopsError::Parse {
+    let mut doc = parse(text).map_err(|e| SopsError::Parse {
         format: name,
-        line: e.location().map_or(1, |l| l.line()),
+        line: e.line().unwrap_or(1),
     })?;
     let Value::Mapping(map) = &mut doc else {
         return Err(SopsError::Metadata("the document is not a mapping".into()));
