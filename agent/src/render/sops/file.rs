@@ -529,14 +529,13 @@ fn decrypt_tree(
     let meta = meta_from_yaml(&meta)?;
     let key = keys.map(|k| data_key(&meta, k)).transpose()?;
     let mut walker = Walker::new(&meta, key);
+    if format == Format::Binary {
+        return decrypt_binary(&doc, walker);
+    }
     walker.walk(&mut doc, &mut Vec::new())?;
     let placeholders = key.is_none();
     let mut secrets = walker.finish()?;
     let bytes = match format {
-        Format::Binary => match doc.get("data") {
-            Some(Value::String(s)) => s.clone().into_bytes(),
-            _ => Vec::new(),
-        },
         Format::Json => serde_json::to_vec_pretty(&doc)
             .map_err(|_| SopsError::Unsupported("values JSON cannot hold"))?,
         _ => serde_yaml::to_string(&doc)
@@ -548,6 +547,39 @@ fn decrypt_tree(
     }
     Ok(Decrypted {
         format,
+        bytes,
+        secrets,
+        placeholders,
+    })
+}
+
+/// A binary file's one `data` value, as bytes (it need not be UTF-8).
+fn decrypt_binary(doc: &Value, mut walker: Walker) -> Result<Decrypted, SopsError> {
+    let path = vec!["data".to_string()];
+    let Some(Value::String(data)) = doc.get("data") else {
+        return Err(SopsError::BadValue {
+            path: "data".into(),
+        });
+    };
+    let encrypted = walker.meta.rules.encrypted(&path);
+    let clear = if encrypted {
+        walker.value(data, &path)?.0
+    } else {
+        data.as_bytes().to_vec()
+    };
+    if !walker.meta.mac_only_encrypted || encrypted {
+        walker.hash.update(&clear);
+    }
+    let placeholders = walker.key.is_none();
+    let mut secrets = walker.finish()?;
+    let bytes = if placeholders {
+        PLACEHOLDER.as_bytes().to_vec()
+    } else {
+        secrets.push(String::from_utf8_lossy(&clear).into_owned());
+        clear
+    };
+    Ok(Decrypted {
+        format: Format::Binary,
         bytes,
         secrets,
         placeholders,

@@ -79,6 +79,17 @@ fn yaml_json_and_binary_decrypt_to_their_clear_text() {
     assert_eq!(d.format, Format::Binary);
     assert_eq!(d.bytes, include_bytes!("testdata/plain.txt"));
     assert!(d.secrets.iter().any(|s| s.contains("binary secret line 1")));
+
+    // Binary content need not be UTF-8 (a DER key, a keystore).
+    let d = open(
+        include_str!("testdata/secret.der"),
+        "secret.der",
+        Some(&key()),
+    )
+    .unwrap();
+    assert_eq!(d.bytes, include_bytes!("testdata/plain.der"));
+    let tampered = include_str!("testdata/secret.der").replacen("data:8", "data:9", 1);
+    assert!(open(&tampered, "secret.der", Some(&key())).is_err());
 }
 
 #[test]
