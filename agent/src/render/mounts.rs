@@ -1,5 +1,5 @@
 //! A service's `volumes` (short and long syntax) → mounts: bind sources resolved inside the checkout
-//! (never out of the repository), named volumes checked against the top-level table, tmpfs sizes and
+//! (never out of the repository; a SOPS-encrypted file from the runtime directory), named volumes checked against the top-level table, tmpfs sizes and
 //! modes bounded; and the digest of the repository files a service bind-mounts.
 
 use super::compose::{StackInput, Vol};

@@ -1,5 +1,5 @@
 //! A service's `secrets:` and `configs:` references → read-only bind mounts (file sources, as Compose
-//! does without Swarm) or files copied into the container (environment and content sources), with
+//! does without Swarm; a SOPS-encrypted file from the runtime directory) or files copied into the container (environment and content sources), with
 //! numeric uid/gid (at most `u32::MAX`) and modes (at most `0o7777`).
 
 use super::compose::{Secret, SecretSource, StackInput};
