@@ -174,6 +174,10 @@ impl Tree for SopsTree<'_> {
     }
 
     fn host_source(&self, path: &Path) -> std::io::Result<Option<PathBuf>> {
+        // Only a regular file can be a SOPS file (a Git tree refuses to read a directory).
+        if !matches!(self.inner.kind(path)?, Some(EntryKind::File)) {
+            return Ok(None);
+        }
         let Some(bytes) = self.inner.read(path)? else {
             return Ok(None);
         };

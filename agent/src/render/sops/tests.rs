@@ -417,3 +417,53 @@ impl Tree for DirTreeRef<'_> {
         crate::render::DirTree::new(self.0).list(path)
     }
 }
+
+#[test]
+fn an_encrypted_compose_file_renders_decrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = MemTree::new().with("compose.yaml", include_str!("testdata/compose.yaml"));
+    let d = render_warned(&tree, &opts(with_key(&dir))).0.unwrap();
+    let web = d.containers().next().unwrap();
+    assert!(
+        web.env.contains(&"API_KEY=compose-sops-key-77".to_string()),
+        "{:?}",
+        web.env
+    );
+    assert_eq!(web.ports.len(), 1);
+    assert!(d.sensitive.leaks_into("compose-sops-key-77"));
+}
+
+/// A tree that, like a Git tree, refuses to read a directory.
+struct StrictTree(MemTree);
+
+impl Tree for StrictTree {
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        match self.0.kind(path)? {
+            Some(EntryKind::Dir) => Err(std::io::Error::other("is a directory, not a file")),
+            _ => self.0.read(path),
+        }
+    }
+    fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>> {
+        self.0.kind(path)
+    }
+    fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>> {
+        self.0.list(path)
+    }
+}
+
+#[test]
+fn a_bind_mounted_directory_is_mounted_from_the_checkout() {
+    let tree = StrictTree(
+        MemTree::new()
+            .with(
+                "compose.yaml",
+                "services:\n  web:\n    image: busybox\n    volumes: ['./conf:/etc/conf:ro']\n",
+            )
+            .with("conf/app.conf", "x=1\n"),
+    );
+    let d = render_warned(&tree, &opts(SopsOptions::default()))
+        .0
+        .unwrap();
+    let web = d.containers().next().unwrap();
+    assert_eq!(web.mounts[0].source, "/srv/berth/repo/conf");
+}
