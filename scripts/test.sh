@@ -13,6 +13,7 @@ ensure_packages git:git systemd-analyze:systemd gcc:gcc /usr/include/stdio.h:lib
     /usr/bin/docker-registry:docker-registry htpasswd:apache2-utils promtool:prometheus
 # source.verify tests sign commits and tags with real SSH and OpenPGP keys.
 ensure_packages gpg:gnupg gpgconf:gpgconf ssh-keygen:openssh-client
+ensure_sops
 ensure_cargo
 ensure_dockerd
 ensure_test_image

@@ -21,6 +21,7 @@ mod registry;
 mod retention;
 mod rollouts;
 mod signals_http;
+mod sops;
 mod systemd;
 mod verify;
 mod volumes;

@@ -48,6 +48,9 @@ pub enum ConvergeError {
         "renders no containers while the box runs {running}; set allow_empty: true to allow it"
     )]
     Empty { running: usize },
+    /// Decrypted SOPS files could not be placed for bind mounts; nothing was changed.
+    #[error("nothing was changed: {0}")]
+    Secrets(#[from] crate::render::sops::runtime::MaterializeError),
 }
 
 fn join_lines(errors: &[crate::preflight::PreflightError]) -> String {

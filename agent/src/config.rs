@@ -37,6 +37,14 @@ struct RawConfig {
     receivers: Option<Vec<crate::signals::receivers::RawReceiver>>,
     facts: Option<std::collections::BTreeMap<String, serde_yaml::Value>>,
     socket_group: Option<String>,
+    secrets: Option<RawSecrets>,
+}
+
+/// `secrets:`: how SOPS-encrypted files in the repository are decrypted.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    age_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -176,6 +184,9 @@ pub struct Settings {
     /// `socket_group`: the group that may use the status socket (a name or a gid); `None`: `berth` when
     /// that group exists, else the agent's own (root).
     pub socket_group: Option<String>,
+    /// `secrets.age_key_file`: the box's age identities for SOPS files (default `/etc/berth/age.key`;
+    /// it need not exist while no file is encrypted).
+    pub age_key_file: PathBuf,
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -380,6 +391,16 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
     if raw.socket_group.as_deref().is_some_and(str::is_empty) {
         problems.push("socket_group: must not be empty".into());
     }
+    let age_key_file = raw
+        .secrets
+        .and_then(|s| s.age_key_file)
+        .unwrap_or_else(|| PathBuf::from(crate::render::sops::DEFAULT_AGE_KEY_FILE));
+    if !age_key_file.is_absolute() {
+        problems.push(format!(
+            "secrets.age_key_file: {} must be an absolute path",
+            age_key_file.display()
+        ));
+    }
 
     if !problems.is_empty() {
         return Err(problems);
@@ -414,6 +435,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         receivers,
         facts,
         socket_group: raw.socket_group,
+        age_key_file,
     })
 }
 
@@ -841,5 +863,20 @@ mod tests {
                 path: "a/../../b".into()
             }
         );
+    }
+
+    #[test]
+    fn secrets_age_key_file_defaults_and_must_be_absolute() {
+        let base = "agent_id: a\nsource:\n  url: x\n";
+        let s = parse(base).unwrap();
+        assert_eq!(s.age_key_file, PathBuf::from("/etc/berth/age.key"));
+        let s = parse(&format!("{base}secrets:\n  age_key_file: /srv/box.key\n")).unwrap();
+        assert_eq!(s.age_key_file, PathBuf::from("/srv/box.key"));
+        let errs = parse(&format!("{base}secrets:\n  age_key_file: box.key\n")).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.starts_with("secrets.age_key_file")),
+            "{errs:?}"
+        );
+        assert!(parse(&format!("{base}secrets:\n  age_key: /x\n")).is_err());
     }
 }

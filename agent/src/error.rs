@@ -210,7 +210,8 @@ impl CycleError {
             CycleError::Converge { source, .. } => match source {
                 crate::apply::ConvergeError::Engine(e) => runtime_class(e),
                 crate::apply::ConvergeError::Preflight(_)
-                | crate::apply::ConvergeError::Empty { .. } => ErrorClass::Input,
+                | crate::apply::ConvergeError::Empty { .. }
+                | crate::apply::ConvergeError::Secrets(_) => ErrorClass::Input,
             },
             CycleError::Gate { .. } => ErrorClass::Rollout,
             CycleError::Store(_) | CycleError::Task { .. } => ErrorClass::Internal,

@@ -1,6 +1,6 @@
-//! `berth agent`: load the config and the receivers' secrets, make state_dir 0700, take the agent id's
-//! lock, start the socket (with its group), the HTTP listener (when configured) and the drift watcher, run
-//! the reconcile loop.
+//! `berth agent`: load the config, the receivers' secrets and the age key (checked only), make state_dir
+//! 0700, take the agent id's lock, start the socket (with its group), the HTTP listener (when configured)
+//! and the drift watcher, run the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -34,6 +34,11 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             return exit::CONFIG;
         }
     };
+    // A missing age key is fine (no file may be encrypted); an unreadable or bad one is bad config.
+    if let Err(e) = crate::render::sops::keys::Identities::load(&settings.age_key_file) {
+        let _ = writeln!(err, "berth: secrets.age_key_file: {e}");
+        return exit::CONFIG;
+    }
     crate::telemetry::init(&settings.log_format, &settings.log_level);
     // Before the lock file (or anything else) is written into it.
     match crate::state_dir::prepare(&settings.state_dir) {

@@ -10,6 +10,7 @@ use std::path::Path;
 pub fn run(
     dir: &Path,
     agent_id: Option<String>,
+    age_key: Option<&Path>,
     conn: &super::Conn,
     out: &mut impl Write,
     err: &mut impl Write,
@@ -41,10 +42,18 @@ pub fn run(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(desired) = super::render::render_or_report(dir, &agent_id, "nothing changed: ", err)?
+    let sops = super::render::box_sops_options(age_key, &agent_id);
+    let Some(desired) =
+        super::render::render_or_report(dir, &agent_id, sops.clone(), "nothing changed: ", err)?
     else {
         return Ok(exit::FAILED);
     };
+    // Decrypted files the containers bind-mount, in the runtime directory (never in DIR).
+    let checkout = dir.canonicalize()?;
+    if let Err(e) = crate::render::sops::runtime::materialize(&desired, &checkout, &sops) {
+        writeln!(err, "berth: {e}. Nothing was changed.")?;
+        return Ok(exit::FAILED);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

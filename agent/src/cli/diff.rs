@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub struct Target {
     pub dir: Option<PathBuf>,
     pub agent_id: Option<String>,
+    /// With DIR: the age identity file for SOPS files (`--age-key`).
+    pub age_key: Option<PathBuf>,
     /// Without DIR: the agent asks the remote first.
     pub fetch: bool,
     pub conn: Conn,
@@ -29,7 +31,7 @@ pub fn run(
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let answer = match &target.dir {
-        Some(dir) => match local(dir, target.agent_id.clone(), err)? {
+        Some(dir) => match local(dir, target.agent_id.clone(), target.age_key.as_deref(), err)? {
             Some(a) => a,
             None => return Ok(exit::FAILED),
         },
@@ -59,6 +61,7 @@ pub fn code(d: &Description) -> i32 {
 fn local(
     dir: &std::path::Path,
     agent_id: Option<String>,
+    age_key: Option<&std::path::Path>,
     err: &mut impl Write,
 ) -> anyhow::Result<Option<DiffAnswer>> {
     let agent_id = agent_id.unwrap_or_else(crate::config::hostname);
@@ -66,7 +69,8 @@ fn local(
         writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
         return Ok(None);
     }
-    let Some(desired) = super::render::render_or_report(dir, &agent_id, "", err)? else {
+    let sops = super::render::box_sops_options(age_key, &agent_id);
+    let Some(desired) = super::render::render_or_report(dir, &agent_id, sops, "", err)? else {
         return Ok(None);
     };
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -99,6 +99,9 @@ pub enum Command {
         /// Owner of the containers (default: the hostname).
         #[arg(long)]
         agent_id: Option<String>,
+        /// The age identity file SOPS-encrypted files are decrypted with (default /etc/berth/age.key).
+        #[arg(long, value_name = "FILE")]
+        age_key: Option<PathBuf>,
         /// Where a running agent of this id would have its socket: its lock is in the same directory, and
         /// `apply` refuses an id that agent holds.
         #[command(flatten)]
@@ -117,6 +120,10 @@ pub enum Command {
         /// With DIR: owner of the containers to compare with (default: the hostname).
         #[arg(long, requires = "dir")]
         agent_id: Option<String>,
+        /// With DIR: the age identity file SOPS-encrypted files are decrypted with (default
+        /// /etc/berth/age.key).
+        #[arg(long, value_name = "FILE", requires = "dir")]
+        age_key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         /// Without DIR: plan the commit the agent fetched last, without asking the remote first.
@@ -170,11 +177,13 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
         Command::Apply {
             dir,
             agent_id,
+            age_key,
             conn,
-        } => apply::run(&dir, agent_id, &conn, out, err),
+        } => apply::run(&dir, agent_id, age_key.as_deref(), &conn, out, err),
         Command::Diff {
             dir,
             agent_id,
+            age_key,
             json,
             no_fetch,
             conn,
@@ -182,6 +191,7 @@ pub fn run(cli: Cli, out: &mut impl std::io::Write, err: &mut impl std::io::Writ
             &diff::Target {
                 dir,
                 agent_id,
+                age_key,
                 fetch: !no_fetch,
                 conn,
             },

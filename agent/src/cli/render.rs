@@ -14,7 +14,13 @@ use std::path::Path;
 
 /// Render `dir` the way `berth apply` would (root stack named after the directory).
 pub fn render_dir(dir: &Path) -> Result<DesiredState, crate::render::RenderError> {
-    render_dir_with(dir, &BTreeMap::new(), &crate::config::hostname()).0
+    render_dir_with(
+        dir,
+        &BTreeMap::new(),
+        &crate::config::hostname(),
+        fleet::sops_options(None, "render"),
+    )
+    .0
 }
 
 /// Render `dir` with `facts`, this machine's identity under `agent_id` (`${BERTH_AGENT_ID}`; `berth
@@ -24,6 +30,7 @@ pub fn render_dir_with(
     dir: &Path,
     facts: &BTreeMap<String, String>,
     agent_id: &str,
+    sops: crate::render::sops::SopsOptions,
 ) -> (
     Result<DesiredState, crate::render::RenderError>,
     Vec<crate::render::Problem>,
@@ -41,23 +48,41 @@ pub fn render_dir_with(
             facts,
             std::env::vars(),
         ),
+        sops,
     )
 }
 
 /// Render `dir` as `agent_id` and print its warnings; on problems, print each one and a summary
-/// (`prefix` leads it) and return `None`.
+/// (`prefix` leads it) and return `None`. SOPS files are decrypted with `sops` (`apply` and `diff`:
+/// `--age-key`, else the default key file; never placeholders).
 pub fn render_or_report(
     dir: &Path,
     agent_id: &str,
+    sops: crate::render::sops::SopsOptions,
     prefix: &str,
     err: &mut impl Write,
 ) -> std::io::Result<Option<DesiredState>> {
     report(
         dir,
-        render_dir_with(dir, &BTreeMap::new(), agent_id),
+        render_dir_with(dir, &BTreeMap::new(), agent_id, sops),
         prefix,
         err,
     )
+}
+
+/// How `berth apply` and `berth diff` decrypt SOPS files: `--age-key`, else `/etc/berth/age.key`.
+pub fn box_sops_options(
+    age_key: Option<&Path>,
+    agent_id: &str,
+) -> crate::render::sops::SopsOptions {
+    crate::render::sops::SopsOptions {
+        age_key_file: Some(age_key.map_or_else(
+            || std::path::PathBuf::from(crate::render::sops::DEFAULT_AGE_KEY_FILE),
+            Path::to_path_buf,
+        )),
+        placeholders: false,
+        runtime_dir: crate::render::sops::runtime::runtime_dir(agent_id),
+    }
 }
 
 fn report(
@@ -108,17 +133,19 @@ pub fn run(args: &fleet::Args, out: &mut impl Write, err: &mut impl Write) -> an
         )?;
         return Ok(exit::USAGE);
     };
-    run_dir(dir, &facts, args.json, out, err)
+    let sops = fleet::sops_options(args.age_key.as_deref(), &crate::config::hostname());
+    run_dir(dir, &facts, sops, args.json, out, err)
 }
 
 fn run_dir(
     dir: &Path,
     facts: &BTreeMap<String, String>,
+    sops: crate::render::sops::SopsOptions,
     json: bool,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let rendered = render_dir_with(dir, facts, &crate::config::hostname());
+    let rendered = render_dir_with(dir, facts, &crate::config::hostname(), sops);
     let Some(desired) = report(dir, rendered, "", err)? else {
         return Ok(exit::FAILED);
     };

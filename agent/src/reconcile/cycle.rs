@@ -702,6 +702,7 @@ impl Agent {
         if let Err(e) = self.ensure_checkout(&target.commit).await {
             tracing::warn!(error = %e, commit = %target.commit, "cannot check out the revision; bind-mounted files stay as they are");
         }
+        self.place_decrypted(target).await?;
         let owner = Owner {
             agent_id: self.settings.agent_id.clone(),
             revision: target.commit.clone(),
@@ -736,6 +737,27 @@ impl Agent {
             tracing::warn!(warning = %w, "image");
         }
         Ok(report)
+    }
+
+    /// Decrypted SOPS files the target's containers bind-mount, written to the runtime directory from
+    /// the working tree (on a thread of their own: file writes and decryption block).
+    async fn place_decrypted(&self, target: &Target) -> Result<(), ConvergeError> {
+        let desired = target.desired.clone();
+        let checkout = self.settings.state_dir.join("repo");
+        let sops = super::sops_options(&self.settings);
+        let placed = tokio::task::spawn_blocking(move || {
+            crate::render::sops::runtime::materialize(&desired, &checkout, &sops)
+        })
+        .await;
+        match placed {
+            Ok(r) => r.map(|_| ()).map_err(ConvergeError::Secrets),
+            Err(e) => Err(ConvergeError::Secrets(
+                crate::render::sops::runtime::MaterializeError::Io {
+                    path: self.settings.state_dir.join("repo"),
+                    source: std::io::Error::other(e),
+                },
+            )),
+        }
     }
 
     /// The quarantine as the store now holds it, shown in status at once.

@@ -818,7 +818,18 @@ pub fn render_options(settings: &Settings) -> RenderOptions {
         settings.state_dir.join("repo"),
         &crate::render::facts::BoxIdentity::local(&settings.agent_id),
         &settings.facts,
+        sops_options(settings),
     )
+}
+
+/// How this box decrypts SOPS files: its `secrets.age_key_file` (an encrypted file without a key is a
+/// render error) and its runtime directory for decrypted bind-mounted files.
+pub fn sops_options(settings: &Settings) -> crate::render::sops::SopsOptions {
+    crate::render::sops::SopsOptions {
+        age_key_file: Some(settings.age_key_file.clone()),
+        placeholders: false,
+        runtime_dir: crate::render::sops::runtime::runtime_dir(&settings.agent_id),
+    }
 }
 
 /// The options a box following `path` renders with, for the agent ([`render_options`]) and
@@ -830,12 +841,14 @@ pub fn box_render_options(
     checkout_dir: std::path::PathBuf,
     identity: &crate::render::facts::BoxIdentity,
     facts: &std::collections::BTreeMap<String, String>,
+    sops: crate::render::sops::SopsOptions,
 ) -> RenderOptions {
     RenderOptions {
         path: path.to_path_buf(),
         checkout_dir,
         root_stack_name: root_stack_name_of(path, &identity.agent_id),
         env: crate::render::facts::scope(identity, facts, std::env::vars()),
+        sops,
     }
 }
 

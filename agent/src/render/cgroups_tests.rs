@@ -11,6 +11,7 @@ fn render_text(text: &str) -> Result<DesiredState, RenderError> {
         checkout_dir: PathBuf::from("/var/lib/berth/repo"),
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
+        sops: Default::default(),
     };
     render_warned(&DirTree::new(dir.path()), &opts).0
 }

@@ -13,6 +13,7 @@ fn render_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) 
         checkout_dir: PathBuf::from("/var/lib/berth/repo"),
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
+        sops: Default::default(),
     };
     render_warned(&DirTree::new(dir.path()), &opts)
 }
@@ -344,6 +345,7 @@ fn label_files_are_read_like_dotenv_files_and_labels_win() {
         checkout_dir: PathBuf::from("/var/lib/berth/repo"),
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
+        sops: Default::default(),
     };
     let d = render_warned(&DirTree::new(dir.path()), &opts).0.unwrap();
     let labels = &container(&d, "edge-app-1").labels;

@@ -17,7 +17,7 @@
 //! | Layer | Modules | What they own |
 //! |---|---|---|
 //! | foundations | `lines`, `problem`, `tree`, `interpolate`, `yaml`, `merge`, `facts`, `refused` | key paths and their lines; problems; the [`Tree`] render reads through and paths that stay inside it; `${VAR}` and dotenv; bounded YAML; override merging; a box's facts; why a refused key is refused |
-//! | input | `input`, `budget`, `rebase` | conversion's input types (`Doc`, `StackInput`); what one stack may read; rebasing the paths of included files |
+//! | input | `input`, `budget`, `rebase`, `sops` | conversion's input types (`Doc`, `StackInput`); what one stack may read; rebasing the paths of included files; SOPS files decrypted as they are read |
 //! | assembly | `assemble` | a stack's files → one merged, interpolated document |
 //! | value readers | `values`, `numbers` | `Ctx` (problems located by key path) and every spelling of a scalar, list or mapping; bounded numbers |
 //! | top-level tables | `compose` | the `networks`, `volumes`, `secrets` and `configs` a stack defines; `labels` |
@@ -25,6 +25,8 @@
 //! | service | `service` | one service → a container spec, section by section |
 //! | conversion | `convert` | one stack's document → a stack spec |
 //! | entry | `mod` (this file) | [`RenderOptions`], [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
+//!
+//! SOPS-encrypted files are decrypted as they are read (`sops`), whatever reads them.
 
 mod assemble;
 mod budget;
@@ -48,6 +50,7 @@ mod rebase;
 mod refused;
 mod secrets;
 mod service;
+pub mod sops;
 pub mod tree;
 mod values;
 mod yaml;
@@ -96,6 +99,8 @@ pub struct RenderOptions {
     pub root_stack_name: String,
     /// Variables for `${VAR}` interpolation (the agent's environment), before a stack's `.env`.
     pub env: BTreeMap<String, String>,
+    /// SOPS-encrypted files: the box's key, and what to do without one.
+    pub sops: sops::SopsOptions,
 }
 
 /// Render the followed directory of `tree` into a desired state: the directory itself and each
@@ -116,7 +121,13 @@ pub fn render_warned(
     opts: &RenderOptions,
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let mut warnings = Vec::new();
-    let result = render_inner(tree, opts, &mut warnings);
+    let tree = sops::SopsTree::new(tree, &opts.sops);
+    let result = render_inner(&tree, opts, &mut warnings);
+    warnings.extend(tree.warnings());
+    let result = result.map(|mut desired| {
+        desired.sensitive.extend(&tree.sensitive());
+        desired
+    });
     (result, warnings)
 }
 
@@ -429,7 +440,7 @@ pub fn render_dir(
     root_stack_name: &str,
     env: BTreeMap<String, String>,
 ) -> Result<DesiredState, RenderError> {
-    render_dir_warned(dir, root_stack_name, env).0
+    render_dir_warned(dir, root_stack_name, env, sops::SopsOptions::default()).0
 }
 
 /// [`render_dir`], and the warnings (see [`render_warned`]).
@@ -437,6 +448,7 @@ pub fn render_dir_warned(
     dir: &Path,
     root_stack_name: &str,
     env: BTreeMap<String, String>,
+    sops: sops::SopsOptions,
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let fail = |p: Problem| (Err(RenderError { problems: vec![p] }), Vec::new());
     let root = match dir.canonicalize() {
@@ -449,6 +461,7 @@ pub fn render_dir_warned(
         checkout_dir: root.clone(),
         root_stack_name: root_stack_name.to_string(),
         env,
+        sops,
     };
     render_warned(&DirTree::new(root), &opts)
 }

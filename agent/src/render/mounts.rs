@@ -1,7 +1,7 @@
 //! A service's `volumes` (short and long syntax) → mounts: bind sources resolved inside the checkout
-//! (never out of the repository, never showing its `.git`), named volumes checked against the top-level
-//! table, tmpfs sizes and modes bounded; `volumes_from`; and the digest of the repository files a service
-//! bind-mounts.
+//! (never out of the repository, never showing its `.git`; a SOPS-encrypted file from the runtime
+//! directory), named volumes checked against the top-level table, tmpfs sizes and modes bounded;
+//! `volumes_from`; and the digest of the repository files a service bind-mounts.
 //!
 //! Layer: service sections (see the table in `render`).
 
@@ -344,6 +344,17 @@ pub(super) fn bind_source(input: &StackInput, source: &str) -> Result<String, Mo
     let rel = join_rel(&input.dir, Path::new(source))
         .ok_or_else(|| MountError::ClimbsOut(PathBuf::from(source)))?;
     let resolved = resolve(input.tree, &rel)?;
+    // A SOPS-encrypted file is mounted decrypted, from the runtime directory.
+    match input.tree.host_source(&resolved) {
+        Ok(Some(host)) => return Ok(host.display().to_string()),
+        Ok(None) => {}
+        Err(source) => {
+            return Err(MountError::Io {
+                path: resolved,
+                source,
+            })
+        }
+    }
     let host = if resolved == Path::new(".") {
         input.checkout_dir.to_path_buf()
     } else {

@@ -111,6 +111,7 @@ fn opts() -> RenderOptions {
         checkout_dir: PathBuf::from("/srv/berth/repo"),
         root_stack_name: "fixture".into(),
         env: env(),
+        sops: Default::default(),
     }
 }
 

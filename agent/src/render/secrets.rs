@@ -1,5 +1,5 @@
 //! A service's `secrets:` and `configs:` references → read-only bind mounts (file sources, as Compose
-//! does without Swarm) or files copied into the container (environment and content sources), with
+//! does without Swarm; a SOPS-encrypted file from the runtime directory) or files copied into the container (environment and content sources), with
 //! numeric uid/gid (at most `u32::MAX`) and modes (at most `0o7777`).
 //!
 //! Layer: service sections (see the table in `render`).
@@ -96,12 +96,17 @@ pub(super) fn secret_refs(
         };
         match &def.source {
             SecretSource::File(rel) => {
-                let mut m = MountSpec::new(
-                    MountKind::Bind,
-                    input.checkout_dir.join(rel).display().to_string(),
-                    target,
-                    true,
-                );
+                // A SOPS-encrypted file is mounted decrypted, from the runtime directory.
+                let host = match input.tree.host_source(rel) {
+                    Ok(Some(host)) => host,
+                    Ok(None) => input.checkout_dir.join(rel),
+                    Err(e) => {
+                        ctx.err(svc, &p, format!("{}: {e}", rel.display()));
+                        continue;
+                    }
+                };
+                let mut m =
+                    MountSpec::new(MountKind::Bind, host.display().to_string(), target, true);
                 m.create_host_path = Some(false);
                 spec.mounts.push(m);
             }

@@ -30,6 +30,11 @@ pub trait Tree {
     fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
     /// The entries of a directory, sorted by name; empty when it does not exist.
     fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>>;
+    /// Where the host should bind-mount the file at `path` from when that is not the checkout (a
+    /// decrypted SOPS file, see `render::sops::SopsTree`); `Ok(None)`: from the checkout.
+    fn host_source(&self, _path: &Path) -> std::io::Result<Option<PathBuf>> {
+        Ok(None)
+    }
 }
 
 /// A plain directory as a [`Tree`] (for `berth render DIR` / `berth apply DIR`). `.git` is not listed.

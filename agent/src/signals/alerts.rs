@@ -168,7 +168,9 @@ pub fn failure_of(e: &CycleError) -> Option<Failure> {
             f.commit = Some(commit.clone());
             if matches!(
                 source,
-                ConvergeError::Preflight(_) | ConvergeError::Empty { .. }
+                ConvergeError::Preflight(_)
+                    | ConvergeError::Empty { .. }
+                    | ConvergeError::Secrets(_)
             ) {
                 f.reason = Reason::PreflightFailed;
             }

@@ -36,7 +36,9 @@ fn a_box_renders_as_its_agent_renders_it() {
         Path::new("hosts/edge-01"),
         &fleet,
         &BTreeMap::new(),
+        None,
     )
+    .0
     .unwrap();
 
     let agent = serde_json::to_value(&agent).unwrap();

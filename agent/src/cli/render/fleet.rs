@@ -43,6 +43,19 @@ pub struct Args {
     /// Print the desired state as JSON (with --repo: an object of box path → desired state).
     #[arg(long)]
     pub json: bool,
+    /// The age identity file SOPS-encrypted files are decrypted with. Without it, encrypted files are
+    /// checked (SOPS structure) and rendered with placeholder values, with a warning.
+    #[arg(long, value_name = "FILE")]
+    pub age_key: Option<PathBuf>,
+}
+
+/// How `berth render` treats SOPS files: decrypted with `--age-key`, else placeholders.
+pub fn sops_options(age_key: Option<&Path>, agent_id: &str) -> crate::render::sops::SopsOptions {
+    crate::render::sops::SopsOptions {
+        age_key_file: age_key.map(Path::to_path_buf),
+        placeholders: age_key.is_none(),
+        runtime_dir: crate::render::sops::runtime::runtime_dir(agent_id),
+    }
 }
 
 /// Why the fleet could not be read at all (a box's own problems are reported per box).
@@ -128,7 +141,14 @@ pub fn run(
     let mut failed = 0usize;
     for path in &boxes {
         let name = path.display().to_string();
-        let result = render_box(&tree, &root, path, &fleet, cli_facts);
+        let (result, warnings) = render_box(
+            &tree,
+            &root,
+            path,
+            &fleet,
+            cli_facts,
+            args.age_key.as_deref(),
+        );
         // Box lines and problems are the report; with --json they go beside the JSON, on stderr.
         let report: &mut dyn Write = if args.json { &mut *err } else { &mut *out };
         match result {
@@ -139,6 +159,9 @@ pub fn run(
                     "{name}: ok ({} stack(s), {containers} container(s))",
                     desired.stacks.len()
                 )?;
+                for w in &warnings {
+                    writeln!(report, "  warning: {w}")?;
+                }
                 rendered.insert(name, desired);
             }
             Err(e) => {
@@ -310,8 +333,15 @@ pub(super) fn render_box(
     path: &Path,
     fleet: &FleetFile,
     cli_facts: &BTreeMap<String, String>,
-) -> Result<DesiredState, RenderError> {
-    render_box_with(tree, root, path, &box_facts(path, fleet, cli_facts)?)
+    age_key: Option<&Path>,
+) -> (
+    Result<DesiredState, RenderError>,
+    Vec<crate::render::Problem>,
+) {
+    match box_facts(path, fleet, cli_facts) {
+        Ok(facts) => render_box_with(tree, root, path, &facts, age_key),
+        Err(e) => (Err(e), Vec::new()),
+    }
 }
 
 /// [`render_box`] with the box's facts already gathered. `root`: where the repository is checked out
@@ -321,7 +351,11 @@ pub fn render_box_with(
     root: &Path,
     path: &Path,
     box_facts: &BTreeMap<String, String>,
-) -> Result<DesiredState, RenderError> {
+    age_key: Option<&Path>,
+) -> (
+    Result<DesiredState, RenderError>,
+    Vec<crate::render::Problem>,
+) {
     let agent_id = match path.file_name() {
         Some(n) => n.to_string_lossy().to_string(),
         None => crate::config::hostname(),
@@ -331,6 +365,8 @@ pub fn render_box_with(
         arch: facts::docker_arch(std::env::consts::ARCH).to_string(),
         agent_id: agent_id.clone(),
     };
-    let opts = crate::reconcile::box_render_options(path, root.to_path_buf(), &identity, box_facts);
-    crate::reconcile::render_tree(tree, &opts)
+    let sops = sops_options(age_key, &agent_id);
+    let opts =
+        crate::reconcile::box_render_options(path, root.to_path_buf(), &identity, box_facts, sops);
+    crate::reconcile::render_tree_warned(tree, &opts)
 }
