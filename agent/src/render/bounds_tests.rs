@@ -13,6 +13,7 @@ fn opts(env: &[(&str, &str)]) -> RenderOptions {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        secret_vars: Default::default(),
     }
 }
 

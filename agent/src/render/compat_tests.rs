@@ -12,6 +12,7 @@ fn render_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) 
         checkout_dir: PathBuf::from("/var/lib/berth/repo"),
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
+        secret_vars: Default::default(),
     };
     render_warned(&DirTree::new(dir.path()), &opts)
 }

@@ -22,6 +22,7 @@ mod networks;
 pub mod numbers;
 pub mod ports;
 mod rebase;
+pub mod secret_values;
 mod secrets;
 mod service;
 pub mod tree;
@@ -96,6 +97,9 @@ pub struct RenderOptions {
     pub root_stack_name: String,
     /// Variables for `${VAR}` interpolation (the agent's environment), before a stack's `.env`.
     pub env: BTreeMap<String, String>,
+    /// Which of `env` come from a secret source (the agent's process environment, facts marked
+    /// secret): the values they put into the desired state are marked sensitive ([`secret_values`]).
+    pub secret_vars: std::collections::BTreeSet<String>,
 }
 
 /// One problem found while rendering, with as much location as is known.
@@ -186,7 +190,10 @@ pub fn render_warned(
     opts: &RenderOptions,
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let mut warnings = Vec::new();
-    let result = render_inner(tree, opts, &mut warnings);
+    let result = render_inner(tree, opts, &mut warnings).map(|mut desired| {
+        secret_values::mark(&mut desired, opts);
+        desired
+    });
     (result, warnings)
 }
 
@@ -519,6 +526,8 @@ pub fn render_dir_warned(
         checkout_dir: root.clone(),
         root_stack_name: root_stack_name.to_string(),
         env,
+        // `berth render`/`apply`/`diff DIR`: what comes from this process's environment is secret.
+        secret_vars: secret_values::environment_names(),
     };
     render_warned(&DirTree::new(root), &opts)
 }

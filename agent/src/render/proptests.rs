@@ -110,6 +110,7 @@ fn opts() -> RenderOptions {
         checkout_dir: PathBuf::from("/srv/berth/repo"),
         root_stack_name: "fixture".into(),
         env: env(),
+        secret_vars: Default::default(),
     }
 }
 

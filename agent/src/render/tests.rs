@@ -31,6 +31,7 @@ impl Repo {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            secret_vars: Default::default(),
         }
     }
     fn render(&self, path: &str, env: &[(&str, &str)]) -> Result<DesiredState, RenderError> {
