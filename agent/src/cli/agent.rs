@@ -1,5 +1,6 @@
-//! `berth agent`: load the config and the receivers' secrets, take the agent id's lock, start the socket,
-//! the HTTP listener (when configured) and the drift watcher, run the reconcile loop.
+//! `berth agent`: load the config, the receivers' secrets, the secret facts and the box key, take the
+//! agent id's lock, start the socket, the HTTP listener (when configured) and the drift watcher, run the
+//! reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -7,13 +8,17 @@ use std::path::Path;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
-    let settings = match crate::config::load(config) {
+    let mut settings = match crate::config::load(config) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "berth: {e}");
             return exit::CONFIG;
         }
     };
+    if let Err(e) = settings.read_secret_facts() {
+        let _ = writeln!(err, "berth: facts: {e}");
+        return exit::CONFIG;
+    }
     let receivers = match settings
         .receivers
         .iter()
@@ -50,6 +55,12 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             return exit::FAILED;
         }
     };
+    // Made at first start; one that cannot be read is never worked around (see `crate::sealing`).
+    if let Err(e) = crate::sealing::BoxKey::load_or_create(&settings.state_dir) {
+        tracing::error!(error = %e, "cannot load the box key");
+        let _ = writeln!(err, "berth: {e}");
+        return exit::CONFIG;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)

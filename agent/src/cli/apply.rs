@@ -41,9 +41,10 @@ pub fn run(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(desired) = super::render::render_or_report(dir, "nothing changed: ", err)? else {
+    let Some(mut desired) = super::render::render_or_report(dir, "nothing changed: ", err)? else {
         return Ok(exit::FAILED);
     };
+    conn.attach_box_key(&mut desired, true)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

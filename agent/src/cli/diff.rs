@@ -29,7 +29,7 @@ pub fn run(
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let answer = match &target.dir {
-        Some(dir) => match local(dir, target.agent_id.clone(), err)? {
+        Some(dir) => match local(dir, target.agent_id.clone(), &target.conn, err)? {
             Some(a) => a,
             None => return Ok(exit::FAILED),
         },
@@ -59,6 +59,7 @@ pub fn code(d: &Description) -> i32 {
 fn local(
     dir: &std::path::Path,
     agent_id: Option<String>,
+    conn: &Conn,
     err: &mut impl Write,
 ) -> anyhow::Result<Option<DiffAnswer>> {
     let agent_id = agent_id.unwrap_or_else(crate::config::hostname);
@@ -66,9 +67,11 @@ fn local(
         writeln!(err, "berth: --agent-id {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'")?;
         return Ok(None);
     }
-    let Some(desired) = super::render::render_or_report(dir, "", err)? else {
+    let Some(mut desired) = super::render::render_or_report(dir, "", err)? else {
         return Ok(None);
     };
+    // The agent's key, so hashes agree with the labels it wrote; digests, never values, are printed.
+    conn.attach_box_key(&mut desired, false)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -148,6 +148,42 @@ impl Conn {
         }
         Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
     }
+
+    /// The `state_dir` of the agent this connection names (`--config`, else the default config when it
+    /// exists, else the default `state_dir`): where its box key is.
+    pub fn state_dir(&self) -> Result<PathBuf, crate::config::ConfigError> {
+        if let Some(c) = &self.config {
+            return crate::config::load(c).map(|s| s.state_dir);
+        }
+        let default = std::path::Path::new(crate::config::DEFAULT_CONFIG);
+        if default.exists() {
+            if let Ok(s) = crate::config::load(default) {
+                return Ok(s.state_dir);
+            }
+        }
+        Ok(PathBuf::from(crate::config::DEFAULT_STATE_DIR))
+    }
+
+    /// Give a directory's desired state the agent's digests of its secret values (the box key under
+    /// [`Conn::state_dir`]), so labels and hashes agree with the agent's. `create`: make the key when
+    /// there is none (`berth apply`); otherwise a missing key masks values as `***` (`berth diff`).
+    pub fn attach_box_key(
+        &self,
+        desired: &mut crate::model::DesiredState,
+        create: bool,
+    ) -> anyhow::Result<()> {
+        if desired.sensitive.is_empty() {
+            return Ok(());
+        }
+        let state_dir = self.state_dir()?;
+        let key = if create {
+            Some(crate::sealing::BoxKey::load_or_create(&state_dir)?.0)
+        } else {
+            crate::sealing::BoxKey::load(&state_dir)?
+        };
+        crate::sealing::attach_digests(desired, key.map(std::sync::Arc::new).as_ref());
+        Ok(())
+    }
 }
 
 /// Run a parsed command line; returns the exit code.

@@ -33,6 +33,8 @@ impl Agent {
                     commit: short_id,
                     source,
                 })?;
+            let mut desired = desired;
+            crate::sealing::attach_digests(&mut desired, self.store.box_key());
             let pointers = self.db(|s| s.pointers()).await.map_err(DiffError::Agent)?;
             let agent_id = self.settings.agent_id.clone();
             let planned = engine::plan(&self.runtime, &desired, &agent_id, &self.pull_log).await?;

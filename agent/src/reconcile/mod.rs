@@ -112,15 +112,24 @@ struct Opened {
 fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&settings.state_dir)
         .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
-    let store = Store::open(&settings.state_dir.join("store"))?;
+    let (key, created) = crate::sealing::BoxKey::load_or_create(&settings.state_dir)?;
+    let store = Store::open(&settings.state_dir.join("store"))?.with_key(Arc::new(key));
     let source = GitSource::open(&settings.state_dir, &settings.source)?;
     let pointers = store.pointers()?;
+    if created && pointers.current.is_some() {
+        tracing::warn!(
+            key = %settings.state_dir.join(crate::sealing::KEY_FILE).display(),
+            "a new box key was created for a store with history: revisions sealed with the old key cannot be rolled back to"
+        );
+    }
     let pull_log = store.pull_log().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read pull times; starting afresh");
         Default::default()
     });
+    // A current revision whose sealed values cannot be opened (the box key was lost) is read without
+    // its desired state: the next cycle converges the followed commit again.
     let current = match pointers.current {
-        Some(seq) => store.get(seq)?,
+        Some(seq) => store.get_lenient(seq)?,
         None => None,
     };
     // An attempt still recorded at start: the agent died while applying it. Count that death first, so
@@ -608,10 +617,13 @@ impl Agent {
             desired: None,
             images: Default::default(),
             error_class: None,
-            facts: self.settings.facts.clone(),
+            facts: self.settings.public_facts(),
         };
         let desired = match result {
-            Ok(d) => d,
+            Ok(mut d) => {
+                crate::sealing::attach_digests(&mut d, self.store.box_key());
+                d
+            }
             Err(source) => {
                 let err = CycleError::Render {
                     commit: short(commit).to_string(),
@@ -783,6 +795,7 @@ pub fn render_options(settings: &Settings) -> RenderOptions {
             &settings.facts,
             std::env::vars(),
         ),
+        secret_vars: settings.secret_vars(),
     }
 }
 
