@@ -19,6 +19,7 @@ mod reconcile;
 mod registry;
 mod retention;
 mod rollouts;
+mod secrets_store;
 mod signals_http;
 mod systemd;
 mod volumes;

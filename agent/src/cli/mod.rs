@@ -105,9 +105,10 @@ pub enum Command {
     },
     /// Show what converging would change, changing nothing (exit 0: nothing to do, 2: something would
     /// change, 1: an error, or an apply that would fail). With DIR: render it as `apply` does and plan it
-    /// against the engine; without: ask the agent for the plan of the commit it fetched.
+    /// against the engine; without: ask the agent for the plan of the commit it fetched. With DIR,
+    /// `--config` names the agent whose box key (under its `state_dir`) digests secret values.
     Diff {
-        #[arg(conflicts_with_all = ["socket", "config"])]
+        #[arg(conflicts_with = "socket")]
         dir: Option<PathBuf>,
         /// With DIR: owner of the containers to compare with (default: the hostname).
         #[arg(long, requires = "dir")]
