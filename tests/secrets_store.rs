@@ -299,3 +299,55 @@ fn render_repo_marks_a_secret_fact_and_prints_it_masked() {
     assert_eq!(o.status.code(), Some(64), "{}", show(&o));
     assert!(stderr(&o).contains("api_key"), "{}", show(&o));
 }
+
+#[test]
+fn a_lost_box_key_refuses_rollback_to_sealed_revisions_and_nothing_else() {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose("1"));
+    repo.commit_push("v1");
+    let mut opts = AgentOptions::new(&repo.url());
+    opts.env = vec![("DB_PASSWORD".into(), DB_PASSWORD.into())];
+    opts.extra = "facts:\n  api_key: plain-fact\n".into();
+    let mut agent = Agent::start_with("secrets-lostkey", opts);
+    agent.reconcile_ok();
+    repo.write("compose.yaml", &compose("2"));
+    let c2 = repo.commit_push("v2");
+    agent.reconcile_ok();
+    let web = agent.container("web");
+    let old = container_id(&web);
+
+    agent.stop();
+    std::fs::remove_file(agent.state_dir.join("box.key")).unwrap();
+    agent.spawn();
+    assert!(agent.state_dir.join("box.key").exists(), "a new key");
+    assert!(
+        agent.log_text().contains("a new box key was created"),
+        "{}",
+        agent.log_text()
+    );
+    // Following Git still works: the commit is applied again under the new key's digests.
+    agent.reconcile_ok();
+    let st = agent.status_json();
+    assert_eq!(
+        str_field(&st, "applied_commit"),
+        Some(c2.as_str()),
+        "{st:#}"
+    );
+    assert_ne!(
+        container_id(&web),
+        old,
+        "recreated: its digests changed with the key"
+    );
+    assert!(container_env(&web).contains(&format!("DB_URL=postgres://app:{DB_PASSWORD}@db/app")));
+    assert!(
+        agent.history_json().len() >= 3,
+        "history still lists the sealed revisions"
+    );
+    // A rollback to a revision sealed with the old key is refused, clearly, and changes nothing.
+    let id = container_id(&web);
+    let o = agent.cli(&["rollback", "1"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(show(&o).contains("box.key"), "{}", show(&o));
+    assert_eq!(container_id(&web), id);
+    assert!(container_env(&web).contains(&"MODE=2".to_string()));
+}

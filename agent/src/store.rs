@@ -535,7 +535,7 @@ impl Store {
     pub fn last_good_before(&self, before: u64) -> Result<Option<Revision>, StoreError> {
         for item in self.revisions.range(..before.to_be_bytes()).rev() {
             let (_, v) = item.map_err(|e| self.err(e))?;
-            let rev: Revision = self.decode(&v, &[], Lenient::No)?;
+            let rev: Revision = self.decode(&v, &[], Lenient::No).map_err(|e| self.err(e))?;
             if rev.outcome == Outcome::Applied && rev.desired.is_some() {
                 return Ok(Some(rev));
             }

@@ -55,8 +55,9 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             return exit::FAILED;
         }
     };
-    // Made at first start; one that cannot be read is never worked around (see `crate::sealing`).
-    if let Err(e) = crate::sealing::BoxKey::load_or_create(&settings.state_dir) {
+    // A key that cannot be read is never worked around (see `crate::sealing`); a missing one is made
+    // when the agent opens its state.
+    if let Err(e) = crate::sealing::BoxKey::load(&settings.state_dir) {
         tracing::error!(error = %e, "cannot load the box key");
         let _ = writeln!(err, "berth: {e}");
         return exit::CONFIG;

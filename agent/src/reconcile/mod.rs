@@ -126,10 +126,17 @@ fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
         tracing::warn!(error = %e, "cannot read pull times; starting afresh");
         Default::default()
     });
-    // A current revision whose sealed values cannot be opened (the box key was lost) is read without
-    // its desired state: the next cycle converges the followed commit again.
     let current = match pointers.current {
-        Some(seq) => store.get_lenient(seq)?,
+        Some(seq) => match store.get(seq) {
+            Ok(r) => r,
+            // Its sealed values cannot be opened (the box key was lost or replaced): as if nothing were
+            // applied, so the next cycle applies the followed commit afresh.
+            Err(e) if store.get_lenient(seq).is_ok() => {
+                tracing::error!(seq, error = %e, "the current revision cannot be opened with this box key; the followed commit will be applied afresh");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     // An attempt still recorded at start: the agent died while applying it. Count that death first, so

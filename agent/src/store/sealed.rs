@@ -4,6 +4,15 @@
 
 use super::{Attempt, Revision, Store, StoreError};
 
+/// Why a stored record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DecodeError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Seal(#[from] crate::sealing::SealError),
+}
+
 /// Whether a record whose sealed values cannot be opened is read without its desired state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lenient {
@@ -56,8 +65,8 @@ impl Store {
         bytes: &[u8],
         at: &[&str],
         lenient: Lenient,
-    ) -> Result<T, StoreError> {
-        let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| self.err(e))?;
+    ) -> Result<T, DecodeError> {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
         let mut sensitive = crate::sensitive::Sensitive::default();
         let desired = at
             .iter()
@@ -71,10 +80,10 @@ impl Store {
                     tracing::error!(error = %e, "a stored revision's desired state cannot be opened; it cannot be rolled back to");
                     *d = serde_json::Value::Null;
                 }
-                Err(e) => return Err(self.err(e)),
+                Err(e) => return Err(e.into()),
             }
         }
-        let mut record: T = serde_json::from_value(v).map_err(|e| self.err(e))?;
+        let mut record: T = serde_json::from_value(v)?;
         if let Some(d) = record.revision_mut().desired.as_mut() {
             d.sensitive = sensitive;
             crate::sealing::attach_digests(d, self.key.as_ref());
@@ -176,8 +185,10 @@ mod tests {
             crate::sealing::attach_digests(&mut d, Some(&k));
             d.stacks["s"].containers[0].spec_hash()
         };
+        // One handle: reopening a sled store at once can race its flusher; records are read back from
+        // their stored bytes either way.
+        let s = Store::open(&path).unwrap().with_key(k.clone());
         {
-            let s = Store::open(&path).unwrap().with_key(k.clone());
             s.record(&Record {
                 revision: Some(rev.clone()),
                 current: Some(1),
@@ -200,7 +211,6 @@ mod tests {
             "the test reads the right files"
         );
 
-        let s = Store::open(&path).unwrap().with_key(k.clone());
         let back = s.get(1).unwrap().unwrap();
         let d = back.desired.as_ref().unwrap();
         assert_eq!(
@@ -231,12 +241,13 @@ mod tests {
         let path = dir.path().join("store");
         let mut plain = secret_rev(2);
         plain.desired = Some(DesiredState::default());
+        let s = Store::open(&path).unwrap().with_key(key(1));
         {
-            let s = Store::open(&path).unwrap().with_key(key(1));
             s.put(&secret_rev(1), false, false).unwrap();
             s.put(&plain, true, true).unwrap();
         }
-        let s = Store::open(&path).unwrap().with_key(key(2));
+        // The same store under another key, as after box.key was lost and made anew.
+        let s = s.with_key(key(2));
         let e = s.get(1).unwrap_err().to_string();
         assert!(e.contains("box.key") && e.contains("revision 1"), "{e}");
         assert!(!e.contains(SECRET));
