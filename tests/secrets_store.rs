@@ -351,3 +351,33 @@ fn a_lost_box_key_refuses_rollback_to_sealed_revisions_and_nothing_else() {
     assert_eq!(container_id(&web), id);
     assert!(container_env(&web).contains(&"MODE=2".to_string()));
 }
+
+#[test]
+fn an_error_quoting_a_secret_shows_its_digest() {
+    let repo = GitRepo::new();
+    repo.write(
+        "compose.yaml",
+        "services:\n  web:\n    image: \"berth-test/absent-${DB_PASSWORD}:1\"\n    pull_policy: never\n",
+    );
+    repo.commit_push("v1");
+    let mut opts = AgentOptions::new(&repo.url());
+    opts.env = vec![("DB_PASSWORD".into(), DB_PASSWORD.into())];
+    let agent = Agent::start_with("secrets-error", opts);
+    let o = agent.reconcile_wait();
+    let text = show(&o);
+    assert!(!text.contains(DB_PASSWORD), "{text}");
+    let st = agent.status_json();
+    let error = st["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("<secret:"),
+        "the error names the image, digested: {st:#}"
+    );
+    assert!(!st.to_string().contains(DB_PASSWORD), "{st:#}");
+    let h = agent.cli(&["history", "--json"]);
+    assert!(!show(&h).contains(DB_PASSWORD), "{}", show(&h));
+    assert!(
+        files_holding(&agent.state_dir.join("store"), DB_PASSWORD).is_empty(),
+        "in the store"
+    );
+    assert!(!agent.log_text().contains(DB_PASSWORD), "in the log");
+}

@@ -63,6 +63,9 @@ pub struct Agent {
     alerts: crate::signals::alerts::Alerts,
     /// Prometheus metrics, updated once per event (cycle end, fetch, rollback).
     metrics: Metrics,
+    /// Every secret value of a desired state this process rendered or read back: masked in the errors
+    /// status, cycle answers and the cycle's error log show.
+    secrets: crate::sensitive::Sensitive,
 }
 
 /// What one cycle is asked to do.
@@ -216,6 +219,10 @@ impl Agent {
             shared.clone(),
             metrics.clone(),
         );
+        let mut secrets = crate::sensitive::Sensitive::default();
+        if let Some(d) = current.as_ref().and_then(|c| c.desired.as_ref()) {
+            secrets.extend(&d.sensitive);
+        }
         let mut apply_options = apply::ApplyOptions::from_env();
         apply_options.allow_empty = settings.allow_empty;
         let agent = Agent {
@@ -237,6 +244,7 @@ impl Agent {
             apply_options,
             alerts,
             metrics,
+            secrets,
         };
         Ok((agent, rx))
     }
@@ -503,9 +511,12 @@ impl Agent {
         } else {
             Outcome::Failed
         };
-        let error = (!errors.is_empty()).then(|| join(&errors, "\n"));
+        let redactor = crate::sealing::Redactor::new(&self.secrets, self.store.box_key().cloned());
+        let error =
+            (!errors.is_empty()).then(|| redactor.redact(&join(&errors, "\n")).into_owned());
         for e in &errors {
-            tracing::error!(error = %e, class = %e.class(), "cycle failed");
+            let text = e.to_string();
+            tracing::error!(error = %redactor.redact(&text), class = %e.class(), "cycle failed");
         }
         let result = CycleResult {
             outcome,
@@ -629,6 +640,7 @@ impl Agent {
         let desired = match result {
             Ok(mut d) => {
                 crate::sealing::attach_digests(&mut d, self.store.box_key());
+                self.secrets.extend(&d.sensitive);
                 d
             }
             Err(source) => {
