@@ -379,5 +379,21 @@ fn an_error_quoting_a_secret_shows_its_digest() {
         files_holding(&agent.state_dir.join("store"), DB_PASSWORD).is_empty(),
         "in the store"
     );
+    for args in [
+        &["diff", "--no-fetch"][..],
+        &["diff", "--no-fetch", "--json"],
+    ] {
+        let o = agent.cli(args);
+        assert!(
+            !show(&o).contains(DB_PASSWORD),
+            "berth {args:?}: {}",
+            show(&o)
+        );
+        assert!(
+            show(&o).contains("<secret:"),
+            "berth {args:?}: {}",
+            show(&o)
+        );
+    }
     assert!(!agent.log_text().contains(DB_PASSWORD), "in the log");
 }

@@ -304,6 +304,21 @@ impl Redactor {
     }
 }
 
+/// `value` with every secret value in its serialised form masked (unchanged if it does not go back).
+pub fn redacted<T: serde::Serialize + serde::de::DeserializeOwned>(
+    value: T,
+    redactor: &Redactor,
+) -> T {
+    if redactor.is_empty() {
+        return value;
+    }
+    let Ok(mut v) = serde_json::to_value(&value) else {
+        return value;
+    };
+    redactor.redact_json(&mut v);
+    serde_json::from_value(v).unwrap_or(value)
+}
+
 /// How a container spec shows its secret values in its canonical JSON (the `io.berth.spec` label and
 /// the spec hash): carried beside the spec, never serialised, and never part of its equality.
 #[derive(Clone, Default)]

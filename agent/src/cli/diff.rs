@@ -71,7 +71,8 @@ fn local(
         return Ok(None);
     };
     // The agent's key, so hashes agree with the labels it wrote; digests, never values, are printed.
-    conn.attach_box_key(&mut desired, false)?;
+    let key = conn.attach_box_key(&mut desired, false)?;
+    let redactor = crate::sealing::Redactor::new(&desired.sensitive, key);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -85,7 +86,7 @@ fn local(
             commit: None,
             applied_commit: None,
             pinned: false,
-            diff: planned.describe(&desired, &known),
+            diff: crate::sealing::redacted(planned.describe(&desired, &known), &redactor),
         }))
     })
 }

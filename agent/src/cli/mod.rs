@@ -168,22 +168,24 @@ impl Conn {
     /// Give a directory's desired state the agent's digests of its secret values (the box key under
     /// [`Conn::state_dir`]), so labels and hashes agree with the agent's. `create`: make the key when
     /// there is none (`berth apply`); otherwise a missing key masks values as `***` (`berth diff`).
+    /// The key, when one was needed and found.
     pub fn attach_box_key(
         &self,
         desired: &mut crate::model::DesiredState,
         create: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::sealing::BoxKey>>> {
         if desired.sensitive.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let state_dir = self.state_dir()?;
         let key = if create {
             Some(crate::sealing::BoxKey::load_or_create(&state_dir)?.0)
         } else {
             crate::sealing::BoxKey::load(&state_dir)?
-        };
-        crate::sealing::attach_digests(desired, key.map(std::sync::Arc::new).as_ref());
-        Ok(())
+        }
+        .map(std::sync::Arc::new);
+        crate::sealing::attach_digests(desired, key.as_ref());
+        Ok(key)
     }
 }
 

@@ -49,7 +49,14 @@ impl Agent {
                 commit: Some(commit),
                 applied_commit: self.current.as_ref().map(|c| c.commit.clone()),
                 pinned: pointers.pinned.is_some(),
-                diff: planned.describe(&desired, &known),
+                // Image names and problems are printed as written: digests, never values.
+                diff: crate::sealing::redacted(
+                    planned.describe(&desired, &known),
+                    &crate::sealing::Redactor::new(
+                        &desired.sensitive,
+                        self.store.box_key().cloned(),
+                    ),
+                ),
             })
         };
         let deadline = tokio::time::sleep(limit);

@@ -6,6 +6,9 @@
 //! Nothing in a tree can make render panic or take unbounded time or memory: numbers are read with
 //! bounds (`numbers`), what a stack reads and expands has a budget (`budget`, `yaml`, `interpolate`),
 //! and every problem is reported with its file and line (at most [`MAX_PROBLEMS`] of them).
+//!
+//! The values a render took from a secret source are collected in the state's `sensitive` set
+//! ([`secret_values`]) for the store, labels and status to seal or digest.
 
 mod assemble;
 mod budget;
