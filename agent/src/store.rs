@@ -438,7 +438,7 @@ impl Store {
         for item in self.revisions.iter().rev().take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let rev = self
-                .decode(&v, &[], Lenient::Yes)
+                .decode(&v, &[], Lenient::Quiet)
                 .map_err(|e| self.err(format!("revision {}: {e}", key_seq(&k))))?;
             out.push(rev);
         }
@@ -450,15 +450,32 @@ impl Store {
     /// an older commit, so every record of the current commit is stepped past). Without a current
     /// revision: the newest good one.
     pub fn default_rollback(&self) -> Result<Option<Revision>, StoreError> {
+        self.default_rollback_read(Lenient::No)
+    }
+
+    /// [`Store::default_rollback`]; with `Lenient::Quiet`, a revision sealed with a lost key is not a
+    /// candidate instead of an error (retention must not stop over it).
+    fn default_rollback_read(&self, lenient: Lenient) -> Result<Option<Revision>, StoreError> {
         let current = match self.pointers()?.current {
-            Some(seq) => self.get(seq)?,
+            Some(seq) if lenient == Lenient::No => self.get(seq)?,
+            Some(seq) => match self
+                .revisions
+                .get(seq.to_be_bytes())
+                .map_err(|e| self.err(e))?
+            {
+                Some(v) => Some(
+                    self.decode::<Revision>(&v, &[], lenient)
+                        .map_err(|e| self.err(format!("revision {seq}: {e}")))?,
+                ),
+                None => None,
+            },
             None => None,
         };
         let before = current.as_ref().map_or(u64::MAX, |c| c.seq);
         for item in self.revisions.range(..before.to_be_bytes()).rev() {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let rev: Revision = self
-                .decode(&v, &[], Lenient::No)
+                .decode(&v, &[], lenient)
                 .map_err(|e| self.err(format!("revision {}: {e}", key_seq(&k))))?;
             let good = rev.outcome == Outcome::Applied && rev.desired.is_some();
             if good && current.as_ref().is_none_or(|c| c.commit != rev.commit) {
@@ -493,7 +510,7 @@ impl Store {
         if doomed.is_empty() {
             return Ok(doomed);
         }
-        if let Some(rev) = self.default_rollback()? {
+        if let Some(rev) = self.default_rollback_read(Lenient::Quiet)? {
             doomed.retain(|s| *s != rev.seq);
         }
         doomed.reverse();

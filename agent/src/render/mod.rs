@@ -193,8 +193,9 @@ pub fn render_warned(
     opts: &RenderOptions,
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let mut warnings = Vec::new();
-    let result = render_inner(tree, opts, &mut warnings).map(|mut desired| {
-        secret_values::mark(&mut desired, opts);
+    let (result, taken) = interpolate::recording_taken(|| render_inner(tree, opts, &mut warnings));
+    let result = result.map(|mut desired| {
+        secret_values::mark(&mut desired, opts, &taken);
         desired
     });
     (result, warnings)

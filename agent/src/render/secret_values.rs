@@ -1,15 +1,18 @@
-//! Which values of a render are secret: every value a variable from a secret source put into the
-//! desired state (the agent's process environment and facts marked secret, named by
-//! [`super::RenderOptions::secret_vars`], whether interpolated or passed through with
-//! `environment: [NAME]`), and the bare digest of each secret file read from the environment. They go
-//! into [`crate::sensitive::Sensitive`] for the store, labels and status to seal or digest.
+//! Which values of a render are secret: the value of every variable from a secret source (the agent's
+//! process environment and facts marked secret, named by [`super::RenderOptions::secret_vars`]) that
+//! interpolation took into the desired state ([`super::interpolate::recording_taken`]) or that
+//! `environment: [NAME]` passed through, and the bare digest of each secret file read from the
+//! environment. They go into [`crate::sensitive::Sensitive`] for the store, labels and status to seal or
+//! digest.
 
 use super::RenderOptions;
 use crate::model::{DesiredState, FileSource};
 use crate::sensitive::Sensitive;
+use std::collections::BTreeSet;
 
-/// Add to `desired.sensitive` the secret values `desired` holds.
-pub fn mark(desired: &mut DesiredState, opts: &RenderOptions) {
+/// Add to `desired.sensitive` the secret values `desired` holds; `taken`: the variables interpolation
+/// took a value from.
+pub fn mark(desired: &mut DesiredState, opts: &RenderOptions, taken: &BTreeSet<String>) {
     let mut found = Sensitive::default();
     for c in desired.containers() {
         for f in &c.files {
@@ -18,10 +21,20 @@ pub fn mark(desired: &mut DesiredState, opts: &RenderOptions) {
                 found.add(&f.digest);
             }
         }
+        // `environment: [NAME]` passed a secret variable through (an env_file or literal entry that
+        // happens to equal it is treated alike: sealing it is harmless).
+        for entry in &c.env {
+            if let Some((name, value)) = entry.split_once('=') {
+                if opts.secret_vars.contains(name)
+                    && opts.env.get(name).map(String::as_str) == Some(value)
+                {
+                    found.add(value);
+                }
+            }
+        }
     }
-    let values: Vec<&str> = opts
-        .secret_vars
-        .iter()
+    let values: Vec<&str> = taken
+        .intersection(&opts.secret_vars)
         .filter_map(|name| opts.env.get(name))
         .map(String::as_str)
         .filter(|v| v.len() >= Sensitive::MIN_LEN)
@@ -42,7 +55,7 @@ pub fn mark(desired: &mut DesiredState, opts: &RenderOptions) {
 
 /// The names of this process's environment variables (those not valid UTF-8 cannot be interpolated and
 /// are left out).
-pub fn environment_names() -> std::collections::BTreeSet<String> {
+pub fn environment_names() -> BTreeSet<String> {
     std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .collect()
@@ -80,8 +93,10 @@ mod tests {
                 ("UNUSED", "unused-secret-3"),
                 ("BERTH_FACT_SITE", "berlin"),
                 ("BERTH_FACT_KEY", "fact-secret-4"),
+                // The package's own name in the environment: in the state, but never taken from it.
+                ("NAME", "busybox"),
             ],
-            &["DB_PASSWORD", "API_TOKEN", "UNUSED", "BERTH_FACT_KEY"],
+            &["DB_PASSWORD", "API_TOKEN", "UNUSED", "BERTH_FACT_KEY", "NAME"],
         );
         let marked: BTreeSet<&str> = d.sensitive.iter().collect();
         assert_eq!(

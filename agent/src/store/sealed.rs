@@ -16,7 +16,10 @@ pub(super) enum DecodeError {
 /// Whether a record whose sealed values cannot be opened is read without its desired state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Lenient {
+    /// Dropped, with an error logged.
     Yes,
+    /// Dropped without a word (listing history, choosing what retention keeps).
+    Quiet,
     No,
 }
 
@@ -76,8 +79,10 @@ impl Store {
         if let Some(d) = desired {
             match crate::sealing::unseal_desired(d, self.key.as_deref()) {
                 Ok(s) => sensitive = s,
-                Err(e) if lenient == Lenient::Yes => {
-                    tracing::error!(error = %e, "a stored revision's desired state cannot be opened; it cannot be rolled back to");
+                Err(e) if lenient != Lenient::No => {
+                    if lenient == Lenient::Yes {
+                        tracing::error!(error = %e, "a stored revision's desired state cannot be opened; it cannot be rolled back to");
+                    }
                     *d = serde_json::Value::Null;
                 }
                 Err(e) => return Err(e.into()),
@@ -254,6 +259,8 @@ mod tests {
         assert!(s.get_lenient(1).unwrap().unwrap().desired.is_none());
         assert_eq!(s.list(10).unwrap().len(), 2, "history still lists both");
         assert!(s.get(2).unwrap().unwrap().desired.is_some());
+        // Retention goes on: a revision it cannot open is just not a rollback candidate.
+        assert_eq!(s.prune(1, &[]).unwrap(), vec![1]);
     }
 
     #[test]
