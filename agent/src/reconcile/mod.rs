@@ -63,8 +63,8 @@ pub struct Agent {
     alerts: crate::signals::alerts::Alerts,
     /// Prometheus metrics, updated once per event (cycle end, fetch, rollback).
     metrics: Metrics,
-    /// Every secret value of a desired state this process rendered or read back: masked in the errors
-    /// status, cycle answers and the cycle's error log show.
+    /// Every secret value of a desired state this process rendered or converged: masked in the errors
+    /// that status, cycle answers and the cycle's error log show.
     secrets: crate::sensitive::Sensitive,
 }
 
