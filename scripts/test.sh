@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 ensure_packages git:git systemd-analyze:systemd gcc:gcc /usr/include/stdio.h:libc6-dev pkg-config:pkg-config \
     /usr/include/openssl/ssl.h:libssl-dev /usr/sbin/sshd:openssh-server \
     /usr/bin/docker-registry:docker-registry htpasswd:apache2-utils promtool:prometheus
+# source.verify tests sign commits and tags with real SSH and OpenPGP keys.
+ensure_packages gpg:gnupg gpgconf:gpgconf ssh-keygen:openssh-client
 ensure_cargo
 ensure_dockerd
 ensure_test_image

@@ -22,4 +22,5 @@ mod rollouts;
 mod secrets_store;
 mod signals_http;
 mod systemd;
+mod verify;
 mod volumes;

@@ -487,6 +487,8 @@ pub struct AgentOptions {
     pub url: String,
     pub path: String,
     pub interval: String,
+    /// The followed ref as a `source:` line: `branch: main` (the default) or `tag: v1`.
+    pub reference: String,
     /// More YAML lines under `source:` (indented by the caller with two spaces).
     pub extra_source: String,
     /// The `rollout:` block (top level). Tests default to no stable window (running at the gate's first
@@ -505,6 +507,7 @@ impl AgentOptions {
             url: url.to_string(),
             path: ".".into(),
             interval: "1h".into(),
+            reference: "branch: main".into(),
             extra_source: String::new(),
             rollout: "rollout:\n  stable: 0s\n  timeout: 60s\n".into(),
             env: Vec::new(),
@@ -540,8 +543,9 @@ impl Agent {
         let config = dir.path().join("config.yaml");
         let log = dir.path().join("agent.log");
         let text = format!(
-            "agent_id: {id}\nsource:\n  url: {url}\n  branch: main\n  path: {path}\n  interval: {interval}\n{extra}state_dir: {state}\nsocket: {socket}\nlog:\n  level: debug\n{rollout}{top}",
+            "agent_id: {id}\nsource:\n  url: {url}\n  {reference}\n  path: {path}\n  interval: {interval}\n{extra}state_dir: {state}\nsocket: {socket}\nlog:\n  level: debug\n{rollout}{top}",
             url = opts.url,
+            reference = opts.reference,
             path = opts.path,
             interval = opts.interval,
             extra = opts.extra_source,

@@ -52,6 +52,7 @@ struct RawSource {
     known_hosts: Option<PathBuf>,
     token_file: Option<PathBuf>,
     username: Option<String>,
+    verify: Option<crate::source::verify::RawVerify>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -132,6 +133,8 @@ pub struct SourceSettings {
     /// File holding an HTTPS token; read when needed, never logged.
     pub token_file: Option<PathBuf>,
     pub username: Option<String>,
+    /// `source.verify`: which signatures a commit needs before it is applied.
+    pub verify: crate::source::verify::VerifySettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,6 +332,8 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         }
     }
 
+    let verify = crate::source::verify::settings(src.verify, &reference, &mut problems);
+
     let state_dir = raw
         .state_dir
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
@@ -419,6 +424,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             known_hosts: src.known_hosts,
             token_file: src.token_file,
             username: src.username,
+            verify,
         },
         state_dir,
         socket,

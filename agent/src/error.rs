@@ -1,7 +1,8 @@
 //! The typed errors of a reconcile cycle and their class. The class, not the text, decides what the loop
 //! does next (backoff or wait for the next commit), what status says and which alert reason fires:
 //! - transient: the engine, the network or the remote is down — retry with backoff;
-//! - input: the commit itself is bad (render, preflight, verification) — wait for the next commit;
+//! - input: the commit itself is bad (render, preflight, signature verification) — wait for the next
+//!   commit;
 //! - rollout: the health gate failed;
 //! - internal: the store or a task of the agent failed.
 
@@ -133,6 +134,14 @@ pub enum CycleError {
         #[source]
         source: RenderError,
     },
+    /// The commit (or the tag naming it) failed `source.verify`: unsigned, unknown key, expired key or
+    /// bad signature. Nothing was rendered or changed.
+    #[error("commit {commit}: refused: {source}")]
+    Verify {
+        commit: String,
+        #[source]
+        source: crate::source::verify::VerifyError,
+    },
     /// Reading a commit's tree or metadata failed.
     #[error("commit {commit}: {source}")]
     Read {
@@ -194,6 +203,7 @@ impl CycleError {
                 SourceError::Local { .. } => ErrorClass::Internal,
             },
             CycleError::Render { .. } => ErrorClass::Input,
+            CycleError::Verify { source, .. } => source.class(),
             // The commit's objects are local by now: failing to read them is the clone's problem.
             CycleError::Read { .. } | CycleError::Checkout { .. } => ErrorClass::Internal,
             CycleError::Quarantined { .. } | CycleError::Poisoned { .. } => ErrorClass::Input,

@@ -77,6 +77,9 @@ pub struct Revision {
     /// The agent's `facts:` this revision was rendered with.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub facts: std::collections::BTreeMap<String, String>,
+    /// Who signed the commit (or its tag), when `source.verify` checked it before it was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<crate::source::verify::Signer>,
 }
 
 /// A new commit the agent started to apply and has not finished: written before the first engine write,
@@ -686,6 +689,7 @@ mod tests {
             images: Default::default(),
             error_class: None,
             facts: Default::default(),
+            signer: None,
         }
     }
 

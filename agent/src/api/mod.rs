@@ -40,6 +40,9 @@ pub struct Status {
     pub fetch_count: u64,
     pub applied_commit: Option<String>,
     pub applied_seq: Option<u64>,
+    /// Who signed the applied commit (`principal (fingerprint)`), when `source.verify` checked it.
+    #[serde(default)]
+    pub applied_signer: Option<String>,
     pub last_good_seq: Option<u64>,
     pub outcome: Option<Outcome>,
     pub last_error: Option<String>,
@@ -136,6 +139,9 @@ pub struct HistoryEntry {
     /// The agent's `facts:` the revision was rendered with.
     #[serde(default)]
     pub facts: std::collections::BTreeMap<String, String>,
+    /// Who signed the commit (`principal (fingerprint)`), when `source.verify` checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 impl From<&Revision> for HistoryEntry {
@@ -153,6 +159,7 @@ impl From<&Revision> for HistoryEntry {
             rollback: r.rollback,
             images: r.images.clone(),
             facts: r.facts.clone(),
+            signer: r.signer.as_ref().map(|s| s.to_string()),
         }
     }
 }

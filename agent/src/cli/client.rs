@@ -66,6 +66,9 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
         .map(|n| format!(" (#{n})"))
         .unwrap_or_default();
     writeln!(out, "applied:  {}{seq}", short(&s.applied_commit))?;
+    if let Some(signer) = &s.applied_signer {
+        writeln!(out, "verified by {signer}")?;
+    }
     let outcome = s
         .outcome
         .map(|o| o.to_string())
@@ -191,6 +194,9 @@ pub fn history(conn: &Conn, json: bool, limit: usize, out: &mut impl Write) -> a
             r.duration_ms,
             summary
         )?;
+        if let Some(signer) = &r.signer {
+            writeln!(out, "       verified by {signer}")?;
+        }
         if let Some(e) = &r.error {
             writeln!(out, "       error: {}", e.replace('\n', "\n              "))?;
         }

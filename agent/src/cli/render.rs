@@ -3,6 +3,9 @@
 
 pub mod fleet;
 
+#[cfg(test)]
+mod agent_path_tests;
+
 use super::exit;
 use crate::model::DesiredState;
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! The reconcile loop: every trigger (interval tick with jitter, `berth reconcile`, rollback, resume, drift)
 //! feeds one loop that runs one cycle at a time. A cycle asks [`decide`] what to converge (follow a new
 //! commit, keep the current or pinned revision, roll back, refuse a quarantined commit, or nothing while
-//! suspended) and [`cycle`] carries it out: fetch → render → attempt record → checkout → images → observe →
-//! plan → preflight → apply → health gate → record (one store transaction).
+//! suspended) and [`cycle`] carries it out: fetch → verify (`source.verify`) → render → attempt record →
+//! checkout → images → observe → plan → preflight → apply → health gate → record (one store transaction).
 //!
 //! Errors never tear anything down: a fetch or render failure keeps converging the current revision (so
 //! drift is still corrected offline). Errors are typed ([`CycleError`]); their class decides the next
@@ -197,6 +197,7 @@ impl Agent {
             },
             applied_commit: current.as_ref().map(|r| r.commit.clone()),
             applied_seq: current.as_ref().map(|r| r.seq),
+            applied_signer: current.as_ref().and_then(signer_of),
             last_good_seq: pointers.last_good,
             pinned: pointers.pinned.is_some(),
             pinned_seq: pointers.pinned,
@@ -503,6 +504,7 @@ impl Agent {
 
     /// Count the cycle, set the backoff from its errors' class, and publish its result in status.
     fn finish(&mut self, errors: Vec<CycleError>) -> CycleResult {
+        let signer = self.current.as_ref().and_then(signer_of);
         let class = overall_class(&errors);
         self.backoff.cycle_done(class);
         self.cycles += 1;
@@ -534,6 +536,7 @@ impl Agent {
             s.cycles = cycles;
             s.applied_commit = result.applied_commit.clone();
             s.applied_seq = result.applied_seq;
+            s.applied_signer = signer;
             s.quarantined = quarantined;
             s.rollout = None;
         });
@@ -599,8 +602,9 @@ impl Agent {
         Ok(())
     }
 
-    /// Render a commit from its Git tree, then (only if it rendered) check it out. `Err` carries the
-    /// error and, when the commit could be read, a failed revision record (without a sequence number).
+    /// Verify a commit's signature (`source.verify`), render it from its Git tree, then (only if it
+    /// rendered) check it out. `Err` carries the error and, when the commit could be read, a failed
+    /// revision record (without a sequence number).
     async fn render_commit(
         &mut self,
         commit: &str,
@@ -610,18 +614,22 @@ impl Agent {
         let rendered = self
             .git(move |src| {
                 let info = src.commit_info(&c)?;
-                let tree = src.tree(&c)?;
-                Ok((info, render_tree(&tree, &opts)))
+                // An unverified commit is not even rendered.
+                let rendered = match src.verify(&c, jiff::Timestamp::now()) {
+                    Ok(signer) => Ok((signer, render_tree(&src.tree(&c)?, &opts))),
+                    Err(e) => Err(e),
+                };
+                Ok((info, rendered))
             })
             .await;
-        let (info, result) = match rendered {
+        let (info, verified) = match rendered {
             Ok(v) => v,
             Err(source) => {
                 let commit = short(commit).to_string();
                 return Err((CycleError::Read { commit, source }, None));
             }
         };
-        let rev = Revision {
+        let mut rev = Revision {
             seq: 0,
             commit: info.id.clone(),
             author: info.author.clone(),
@@ -636,18 +644,23 @@ impl Agent {
             images: Default::default(),
             error_class: None,
             facts: self.settings.public_facts(),
+            signer: None,
         };
-        let desired = match result {
+        let c = short(commit).to_string();
+        let desired = match verified {
+            Err(source) => Err(CycleError::Verify { commit: c, source }),
+            Ok((signer, result)) => {
+                rev.signer = signer;
+                result.map_err(|source| CycleError::Render { commit: c, source })
+            }
+        };
+        let desired = match desired {
             Ok(mut d) => {
                 crate::sealing::attach_digests(&mut d, self.store.box_key());
                 self.secrets.extend(&d.sensitive);
                 d
             }
-            Err(source) => {
-                let err = CycleError::Render {
-                    commit: short(commit).to_string(),
-                    source,
-                };
+            Err(err) => {
                 let failed = Revision {
                     error: Some(err.to_string()),
                     ..rev
@@ -805,16 +818,33 @@ pub fn render_tree(tree: &dyn Tree, opts: &RenderOptions) -> Result<DesiredState
 /// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's
 /// own under the agent's environment, see [`crate::render::facts::scope`]).
 pub fn render_options(settings: &Settings) -> RenderOptions {
+    let mut opts = box_render_options(
+        &settings.source.path,
+        settings.state_dir.join("repo"),
+        &crate::render::facts::BoxIdentity::local(&settings.agent_id),
+        &settings.facts,
+    );
+    opts.secret_vars = settings.secret_vars();
+    opts
+}
+
+/// The options a box following `path` renders with, for the agent ([`render_options`]) and
+/// `berth render --repo` alike: the root stack name from the path and the box's agent id, and the
+/// variables from its identity, its facts and this process's environment (see
+/// [`crate::render::facts::scope`]). Both then render with [`render_tree`].
+pub fn box_render_options(
+    path: &std::path::Path,
+    checkout_dir: std::path::PathBuf,
+    identity: &crate::render::facts::BoxIdentity,
+    facts: &std::collections::BTreeMap<String, String>,
+) -> RenderOptions {
     RenderOptions {
-        path: settings.source.path.clone(),
-        checkout_dir: settings.state_dir.join("repo"),
-        root_stack_name: root_stack_name(settings),
-        env: crate::render::facts::scope(
-            &crate::render::facts::BoxIdentity::local(&settings.agent_id),
-            &settings.facts,
-            std::env::vars(),
-        ),
-        secret_vars: settings.secret_vars(),
+        path: path.to_path_buf(),
+        checkout_dir,
+        root_stack_name: root_stack_name_of(path, &identity.agent_id),
+        env: crate::render::facts::scope(identity, facts, std::env::vars()),
+        // The process's environment; callers add the variables of secret facts.
+        secret_vars: crate::render::secret_values::environment_names(),
     }
 }
 
@@ -848,4 +878,9 @@ mod tests {
         assert_eq!(sanitize_stack_name("edge.box"), "edge-box");
         assert_eq!(sanitize_stack_name("..."), "default");
     }
+}
+
+/// How status names the signer of an applied revision.
+fn signer_of(rev: &Revision) -> Option<String> {
+    rev.signer.as_ref().map(|s| s.to_string())
 }

@@ -3,9 +3,11 @@
 //! bases brought in, with their relative paths rebased onto the stack's directory so the rest of
 //! render sees one document. Everything read is charged to the stack's [`Budget`], and includes and
 //! extends nest at most [`MAX_DEPTH`] deep.
+//!
+//! Layer: assembly (see the table in `render`).
 
 use super::budget::Budget;
-use super::compose::Doc;
+use super::input::Doc;
 use super::lines::{self, KeyPath, LineIndex, Seg};
 use super::rebase::{rebase_document, rebase_service};
 use super::tree::join_rel;

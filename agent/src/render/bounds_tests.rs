@@ -345,7 +345,7 @@ fn includes_and_extends_are_bounded_in_depth_and_in_what_they_read() {
 #[test]
 fn a_stack_is_bounded_in_services_containers_and_port_bindings() {
     let mut text = String::from("services:\n");
-    for i in 0..=compose::MAX_SERVICES {
+    for i in 0..=convert::MAX_SERVICES {
         text.push_str(&format!("  s{i}: {{image: busybox}}\n"));
     }
     let p = problems_of(&MemTree::new().with("compose.yaml", text));
@@ -378,14 +378,14 @@ fn a_followed_directory_holds_a_bounded_number_of_stacks() {
 #[test]
 fn a_long_depends_on_chain_is_checked_without_deep_recursion() {
     let mut text = String::from("services:\n  s0: {image: busybox}\n");
-    for i in 1..compose::MAX_SERVICES {
+    for i in 1..convert::MAX_SERVICES {
         text.push_str(&format!(
             "  s{i}: {{image: busybox, depends_on: [s{}]}}\n",
             i - 1
         ));
     }
     let d = render(&MemTree::new().with("compose.yaml", text), &opts(&[])).unwrap();
-    assert_eq!(d.containers().count(), compose::MAX_SERVICES);
+    assert_eq!(d.containers().count(), convert::MAX_SERVICES);
 }
 
 #[test]

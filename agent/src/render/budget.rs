@@ -2,10 +2,14 @@
 //! overrides, `include`d files, `extends` bases, `.env` and `env_file`s), the expanded size of their
 //! YAML, and what variables add to them. One budget per stack, so no chain of includes, extends,
 //! aliases or variables can make a small repository cost unbounded time or memory.
+//!
+//! Layer: input (see the table in `render`).
 
-use super::{Tree, MAX_FILE_BYTES};
+use super::Tree;
 use std::path::{Path, PathBuf};
 
+/// Largest compose / env file berth reads, in bytes.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// The most files one stack may read. Every `extends: {file: …}` reads its file again, so this is
 /// sized for a few hundred services extending a shared base.
 pub const MAX_FILES: usize = 1000;

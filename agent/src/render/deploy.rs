@@ -1,6 +1,8 @@
 //! A service's `deploy` (replicas, resources, restart policy) and the resource limits read with it
 //! (`ulimits`, `pids_limit`): every count is bounded; Swarm-only keys are accepted and ignored with a
 //! warning, as Compose ignores them.
+//!
+//! Layer: service sections (see the table in `render`).
 
 use super::lines::{KeyPath, Seg};
 use super::numbers::{bytes, cpus, duration, int_in};

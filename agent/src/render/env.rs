@@ -1,7 +1,9 @@
 //! A service's `env_file` entries: each file read from the repository (relative to the stack, never
 //! out of it) and parsed as dotenv (with interpolation) or raw `KEY=VALUE` lines.
+//!
+//! Layer: service sections (see the table in `render`).
 
-use super::compose::StackInput;
+use super::input::StackInput;
 use super::lines::{KeyPath, Seg};
 use super::tree::{join_rel, resolve};
 use super::values::*;

@@ -6,6 +6,8 @@
 //! A fact given as `{secret_file: PATH}` is secret: its value is read from that file (by the agent when
 //! it starts, by `berth render --repo` for `--secret-fact KEY=PATH`), and what it puts into a desired
 //! state is sealed in the store and digested in labels and status like the agent's environment.
+//!
+//! Layer: foundations (see the table in `render`).
 
 use std::collections::BTreeMap;
 

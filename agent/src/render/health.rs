@@ -1,5 +1,7 @@
 //! A service's `healthcheck` (test, bounded intervals in the engine's nanoseconds, retries) and its
 //! `depends_on` (the services and conditions, such as healthy, it waits for).
+//!
+//! Layer: service sections (see the table in `render`).
 
 use super::lines::{KeyPath, Seg};
 use super::numbers::{duration, duration_nanos, int_in, NumberError};
@@ -115,7 +117,7 @@ pub(super) fn depends_on(
         Value::Sequence(items) => {
             for (i, item) in items.iter().enumerate() {
                 if let Some(n) = string(ctx, svc, &idx(path, i), item) {
-                    check(ctx, super::service::started(&n), idx(path, i), true);
+                    check(ctx, started(&n), idx(path, i), true);
                 }
             }
         }
@@ -123,7 +125,7 @@ pub(super) fn depends_on(
             for (k, v) in m {
                 let Some(n) = scalar(k) else { continue };
                 let p = key(path, &n);
-                let mut dep = super::service::started(&n);
+                let mut dep = started(&n);
                 let mut required = true;
                 if let Some(opts) = v.as_mapping() {
                     check_keys(
@@ -171,4 +173,14 @@ pub(super) fn depends_on(
         ),
     }
     out
+}
+
+/// A dependency on `service` being started: what `links`, a joined namespace and a `depends_on` entry
+/// without a condition wait for.
+pub(super) fn started(service: &str) -> Dependency {
+    Dependency {
+        service: service.to_string(),
+        condition: Condition::ServiceStarted,
+        restart: false,
+    }
 }

@@ -7,6 +7,8 @@
 //! variable with no default becomes the empty string and is reported as a warning, as in Compose.
 //! What variables add is bounded ([`MAX_EXPANDED_BYTES`] for a stack), so `$A$A$A…` cannot eat memory.
 //! Errors never quote a value or the text around it: it may hold a secret.
+//!
+//! Layer: foundations (see the table in `render`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,6 +5,8 @@
 //! what compose files are written in — and records the line of every mapping key and sequence item.
 //! Flow collections (`{a: 1}`, `[x, y]`) and keys reached through anchors are not indexed; a lookup then
 //! falls back to the nearest indexed parent, which is still the right neighbourhood.
+//!
+//! Layer: foundations (see the table in `render`).
 
 use std::collections::HashMap;
 

@@ -11,6 +11,8 @@
 //!   in Compose.
 //!
 //! Merging is linear in the size of both documents (long lists are merged through sets and maps).
+//!
+//! Layer: foundations (see the table in `render`).
 
 use serde_yaml::value::Tag;
 use serde_yaml::{Mapping, Value};

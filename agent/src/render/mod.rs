@@ -9,14 +9,36 @@
 //!
 //! The values a render took from a secret source are collected in the state's `sensitive` set
 //! ([`secret_values`]) for the store, labels and status to seal or digest.
+//!
+//! # Layers
+//!
+//! The modules are layered one way, from the bottom up: a module imports only modules of lower layers
+//! (or of its own layer, without a circle), never one above it. `layers_tests` checks the sources
+//! against this table (test modules are exempt); a new module gets a place in it, and says its layer in
+//! its opening comment.
+//!
+//! | Layer | Modules | What they own |
+//! |---|---|---|
+//! | foundations | `lines`, `problem`, `tree`, `interpolate`, `yaml`, `merge`, `facts` | key paths and their lines; problems; the [`Tree`] render reads through and paths that stay inside it; `${VAR}` and dotenv; bounded YAML; override merging; a box's facts |
+//! | input | `input`, `budget`, `rebase` | conversion's input types (`Doc`, `StackInput`); what one stack may read; rebasing the paths of included files |
+//! | assembly | `assemble` | a stack's files → one merged, interpolated document |
+//! | value readers | `values`, `numbers` | `Ctx` (problems located by key path) and every spelling of a scalar, list or mapping; bounded numbers |
+//! | top-level tables | `compose` | the `networks`, `volumes`, `secrets` and `configs` a stack defines; `labels` |
+//! | service sections | `ports`, `mounts`, `networks`, `deploy`, `secrets`, `env`, `health` | one section of a service each |
+//! | service | `service` | one service → a container spec, section by section |
+//! | conversion | `convert` | one stack's document → a stack spec |
+//! | secret values | `secret_values` | which values of a rendered state came from a secret source |
+//! | entry | `mod` (this file) | [`RenderOptions`], [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
 
 mod assemble;
 mod budget;
 pub mod compose;
+mod convert;
 mod deploy;
 mod env;
 pub mod facts;
 mod health;
+mod input;
 pub mod interpolate;
 pub mod lines;
 pub mod merge;
@@ -24,6 +46,7 @@ mod mounts;
 mod networks;
 pub mod numbers;
 pub mod ports;
+mod problem;
 mod rebase;
 pub mod secret_values;
 mod secrets;
@@ -34,11 +57,14 @@ mod yaml;
 
 use crate::model::DesiredState;
 use lines::Seg;
+use problem::display_path;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use tree::DirTree;
+pub use budget::MAX_FILE_BYTES;
+pub use problem::{Problem, RenderError};
+pub use tree::{DirTree, Entry, EntryKind, Tree};
 
 /// Compose file names, in the order Docker Compose looks for them.
 pub const COMPOSE_FILES: &[&str] = &[
@@ -55,38 +81,10 @@ pub const OVERRIDE_FILES: &[&str] = &[
     "docker-compose.override.yml",
 ];
 
-/// Largest compose / env file berth reads, in bytes.
-pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// The most stacks one followed directory may hold (each has its own budget, see `budget`).
 pub const MAX_STACKS: usize = 1000;
 /// The most problems one render reports (a file with thousands of bad entries says so in one line).
 pub const MAX_PROBLEMS: usize = 200;
-
-/// One entry of a directory listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
-    File,
-    Dir,
-    /// A symlink, with its target as stored.
-    Symlink(PathBuf),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub kind: EntryKind,
-}
-
-/// Read-only view of a repository's files. Paths are relative to the repository root, `/`-separated, and
-/// never absolute.
-pub trait Tree {
-    /// The bytes of a regular file; `Ok(None)` when there is no such file.
-    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>>;
-    /// What a path is, without following a final symlink; `Ok(None)` when it does not exist.
-    fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
-    /// The entries of a directory, sorted by name; empty when it does not exist.
-    fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>>;
-}
 
 /// Inputs of a render besides the tree.
 #[derive(Debug, Clone)]
@@ -103,76 +101,6 @@ pub struct RenderOptions {
     /// Which of `env` come from a secret source (the agent's process environment, facts marked
     /// secret): the values they put into the desired state are marked sensitive ([`secret_values`]).
     pub secret_vars: std::collections::BTreeSet<String>,
-}
-
-/// One problem found while rendering, with as much location as is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Repository-relative file.
-    pub file: Option<String>,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub stack: Option<String>,
-    pub service: Option<String>,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(file) = &self.file {
-            write!(f, "{file}")?;
-            if let Some(line) = self.line {
-                write!(f, ":{line}")?;
-                if let Some(col) = self.column {
-                    write!(f, ":{col}")?;
-                }
-            }
-            write!(f, ": ")?;
-        }
-        if let Some(stack) = &self.stack {
-            write!(f, "stack {stack}")?;
-            if let Some(service) = &self.service {
-                write!(f, ", service {service}")?;
-            }
-            write!(f, ": ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
-
-/// Every problem of a failed render.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct RenderError {
-    pub problems: Vec<Problem>,
-}
-
-impl std::fmt::Display for RenderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Problem {
-    fn at(file: &Path, message: impl std::fmt::Display) -> Problem {
-        Problem {
-            file: Some(display_path(file)),
-            line: None,
-            column: None,
-            stack: None,
-            service: None,
-            message: message.to_string(),
-        }
-    }
-}
-
-fn display_path(p: &Path) -> String {
-    p.display().to_string()
 }
 
 /// Render the followed directory of `tree` into a desired state: the directory itself and each
@@ -195,7 +123,7 @@ pub fn render_warned(
     let mut warnings = Vec::new();
     let (result, taken) = interpolate::recording_taken(|| render_inner(tree, opts, &mut warnings));
     let result = result.map(|mut desired| {
-        secret_values::mark(&mut desired, opts, &taken);
+        secret_values::mark(&mut desired, &opts.env, &opts.secret_vars, &taken);
         desired
     });
     (result, warnings)
@@ -460,7 +388,7 @@ fn render_stack(
         }
         None => default_name.to_string(),
     };
-    let input = compose::StackInput {
+    let input = input::StackInput {
         tree,
         name,
         dir: dir.to_path_buf(),
@@ -470,7 +398,7 @@ fn render_stack(
         env: &scope,
         agent_env: &opts.env,
     };
-    compose::convert(&input, budget, problems, warnings)
+    convert::convert(&input, budget, problems, warnings)
 }
 
 /// Compose's project-name rule for an explicit `name:`.
@@ -540,6 +468,8 @@ pub fn render_dir_warned(
 mod bounds_tests;
 #[cfg(test)]
 mod compat_tests;
+#[cfg(test)]
+mod layers_tests;
 #[cfg(test)]
 mod memtree;
 #[cfg(test)]

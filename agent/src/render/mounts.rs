@@ -1,8 +1,11 @@
 //! A service's `volumes` (short and long syntax) → mounts: bind sources resolved inside the checkout
 //! (never out of the repository), named volumes checked against the top-level table, tmpfs sizes and
 //! modes bounded; and the digest of the repository files a service bind-mounts.
+//!
+//! Layer: service sections (see the table in `render`).
 
-use super::compose::{StackInput, Vol};
+use super::compose::Vol;
+use super::input::StackInput;
 use super::lines::Seg;
 use super::numbers::{bytes, mode};
 use super::tree::{join_rel, resolve, ResolveError};

@@ -1,5 +1,7 @@
 //! A service's `networks` (list or map with aliases, addresses, priority) → network attachments, its
 //! legacy `links` (as Compose v2 maps them onto each endpoint's `Links`), and its `extra_hosts`.
+//!
+//! Layer: service sections (see the table in `render`).
 
 use super::compose::Net;
 use super::lines::{KeyPath, Seg};

@@ -2,6 +2,8 @@
 //! modes and user/group ids. A value out of its range is a problem at the key's file and line — never a
 //! wrap, a saturation or a panic — and a message names the key and the bound, never the value (it may
 //! have come from an environment variable).
+//!
+//! Layer: value readers (see the table in `render`).
 
 use super::lines::Seg;
 use super::values::{type_name, Ctx};

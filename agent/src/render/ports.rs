@@ -1,6 +1,8 @@
 //! A service's `ports` (short and long syntax) and `expose` → port bindings. Every port is a u16
 //! (1-65535), ranges are checked for direction and equal length, and the bindings one service expands
 //! to are bounded ([`MAX_PORT_BINDINGS`]), so `1-65535` written many times cannot eat memory.
+//!
+//! Layer: service sections (see the table in `render`).
 
 use super::lines::Seg;
 use super::values::*;

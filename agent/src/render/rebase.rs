@@ -1,5 +1,7 @@
 //! Rebasing the relative paths of an `include`d document or an `extends` base from the directory it
 //! was read in onto the stack's directory: bind sources, `env_file`s, secret and config files.
+//!
+//! Layer: input (see the table in `render`).
 
 use super::tree::join_rel;
 use serde_yaml::Value;

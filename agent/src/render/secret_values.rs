@@ -1,18 +1,24 @@
 //! Which values of a render are secret: the value of every variable from a secret source (the agent's
-//! process environment and facts marked secret, named by [`super::RenderOptions::secret_vars`]) that
-//! interpolation took into the desired state ([`super::interpolate::recording_taken`]) or that
+//! process environment and facts marked secret, named by `RenderOptions::secret_vars`) that
+//! interpolation took into the desired state (`interpolate::recording_taken`) or that
 //! `environment: [NAME]` passed through, and the bare digest of each secret file read from the
 //! environment. They go into [`crate::sensitive::Sensitive`] for the store, labels and status to seal or
 //! digest.
+//!
+//! Layer: secret values (see the table in `render`), below the entry that calls it.
 
-use super::RenderOptions;
 use crate::model::{DesiredState, FileSource};
 use crate::sensitive::Sensitive;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Add to `desired.sensitive` the secret values `desired` holds; `taken`: the variables interpolation
-/// took a value from.
-pub fn mark(desired: &mut DesiredState, opts: &RenderOptions, taken: &BTreeSet<String>) {
+/// Add to `desired.sensitive` the secret values `desired` holds: `env` the render's variables,
+/// `secret_vars` those from a secret source, `taken` those interpolation took a value from.
+pub fn mark(
+    desired: &mut DesiredState,
+    env: &BTreeMap<String, String>,
+    secret_vars: &BTreeSet<String>,
+    taken: &BTreeSet<String>,
+) {
     let mut found = Sensitive::default();
     for c in desired.containers() {
         for f in &c.files {
@@ -25,17 +31,15 @@ pub fn mark(desired: &mut DesiredState, opts: &RenderOptions, taken: &BTreeSet<S
         // happens to equal it is treated alike: sealing it is harmless).
         for entry in &c.env {
             if let Some((name, value)) = entry.split_once('=') {
-                if opts.secret_vars.contains(name)
-                    && opts.env.get(name).map(String::as_str) == Some(value)
-                {
+                if secret_vars.contains(name) && env.get(name).map(String::as_str) == Some(value) {
                     found.add(value);
                 }
             }
         }
     }
     let values: Vec<&str> = taken
-        .intersection(&opts.secret_vars)
-        .filter_map(|name| opts.env.get(name))
+        .intersection(&secret_vars)
+        .filter_map(|name| env.get(name))
         .map(String::as_str)
         .filter(|v| v.len() >= Sensitive::MIN_LEN)
         .collect();

@@ -1,8 +1,11 @@
 //! A service's `secrets:` and `configs:` references → read-only bind mounts (file sources, as Compose
 //! does without Swarm) or files copied into the container (environment and content sources), with
 //! numeric uid/gid (at most `u32::MAX`) and modes (at most `0o7777`).
+//!
+//! Layer: service sections (see the table in `render`).
 
-use super::compose::{Secret, SecretSource, StackInput};
+use super::compose::{Secret, SecretSource};
+use super::input::StackInput;
 use super::lines::Seg;
 use super::numbers::{id, mode};
 use super::values::*;

@@ -1,11 +1,14 @@
 //! One service of a compose file → a [`ContainerSpec`] (before replicas are expanded): the service's
 //! keys read section by section (process, storage, networking, lifecycle, resources); the sections with
 //! a syntax of their own are in `ports`, `mounts`, `networks`, `secrets`, `env`, `health`, `deploy`.
+//!
+//! Layer: service (see the table in `render`).
 
-use super::compose::{Net, Secret, StackInput, Vol};
+use super::compose::{Net, Secret, Vol};
 use super::deploy::{deploy, pids, replica_count, ulimits};
 use super::env::env_files;
-use super::health::{depends_on, healthcheck};
+use super::health::{depends_on, healthcheck, started};
+use super::input::StackInput;
 use super::lines::{KeyPath, Seg};
 use super::mounts::{content_digest, service_volumes};
 use super::networks::{extra_hosts, links as service_links, service_networks, Link};
@@ -13,7 +16,7 @@ use super::numbers::{bytes, cpus, duration, int_in};
 use super::ports::{expose, ports};
 use super::secrets::secret_refs;
 use super::values::*;
-use crate::model::{Condition, ContainerSpec, Dependency, DeviceSpec, LoggingSpec};
+use crate::model::{ContainerSpec, Dependency, DeviceSpec, LoggingSpec};
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -205,23 +208,7 @@ pub(super) fn service(
     let s = Svc { name, path, m };
     check_keys(ctx, s.some(), path, m, SERVICE_KEYS, SERVICE_LATER);
 
-    let image = match s.get("image") {
-        Some(v) => string(ctx, s.some(), &s.p("image"), v).filter(|i| {
-            let ok = !i.trim().is_empty() && !i.contains(char::is_whitespace);
-            if !ok {
-                ctx.err(s.some(), &s.p("image"), "is not an image reference");
-            }
-            ok
-        }),
-        None => None,
-    };
-    if image.is_none() && !m.contains_key("build") && s.get("image").is_none() {
-        ctx.err(
-            s.some(),
-            path,
-            "`image` is required (berth deploys images; it does not build them)",
-        );
-    }
+    let image = image(ctx, &s);
     let mut spec = ContainerSpec {
         stack: input.name.clone(),
         service: name.to_string(),
@@ -272,6 +259,28 @@ pub(super) fn service(
     })
 }
 
+/// `image`: one reference, without whitespace; required (berth deploys images, it does not build them).
+fn image(ctx: &mut Ctx, s: &Svc) -> Option<String> {
+    let image = match s.get("image") {
+        Some(v) => string(ctx, s.some(), &s.p("image"), v).filter(|i| {
+            let ok = !i.trim().is_empty() && !i.contains(char::is_whitespace);
+            if !ok {
+                ctx.err(s.some(), &s.p("image"), "is not an image reference");
+            }
+            ok
+        }),
+        None => None,
+    };
+    if image.is_none() && !s.m.contains_key("build") && s.get("image").is_none() {
+        ctx.err(
+            s.some(),
+            s.path,
+            "`image` is required (berth deploys images; it does not build them)",
+        );
+    }
+    image
+}
+
 /// The process: command, entrypoint, environment, user, capabilities, devices, signals, limits of
 /// the process itself, logging, platform and pull policy.
 fn process(ctx: &mut Ctx, input: &StackInput, s: &Svc, spec: &mut ContainerSpec) {
@@ -284,29 +293,7 @@ fn process(ctx: &mut Ctx, input: &StackInput, s: &Svc, spec: &mut ContainerSpec)
         None => None,
     };
 
-    // Environment: env_file entries first, then `environment`; last definition wins.
-    // A key with no value anywhere is passed as the bare name, as Compose does (the engine then leaves
-    // it unset).
-    let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
-    if let Some(v) = s.get("env_file") {
-        let mut from_files = BTreeMap::new();
-        env_files(ctx, input, name, &s.p("env_file"), v, &mut from_files);
-        env.extend(from_files.into_iter().map(|(k, v)| (k, Some(v))));
-    }
-    if let Some(v) = s.get("environment") {
-        for (k, val) in key_values(ctx, svc, &s.p("environment"), v) {
-            let val = val.or_else(|| input.env.get(&k).cloned());
-            env.insert(k, val);
-        }
-    }
-    spec.env = env
-        .into_iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k}={v}"),
-            None => k,
-        })
-        .collect();
-
+    spec.env = environment(ctx, input, s);
     spec.user = s.opt_string(ctx, "user");
     spec.working_dir = s.opt_string(ctx, "working_dir");
     spec.cap_add = s
@@ -359,6 +346,31 @@ fn process(ctx: &mut Ctx, input: &StackInput, s: &Svc, spec: &mut ContainerSpec)
     }
 }
 
+/// Environment: env_file entries first, then `environment`; last definition wins.
+/// A key with no value anywhere is passed as the bare name, as Compose does (the engine then leaves
+/// it unset).
+fn environment(ctx: &mut Ctx, input: &StackInput, s: &Svc) -> Vec<String> {
+    let (svc, name) = (s.some(), s.name);
+    let mut env: BTreeMap<String, Option<String>> = BTreeMap::new();
+    if let Some(v) = s.get("env_file") {
+        let mut from_files = BTreeMap::new();
+        env_files(ctx, input, name, &s.p("env_file"), v, &mut from_files);
+        env.extend(from_files.into_iter().map(|(k, v)| (k, Some(v))));
+    }
+    if let Some(v) = s.get("environment") {
+        for (k, val) in key_values(ctx, svc, &s.p("environment"), v) {
+            let val = val.or_else(|| input.env.get(&k).cloned());
+            env.insert(k, val);
+        }
+    }
+    env.into_iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k,
+        })
+        .collect()
+}
+
 /// Storage: volumes, tmpfs, secrets and configs, shared memory; the digest of bind-mounted files.
 fn storage(ctx: &mut Ctx, input: &StackInput, s: &Svc, refs: &Refs, spec: &mut ContainerSpec) {
     let (svc, name) = (s.some(), s.name);
@@ -398,13 +410,51 @@ fn networking(
     spec: &mut ContainerSpec,
     links: &mut Links,
 ) {
-    let (svc, name) = (s.some(), s.name);
+    let name = s.name;
     if let Some(v) = s.get("ports") {
         spec.ports = ports(ctx, name, &s.p("ports"), v);
     }
     if let Some(v) = s.get("expose") {
         spec.expose = expose(ctx, name, &s.p("expose"), v);
     }
+    namespaces(ctx, s, services, refs, spec, links);
+    // A link is a dependency that must start first, restarted with its peer (`Restart: true` in
+    // compose-go); a `depends_on` entry for the same service, read later, wins.
+    if let Some(v) = s.get("links") {
+        for l in service_links(ctx, name, &s.p("links"), v, services) {
+            links.depends.insert(
+                l.service.clone(),
+                Dependency {
+                    restart: true,
+                    ..started(&l.service)
+                },
+            );
+            links.required.insert(l.service.clone());
+            links.legacy.push(l);
+        }
+    }
+    spec.hostname = s.opt_string(ctx, "hostname");
+    spec.domainname = s.opt_string(ctx, "domainname");
+    spec.mac_address = s.opt_string(ctx, "mac_address");
+    if let Some(v) = s.get("extra_hosts") {
+        spec.extra_hosts = extra_hosts(ctx, name, &s.p("extra_hosts"), v);
+    }
+    spec.dns = s.list(ctx, "dns", true).unwrap_or_default();
+    spec.dns_search = s.list(ctx, "dns_search", true).unwrap_or_default();
+    spec.dns_opt = s.list(ctx, "dns_opt", true).unwrap_or_default();
+}
+
+/// The namespaces a service runs in: `network_mode` or its networks, and `pid` and `ipc`; joining
+/// another service's (`service:X`) makes it wait for X.
+fn namespaces(
+    ctx: &mut Ctx,
+    s: &Svc,
+    services: &BTreeSet<String>,
+    refs: &Refs,
+    spec: &mut ContainerSpec,
+    links: &mut Links,
+) {
+    let (svc, name) = (s.some(), s.name);
     let undefined = |ctx: &mut Ctx, k: &str, peer: &str| {
         ctx.err(
             svc,
@@ -460,30 +510,6 @@ fn networking(
             }
         }
     }
-    // A link is a dependency that must start first, restarted with its peer (`Restart: true` in
-    // compose-go); a `depends_on` entry for the same service, read later, wins.
-    if let Some(v) = s.get("links") {
-        for l in service_links(ctx, name, &s.p("links"), v, services) {
-            links.depends.insert(
-                l.service.clone(),
-                Dependency {
-                    restart: true,
-                    ..started(&l.service)
-                },
-            );
-            links.required.insert(l.service.clone());
-            links.legacy.push(l);
-        }
-    }
-    spec.hostname = s.opt_string(ctx, "hostname");
-    spec.domainname = s.opt_string(ctx, "domainname");
-    spec.mac_address = s.opt_string(ctx, "mac_address");
-    if let Some(v) = s.get("extra_hosts") {
-        spec.extra_hosts = extra_hosts(ctx, name, &s.p("extra_hosts"), v);
-    }
-    spec.dns = s.list(ctx, "dns", true).unwrap_or_default();
-    spec.dns_search = s.list(ctx, "dns_search", true).unwrap_or_default();
-    spec.dns_opt = s.list(ctx, "dns_opt", true).unwrap_or_default();
 }
 
 /// Lifecycle: restart policy, labels, healthcheck, dependencies, replicas and `deploy`. Returns the
@@ -576,14 +602,6 @@ fn resources(ctx: &mut Ctx, s: &Svc, spec: &mut ContainerSpec) {
         if let Some(n) = pids(ctx, svc, &s.p("pids_limit"), v) {
             spec.pids_limit = spec.pids_limit.or(Some(n));
         }
-    }
-}
-
-pub(super) fn started(service: &str) -> Dependency {
-    Dependency {
-        service: service.to_string(),
-        condition: Condition::ServiceStarted,
-        restart: false,
     }
 }
 

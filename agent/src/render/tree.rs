@@ -1,8 +1,36 @@
-//! Reading repository files safely: a [`Tree`] over a plain directory, and path resolution that follows
-//! repository symlinks but never lets a path or a symlink lead outside the repository.
+//! Reading repository files safely: the [`Tree`] trait render reads through, a [`Tree`] over a plain
+//! directory, and path resolution that follows repository symlinks but never lets a path or a symlink
+//! lead outside the repository.
+//!
+//! Layer: foundations (see the table in `render`).
 
-use super::{Entry, EntryKind, Tree};
 use std::path::{Component, Path, PathBuf};
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    /// A symlink, with its target as stored.
+    Symlink(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+}
+
+/// Read-only view of a repository's files. Paths are relative to the repository root, `/`-separated, and
+/// never absolute.
+pub trait Tree {
+    /// The bytes of a regular file; `Ok(None)` when there is no such file.
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>>;
+    /// What a path is, without following a final symlink; `Ok(None)` when it does not exist.
+    fn kind(&self, path: &Path) -> std::io::Result<Option<EntryKind>>;
+    /// The entries of a directory, sorted by name; empty when it does not exist.
+    fn list(&self, path: &Path) -> std::io::Result<Vec<Entry>>;
+}
 
 /// A plain directory as a [`Tree`] (for `berth render DIR` / `berth apply DIR`). `.git` is not listed.
 pub struct DirTree {

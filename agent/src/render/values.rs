@@ -1,8 +1,10 @@
 //! Reading compose values: every spelling Compose accepts for a scalar, list or mapping, with problems
 //! located by key path (and so by file and line).
+//!
+//! Layer: value readers (see the table in `render`).
 
 use super::budget::Budget;
-use super::compose::Doc;
+use super::input::Doc;
 use super::lines::{display, KeyPath, Seg};
 use super::Problem;
 use serde_yaml::{Mapping, Value};

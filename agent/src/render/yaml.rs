@@ -2,6 +2,8 @@
 //! document is read; every node and string is charged to a budget, so a document that expands past it
 //! (a "billion laughs" of nested aliases, one long string aliased many times) is refused as soon as it
 //! does, before it takes the memory. serde_yaml itself bounds nesting (128 levels) and alias jumps.
+//!
+//! Layer: foundations (see the table in `render`).
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use serde_yaml::value::{Tag, TaggedValue};

@@ -29,6 +29,8 @@ pub enum Severity {
 pub enum Reason {
     Applied,
     RenderFailed,
+    /// The commit (or its tag) failed `source.verify`.
+    VerifyFailed,
     ApplyFailed,
     PreflightFailed,
     RolledBack,
@@ -38,9 +40,10 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Applied,
         Reason::RenderFailed,
+        Reason::VerifyFailed,
         Reason::ApplyFailed,
         Reason::PreflightFailed,
         Reason::RolledBack,
@@ -53,6 +56,7 @@ impl Reason {
         match self {
             Reason::Applied => "applied",
             Reason::RenderFailed => "render_failed",
+            Reason::VerifyFailed => "verify_failed",
             Reason::ApplyFailed => "apply_failed",
             Reason::PreflightFailed => "preflight_failed",
             Reason::RolledBack => "rolled_back",
@@ -155,6 +159,10 @@ pub fn failure_of(e: &CycleError) -> Option<Failure> {
                 f.stack = p.stack.clone();
                 f.service = p.service.clone();
             }
+        }
+        CycleError::Verify { commit, .. } => {
+            f.reason = Reason::VerifyFailed;
+            f.commit = Some(commit.clone());
         }
         CycleError::Converge { commit, source } => {
             f.commit = Some(commit.clone());

@@ -415,6 +415,7 @@ mod tests {
             images: Default::default(),
             error_class: None,
             facts: Default::default(),
+            signer: None,
         }
     }
 

@@ -3,6 +3,8 @@
 //! commits reachable locally so rollback works offline (`applied.rs`: the applied refs, their pruning
 //! and `git gc`).
 //!
+//! Signatures of fetched commits (and followed tags) are checked in `verify/` (`source.verify`).
+//!
 //! Everything here is blocking (git2); the reconcile loop calls it through `spawn_blocking`.
 //!
 //! Decisions:
@@ -42,6 +44,7 @@ mod applied;
 mod known_hosts;
 mod remote;
 mod tree;
+pub mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -327,14 +330,15 @@ impl GitSource {
         let heads = self.ls_remote(session)?;
         let advertised = find_head(&heads, remote_ref).ok_or_else(|| self.not_found())?;
         let peeled = find_head(&heads, &format!("{remote_ref}^{{}}"));
+        // Nothing moved (or it moved to a commit we already have): no download. A tag re-made on a
+        // commit we have still brings its new tag object (its signature is what `source.verify` checks).
         if let Some(commit) = self.local_commit_of(peeled.unwrap_or(advertised)) {
-            // Nothing moved (or it moved to a commit we already have): no download.
             if self.repo.find_object(advertised, None).is_ok() {
                 let _ =
                     self.repo
                         .reference(local_ref, advertised, true, "berth: remote ref checked");
+                return Ok((commit, false));
             }
-            return Ok((commit, false));
         }
         self.download(
             session,

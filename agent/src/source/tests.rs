@@ -114,6 +114,7 @@ fn settings(url: &str, reference: GitRef) -> SourceSettings {
         known_hosts: None,
         token_file: None,
         username: None,
+        verify: Default::default(),
     }
 }
 
@@ -1635,4 +1636,71 @@ fn git_gc_reclaims_the_commits_of_pruned_revisions() {
     assert!(git_ok(&wd, &["fsck", "--connectivity-only"]));
     src.checkout(&commits[3]).unwrap();
     assert_eq!(read(&wd.join("f")).as_deref(), Some("content 4"));
+}
+
+/// `source.verify` in tag mode over a shallow network fetch: the tag object comes with it, and a tag
+/// re-made (now signed) on a commit already here is fetched again, so its new signature is what counts.
+#[test]
+fn signed_tags_are_fetched_shallow_and_verified() {
+    use super::verify::{VerifyError, VerifyMode, VerifySettings};
+    let up = Upstream::new();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("k");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "k", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let allowed = keys.path().join("allowed_signers");
+    std::fs::write(&allowed, format!("ops@example.com {public}")).unwrap();
+    let a = up.commit(&[("f", Some("a"))], "a");
+    up.git(&["tag", "-a", "-m", "unsigned", "v1"]);
+    up.commit(&[("f", Some("b"))], "b");
+
+    let port = git_daemon(&up.base());
+    let mut s = settings(
+        &format!("git://127.0.0.1:{port}/up"),
+        GitRef::Tag("v1".into()),
+    );
+    s.verify = VerifySettings {
+        mode: VerifyMode::Tag,
+        allowed_signers: Some(allowed),
+        keyring: None,
+    };
+    let state = tempfile::tempdir().unwrap();
+    let mut src = GitSource::open(state.path(), &s).unwrap();
+    let now = jiff::Timestamp::now();
+    assert_eq!(src.fetch().unwrap().commit, a);
+    assert!(src.repo.is_shallow(), "fetched shallow");
+    let e = src.verify(&a, now).unwrap_err();
+    assert!(matches!(e, VerifyError::Unsigned { .. }), "{e}");
+
+    let signing = format!("user.signingkey={}", key.display());
+    up.git(&[
+        "-c",
+        "gpg.format=ssh",
+        "-c",
+        &signing,
+        "tag",
+        "-f",
+        "-s",
+        "-m",
+        "signed",
+        "v1",
+        &a,
+    ]);
+    let o = src.fetch().unwrap();
+    assert_eq!(
+        o,
+        FetchOutcome {
+            commit: a.clone(),
+            fetched: true
+        }
+    );
+    let signer = src.verify(&a, now).unwrap().unwrap();
+    assert_eq!(signer.principal, "ops@example.com");
+    assert_eq!(signer.tag.as_deref(), Some("v1"));
+    assert!(!src.fetch().unwrap().fetched, "nothing new the next time");
 }

@@ -157,6 +157,7 @@ mod tests {
             images: Default::default(),
             error_class: None,
             facts: [("db".to_string(), SECRET.to_string())].into(),
+            signer: None,
         }
     }
 

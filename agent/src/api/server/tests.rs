@@ -22,6 +22,7 @@ fn revision(seq: u64, summary: &str) -> Revision {
         images: Default::default(),
         error_class: None,
         facts: Default::default(),
+        signer: None,
     }
 }
 

@@ -13,7 +13,7 @@
 use super::super::exit;
 use crate::model::DesiredState;
 use crate::render::facts::{self, BoxIdentity, FactError};
-use crate::render::{DirTree, RenderError, RenderOptions};
+use crate::render::{DirTree, RenderError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -76,7 +76,7 @@ pub enum FleetError {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FleetFile {
+pub(super) struct FleetFile {
     #[serde(default)]
     boxes: Option<Vec<String>>,
     #[serde(default)]
@@ -284,7 +284,7 @@ fn box_path(root: &Path, p: &Path) -> Result<PathBuf, FleetError> {
 
 /// Render one box as its agent would: agent id and hostname are the box's directory name, the
 /// architecture this machine's, facts from `fleet.yaml` under `--fact`, the environment over all.
-fn render_box(
+pub(super) fn render_box(
     tree: &DirTree,
     root: &Path,
     path: &Path,
@@ -331,12 +331,8 @@ fn render_box(
         arch: facts::docker_arch(std::env::consts::ARCH).to_string(),
         agent_id: agent_id.clone(),
     };
-    let opts = RenderOptions {
-        path: path.to_path_buf(),
-        checkout_dir: root.to_path_buf(),
-        root_stack_name: crate::reconcile::root_stack_name_of(path, &agent_id),
-        env: facts::scope(&identity, &box_facts, std::env::vars()),
-        secret_vars: secret_vars.clone(),
-    };
+    let mut opts =
+        crate::reconcile::box_render_options(path, root.to_path_buf(), &identity, &box_facts);
+    opts.secret_vars = secret_vars.clone();
     crate::reconcile::render_tree(tree, &opts)
 }
