@@ -20,6 +20,7 @@ mod reconcile;
 mod registry;
 mod retention;
 mod rollouts;
+mod secrets_store;
 mod signals_http;
 mod sops;
 mod systemd;

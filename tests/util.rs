@@ -477,6 +477,8 @@ pub struct Agent {
     pub log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// More environment for the agent process ([`AgentOptions::env`]).
+    env: Vec<(String, String)>,
 }
 
 /// What goes into an agent's config besides its paths.
@@ -493,6 +495,10 @@ pub struct AgentOptions {
     /// look passes) so every apply does not wait the production 10 s; tests of the health gate set their
     /// own.
     pub rollout: String,
+    /// More environment variables for the agent process.
+    pub env: Vec<(String, String)>,
+    /// More top-level YAML lines of the config (e.g. `facts:`).
+    pub extra: String,
 }
 
 impl AgentOptions {
@@ -504,6 +510,8 @@ impl AgentOptions {
             reference: "branch: main".into(),
             extra_source: String::new(),
             rollout: "rollout:\n  stable: 0s\n  timeout: 60s\n".into(),
+            env: Vec::new(),
+            extra: String::new(),
         }
     }
 }
@@ -535,13 +543,14 @@ impl Agent {
         let config = dir.path().join("config.yaml");
         let log = dir.path().join("agent.log");
         let text = format!(
-            "agent_id: {id}\nsource:\n  url: {url}\n  {reference}\n  path: {path}\n  interval: {interval}\n{extra}state_dir: {state}\nsocket: {socket}\nlog:\n  level: debug\n{rollout}",
+            "agent_id: {id}\nsource:\n  url: {url}\n  {reference}\n  path: {path}\n  interval: {interval}\n{extra}state_dir: {state}\nsocket: {socket}\nlog:\n  level: debug\n{rollout}{top}",
             url = opts.url,
             reference = opts.reference,
             path = opts.path,
             interval = opts.interval,
             extra = opts.extra_source,
             rollout = opts.rollout,
+            top = opts.extra,
             state = state_dir.display(),
             socket = socket.display(),
         );
@@ -556,6 +565,7 @@ impl Agent {
             log,
             child: None,
             starts: 0,
+            env: opts.env,
         }
     }
 
@@ -592,6 +602,7 @@ impl Agent {
             .env_remove("JOURNAL_STREAM")
             .env_remove("NOTIFY_SOCKET")
             .envs(env.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

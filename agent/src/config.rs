@@ -187,6 +187,41 @@ pub struct Settings {
     /// `secrets.age_key_file`: the box's age identities for SOPS files (default `/etc/berth/age.key`;
     /// it need not exist while no file is encrypted).
     pub age_key_file: PathBuf,
+    /// Secret facts (`facts: {KEY: {secret_file: PATH}}`): read by the agent when it starts
+    /// ([`Settings::read_secret_facts`]); their values are sealed and digested like the environment's.
+    pub secret_facts: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl Settings {
+    /// Read every secret fact into `facts`. The error names the fact and file, never the value.
+    pub fn read_secret_facts(&mut self) -> Result<(), crate::render::facts::FactError> {
+        for (key, path) in &self.secret_facts {
+            let value = crate::render::facts::read_secret(key, path)?;
+            self.facts.insert(key.clone(), value);
+        }
+        Ok(())
+    }
+
+    /// `facts` as history and status may show them: a secret fact's value is `***`.
+    pub fn public_facts(&self) -> std::collections::BTreeMap<String, String> {
+        let mut facts = self.facts.clone();
+        for key in self.secret_facts.keys() {
+            facts.insert(key.clone(), "***".into());
+        }
+        facts
+    }
+
+    /// The interpolation variables whose values are secret: the agent's process environment and the
+    /// secret facts.
+    pub fn secret_vars(&self) -> std::collections::BTreeSet<String> {
+        let mut names = crate::render::secret_values::environment_names();
+        names.extend(
+            self.secret_facts
+                .keys()
+                .map(|k| crate::render::facts::variable(k)),
+        );
+        names
+    }
 }
 
 /// History retention: how many revisions the store (and the clone's applied refs) keep.
@@ -387,7 +422,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         raw.receivers.unwrap_or_default(),
         &mut problems,
     );
-    let facts = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
+    let (facts, secret_facts) = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
     if raw.socket_group.as_deref().is_some_and(str::is_empty) {
         problems.push("socket_group: must not be empty".into());
     }
@@ -436,27 +471,39 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         facts,
         socket_group: raw.socket_group,
         age_key_file,
+        secret_facts,
     })
 }
 
 /// `facts:`: scalar values, keys of letters, digits and `_` (see [`crate::render::facts`]).
+/// A fact may be `{secret_file: PATH}` (read when the agent starts).
 fn facts_settings(
     raw: std::collections::BTreeMap<String, serde_yaml::Value>,
     problems: &mut Vec<String>,
-) -> std::collections::BTreeMap<String, String> {
+) -> (
+    std::collections::BTreeMap<String, String>,
+    std::collections::BTreeMap<String, PathBuf>,
+) {
+    use crate::render::facts::FactValue;
     let mut facts = std::collections::BTreeMap::new();
+    let mut secret = std::collections::BTreeMap::new();
     for (key, value) in raw {
-        match crate::render::facts::scalar(&key, &value) {
-            Ok(v) => {
+        match crate::render::facts::fact_value(&key, &value) {
+            Ok(FactValue::Plain(v)) => {
                 facts.insert(key, v);
+            }
+            Ok(FactValue::SecretFile(p)) => {
+                secret.insert(key, p);
             }
             Err(e) => problems.push(format!("facts: {e}")),
         }
     }
-    for e in crate::render::facts::validate(&facts) {
+    let mut all = facts.clone();
+    all.extend(secret.keys().map(|k| (k.clone(), String::new())));
+    for e in crate::render::facts::validate(&all) {
         problems.push(format!("facts: {e}"));
     }
-    facts
+    (facts, secret)
 }
 
 fn rollout_settings(raw: RawRollout, problems: &mut Vec<String>) -> RolloutSettings {
@@ -686,6 +733,33 @@ mod tests {
             errs.iter().any(|e| e.contains("BERTH_FACT_SITE")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_secret_fact_is_read_at_start_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db_key");
+        let base = "source:\n  url: /srv/fleet.git\n";
+        let mut s = parse(&format!(
+            "{base}facts: {{site: berlin, db_key: {{secret_file: {}}}}}\n",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(s.secret_facts["db_key"], file);
+        assert!(
+            !s.facts.contains_key("db_key"),
+            "not read when the config is"
+        );
+        assert!(s.secret_vars().contains("BERTH_FACT_DB_KEY"));
+        let e = s.read_secret_facts().unwrap_err().to_string();
+        assert!(e.contains("db_key") && e.contains("secret_file"), "{e}");
+        std::fs::write(&file, "fact-secret-4\n").unwrap();
+        s.read_secret_facts().unwrap();
+        assert_eq!(s.facts["db_key"], "fact-secret-4");
+        assert_eq!(s.public_facts()["db_key"], "***");
+        assert_eq!(s.public_facts()["site"], "berlin");
+        let errs = parse(&format!("{base}facts: {{k: {{secret_file: rel}}}}\n")).unwrap_err();
+        assert!(errs[0].contains("secret_file"), "{errs:?}");
     }
 
     #[test]

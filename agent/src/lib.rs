@@ -18,6 +18,7 @@ pub mod reconcile;
 pub mod render;
 pub mod rollout;
 pub mod runtime;
+pub mod sealing;
 pub mod sensitive;
 pub mod signals;
 pub mod source;

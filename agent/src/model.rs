@@ -284,6 +284,10 @@ pub struct ContainerSpec {
     /// exited with code 0 is its converged state (it is not started again). Not hashed.
     #[serde(default, skip_serializing_if = "is_false")]
     pub run_once: bool,
+    /// Keyed digests for the secret values in this spec ([`crate::sealing::attach_digests`]): the
+    /// canonical JSON shows them instead of the values. Not serialised, not part of equality.
+    #[serde(skip)]
+    pub secrets: crate::sealing::SpecSecrets,
 }
 
 /// `blkio_config`, as Compose passes it to the engine.
@@ -514,11 +518,25 @@ impl ContainerSpec {
 
     /// The canonical JSON serialisation [`ContainerSpec::spec_hash`] hashes: the spec without the fields
     /// that are not hashed.
+    ///
+    /// Each secret value (see [`crate::sensitive`]) is shown as its keyed digest when digests are
+    /// attached ([`crate::sealing::attach_digests`]), so the label never holds the value and a changed
+    /// value still changes the hash.
     pub fn canonical_json(&self) -> String {
         let mut view = self.clone();
         view.depends_on.clear();
         view.pull_policy = None;
         view.run_once = false;
+        if let Some(redactor) = self.secrets.0.as_ref().filter(|r| !r.is_empty()) {
+            let mut value = serde_json::to_value(&view).expect("ContainerSpec serialises");
+            redactor.redact_json(&mut value);
+            // Back through the struct keeps its field order; a digest where a typed word stood (a
+            // secret equal to `bind`) cannot go back, and the map's own order is as stable.
+            return match serde_json::from_value::<ContainerSpec>(value.clone()) {
+                Ok(spec) => serde_json::to_string(&spec).expect("ContainerSpec serialises"),
+                Err(_) => value.to_string(),
+            };
+        }
         serde_json::to_string(&view).expect("ContainerSpec serialises")
     }
 }
@@ -528,14 +546,9 @@ pub fn hash_canonical(json: &str) -> String {
     hex(&Sha256::digest(json.as_bytes()))
 }
 
+/// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
+    ::hex::encode(bytes)
 }
 
 /// What the engine has, as far as berth owns it (one list call filtered by the owner label).

@@ -8,12 +8,19 @@
 //!
 //! The store is valuable but recoverable: a store that cannot be opened is moved aside with a loud error
 //! and a new one is started; it is never silently wiped.
+//!
+//! Secret values never reach the disk in clear: every string of a record's desired state that holds one
+//! is sealed with the per-box key ([`crate::sealing`]) and opened again when read, so rollback works
+//! offline with the values; errors, facts and quarantine reasons show keyed digests instead.
 
 use crate::model::DesiredState;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+mod sealed;
+use sealed::Lenient;
 
 /// sled's page cache: the box is small.
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -136,6 +143,9 @@ pub struct StoreError {
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
+    /// Seals and opens the secret values of desired states ([`Store::with_key`]); without it, a
+    /// record with secret values is refused rather than written in clear.
+    key: Option<std::sync::Arc<crate::sealing::BoxKey>>,
     db: sled::Db,
     revisions: sled::Tree,
     meta: sled::Tree,
@@ -200,11 +210,23 @@ impl Store {
         let outbox = db.open_tree("outbox").map_err(err)?;
         Ok(Store {
             path: dir.to_path_buf(),
+            key: None,
             db,
             revisions,
             meta,
             outbox,
         })
+    }
+
+    /// Seal and open secret values with `key` (the per-box key).
+    pub fn with_key(mut self, key: std::sync::Arc<crate::sealing::BoxKey>) -> Store {
+        self.key = Some(key);
+        self
+    }
+
+    /// The per-box key this store seals with.
+    pub fn box_key(&self) -> Option<&std::sync::Arc<crate::sealing::BoxKey>> {
+        self.key.as_ref()
     }
 
     fn err(&self, message: impl std::fmt::Display) -> StoreError {
@@ -237,16 +259,31 @@ impl Store {
     pub fn record(&self, r: &Record) -> Result<(), StoreError> {
         let json = |v: &dyn erased::Json| v.to_json().map_err(|e| self.err(e));
         let revision = match &r.revision {
-            Some(rev) => Some((rev.seq.to_be_bytes(), json(rev)?)),
+            Some(rev) => Some((
+                rev.seq.to_be_bytes(),
+                serde_json::to_vec(&self.encode_revision(rev)?).map_err(|e| self.err(e))?,
+            )),
             None => None,
         };
         let attempt = match &r.attempt {
-            Some(Some(a)) => Some(Some(json(a)?)),
+            Some(Some(a)) => Some(Some(self.encode_attempt(a)?)),
             Some(None) => Some(None),
             None => None,
         };
         let quarantine = match &r.quarantine {
-            Some(Some(q)) => Some(Some(json(q)?)),
+            Some(Some(q)) => {
+                let mut q = q.clone();
+                let desired = (r.revision.as_ref())
+                    .or(r
+                        .attempt
+                        .as_ref()
+                        .and_then(|a| a.as_ref().map(|a| &a.revision)))
+                    .and_then(|rev| rev.desired.as_ref());
+                if let Some(d) = desired {
+                    q.reason = self.redactor(&d.sensitive).redact(&q.reason).into_owned();
+                }
+                Some(Some(json(&q)?))
+            }
             Some(None) => Some(None),
             None => None,
         };
@@ -295,8 +332,16 @@ impl Store {
     }
 
     /// The unfinished attempt, if any.
+    /// An attempt whose sealed values cannot be opened (the box key was lost) comes back without its
+    /// desired state, with an error logged.
     pub fn attempt(&self) -> Result<Option<Attempt>, StoreError> {
-        self.meta_json(ATTEMPT, "attempt")
+        match self.meta.get(ATTEMPT).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => self
+                .decode(&v, &["revision"], Lenient::Yes)
+                .map(Some)
+                .map_err(|e| self.err(format!("attempt: {e}"))),
+        }
     }
 
     /// The quarantined commit, if any.
@@ -371,7 +416,24 @@ impl Store {
             .map_err(|e| self.err(e))?
         {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
+            Some(v) => self
+                .decode(&v, &[], Lenient::No)
+                .map(Some)
+                .map_err(|e| self.err(format!("revision {seq}: {e}"))),
+        }
+    }
+
+    /// [`Store::get`], but a revision whose sealed values cannot be opened (the box key was lost) comes
+    /// back without its desired state, with an error logged, instead of failing.
+    pub fn get_lenient(&self, seq: u64) -> Result<Option<Revision>, StoreError> {
+        match self
+            .revisions
+            .get(seq.to_be_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            None => Ok(None),
+            Some(v) => self
+                .decode(&v, &[], Lenient::Yes)
                 .map(Some)
                 .map_err(|e| self.err(format!("revision {seq}: {e}"))),
         }
@@ -382,7 +444,8 @@ impl Store {
         let mut out = Vec::new();
         for item in self.revisions.iter().rev().take(limit) {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let rev = serde_json::from_slice(&v)
+            let rev = self
+                .decode(&v, &[], Lenient::Quiet)
                 .map_err(|e| self.err(format!("revision {}: {e}", key_seq(&k))))?;
             out.push(rev);
         }
@@ -394,14 +457,32 @@ impl Store {
     /// an older commit, so every record of the current commit is stepped past). Without a current
     /// revision: the newest good one.
     pub fn default_rollback(&self) -> Result<Option<Revision>, StoreError> {
+        self.default_rollback_read(Lenient::No)
+    }
+
+    /// [`Store::default_rollback`]; with `Lenient::Quiet`, a revision sealed with a lost key is not a
+    /// candidate instead of an error (retention must not stop over it).
+    fn default_rollback_read(&self, lenient: Lenient) -> Result<Option<Revision>, StoreError> {
         let current = match self.pointers()?.current {
-            Some(seq) => self.get(seq)?,
+            Some(seq) if lenient == Lenient::No => self.get(seq)?,
+            Some(seq) => match self
+                .revisions
+                .get(seq.to_be_bytes())
+                .map_err(|e| self.err(e))?
+            {
+                Some(v) => Some(
+                    self.decode::<Revision>(&v, &[], lenient)
+                        .map_err(|e| self.err(format!("revision {seq}: {e}")))?,
+                ),
+                None => None,
+            },
             None => None,
         };
         let before = current.as_ref().map_or(u64::MAX, |c| c.seq);
         for item in self.revisions.range(..before.to_be_bytes()).rev() {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let rev: Revision = serde_json::from_slice(&v)
+            let rev: Revision = self
+                .decode(&v, &[], lenient)
                 .map_err(|e| self.err(format!("revision {}: {e}", key_seq(&k))))?;
             let good = rev.outcome == Outcome::Applied && rev.desired.is_some();
             if good && current.as_ref().is_none_or(|c| c.commit != rev.commit) {
@@ -436,7 +517,7 @@ impl Store {
         if doomed.is_empty() {
             return Ok(doomed);
         }
-        if let Some(rev) = self.default_rollback()? {
+        if let Some(rev) = self.default_rollback_read(Lenient::Quiet)? {
             doomed.retain(|s| *s != rev.seq);
         }
         doomed.reverse();
@@ -478,7 +559,7 @@ impl Store {
     pub fn last_good_before(&self, before: u64) -> Result<Option<Revision>, StoreError> {
         for item in self.revisions.range(..before.to_be_bytes()).rev() {
             let (_, v) = item.map_err(|e| self.err(e))?;
-            let rev: Revision = serde_json::from_slice(&v).map_err(|e| self.err(e))?;
+            let rev: Revision = self.decode(&v, &[], Lenient::No).map_err(|e| self.err(e))?;
             if rev.outcome == Outcome::Applied && rev.desired.is_some() {
                 return Ok(Some(rev));
             }

@@ -1,6 +1,6 @@
-//! `berth agent`: load the config, the receivers' secrets and the age key (checked only), make state_dir
-//! 0700, take the agent id's lock, start the socket (with its group), the HTTP listener (when configured)
-//! and the drift watcher, run the reconcile loop.
+//! `berth agent`: load the config, the receivers' secrets, the secret facts, the box key and the age key
+//! (checked only), make state_dir 0700, take the agent id's lock, start the socket (with its group), the
+//! HTTP listener (when configured) and the drift watcher, run the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -8,13 +8,17 @@ use std::path::Path;
 use tokio::signal::unix::{signal, SignalKind};
 
 pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
-    let settings = match crate::config::load(config) {
+    let mut settings = match crate::config::load(config) {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(err, "berth: {e}");
             return exit::CONFIG;
         }
     };
+    if let Err(e) = settings.read_secret_facts() {
+        let _ = writeln!(err, "berth: facts: {e}");
+        return exit::CONFIG;
+    }
     let receivers = match settings
         .receivers
         .iter()
@@ -77,6 +81,13 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
             return exit::FAILED;
         }
     };
+    // A key that cannot be read is never worked around (see `crate::sealing`); a missing one is made
+    // when the agent opens its state.
+    if let Err(e) = crate::sealing::BoxKey::load(&settings.state_dir) {
+        tracing::error!(error = %e, "cannot load the box key");
+        let _ = writeln!(err, "berth: {e}");
+        return exit::CONFIG;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(4)

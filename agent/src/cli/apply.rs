@@ -43,11 +43,12 @@ pub fn run(
         Err(e) => return Err(e.into()),
     };
     let sops = super::render::box_sops_options(age_key, &agent_id);
-    let Some(desired) =
+    let Some(mut desired) =
         super::render::render_or_report(dir, &agent_id, sops.clone(), "nothing changed: ", err)?
     else {
         return Ok(exit::FAILED);
     };
+    conn.attach_box_key(&mut desired, true)?;
     // Decrypted files the containers bind-mount, in the runtime directory (never in DIR).
     let checkout = dir.canonicalize()?;
     if let Err(e) = crate::render::sops::runtime::materialize(&desired, &checkout, &sops) {

@@ -31,7 +31,13 @@ pub fn run(
     err: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let answer = match &target.dir {
-        Some(dir) => match local(dir, target.agent_id.clone(), target.age_key.as_deref(), err)? {
+        Some(dir) => match local(
+            dir,
+            target.agent_id.clone(),
+            target.age_key.as_deref(),
+            &target.conn,
+            err,
+        )? {
             Some(a) => a,
             None => return Ok(exit::FAILED),
         },
@@ -62,6 +68,7 @@ fn local(
     dir: &std::path::Path,
     agent_id: Option<String>,
     age_key: Option<&std::path::Path>,
+    conn: &Conn,
     err: &mut impl Write,
 ) -> anyhow::Result<Option<DiffAnswer>> {
     let agent_id = agent_id.unwrap_or_else(crate::config::hostname);
@@ -70,9 +77,12 @@ fn local(
         return Ok(None);
     }
     let sops = super::render::box_sops_options(age_key, &agent_id);
-    let Some(desired) = super::render::render_or_report(dir, &agent_id, sops, "", err)? else {
+    let Some(mut desired) = super::render::render_or_report(dir, &agent_id, sops, "", err)? else {
         return Ok(None);
     };
+    // The agent's key, so hashes agree with the labels it wrote; digests, never values, are printed.
+    let key = conn.attach_box_key(&mut desired, false)?;
+    let redactor = crate::sealing::Redactor::new(&desired.sensitive, key);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -86,7 +96,7 @@ fn local(
             commit: None,
             applied_commit: None,
             pinned: false,
-            diff: planned.describe(&desired, &known),
+            diff: crate::sealing::redacted(planned.describe(&desired, &known), &redactor),
         }))
     })
 }

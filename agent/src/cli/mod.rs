@@ -113,9 +113,10 @@ pub enum Command {
     FleetDiff(fleet_diff::Args),
     /// Show what converging would change, changing nothing (exit 0: nothing to do, 2: something would
     /// change, 1: an error, or an apply that would fail). With DIR: render it as `apply` does and plan it
-    /// against the engine; without: ask the agent for the plan of the commit it fetched.
+    /// against the engine; without: ask the agent for the plan of the commit it fetched. With DIR,
+    /// `--config` names the agent whose box key (under its `state_dir`) digests secret values.
     Diff {
-        #[arg(conflicts_with_all = ["socket", "config"])]
+        #[arg(conflicts_with = "socket")]
         dir: Option<PathBuf>,
         /// With DIR: owner of the containers to compare with (default: the hostname).
         #[arg(long, requires = "dir")]
@@ -159,6 +160,44 @@ impl Conn {
             }
         }
         Ok(PathBuf::from(crate::config::DEFAULT_SOCKET))
+    }
+
+    /// The `state_dir` of the agent this connection names (`--config`, else the default config when it
+    /// exists, else the default `state_dir`): where its box key is.
+    pub fn state_dir(&self) -> Result<PathBuf, crate::config::ConfigError> {
+        if let Some(c) = &self.config {
+            return crate::config::load(c).map(|s| s.state_dir);
+        }
+        let default = std::path::Path::new(crate::config::DEFAULT_CONFIG);
+        if default.exists() {
+            if let Ok(s) = crate::config::load(default) {
+                return Ok(s.state_dir);
+            }
+        }
+        Ok(PathBuf::from(crate::config::DEFAULT_STATE_DIR))
+    }
+
+    /// Give a directory's desired state the agent's digests of its secret values (the box key under
+    /// [`Conn::state_dir`]), so labels and hashes agree with the agent's. `create`: make the key when
+    /// there is none (`berth apply`); otherwise a missing key masks values as `***` (`berth diff`).
+    /// The key, when one was needed and found.
+    pub fn attach_box_key(
+        &self,
+        desired: &mut crate::model::DesiredState,
+        create: bool,
+    ) -> anyhow::Result<Option<std::sync::Arc<crate::sealing::BoxKey>>> {
+        if desired.sensitive.is_empty() {
+            return Ok(None);
+        }
+        let state_dir = self.state_dir()?;
+        let key = if create {
+            Some(crate::sealing::BoxKey::load_or_create(&state_dir)?.0)
+        } else {
+            crate::sealing::BoxKey::load(&state_dir)?
+        }
+        .map(std::sync::Arc::new);
+        crate::sealing::attach_digests(desired, key.as_ref());
+        Ok(key)
     }
 }
 

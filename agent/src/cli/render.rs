@@ -150,12 +150,19 @@ fn run_dir(
         return Ok(exit::FAILED);
     };
     if json {
-        serde_json::to_writer_pretty(&mut *out, &desired)?;
+        serde_json::to_writer_pretty(&mut *out, &masked_json(&desired))?;
         writeln!(out)?;
         return Ok(exit::OK);
     }
     print_desired(&desired, out)?;
     Ok(exit::OK)
+}
+
+/// A desired state as JSON for printing: every secret value (see [`crate::sensitive`]) is `***`.
+pub fn masked_json(desired: &DesiredState) -> serde_json::Value {
+    let mut v = serde_json::to_value(desired).unwrap_or_default();
+    crate::sealing::Redactor::new(&desired.sensitive, None).redact_json(&mut v);
+    v
 }
 
 pub fn print_desired(desired: &DesiredState, out: &mut impl Write) -> std::io::Result<()> {

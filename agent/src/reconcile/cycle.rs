@@ -697,6 +697,7 @@ impl Agent {
 
     /// Images, observe, plan, preflight and apply for one target; pull times are kept in the store.
     pub(super) async fn converge(&mut self, target: &Target) -> Result<Report, ConvergeError> {
+        self.secrets.extend(&target.desired.sensitive);
         // The working tree must hold the revision being converged (after a rollback, or when the clone
         // under state_dir was lost); without it, bind mounts would see other files.
         if let Err(e) = self.ensure_checkout(&target.commit).await {

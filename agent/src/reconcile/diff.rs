@@ -33,6 +33,8 @@ impl Agent {
                     commit: short_id,
                     source,
                 })?;
+            let mut desired = desired;
+            crate::sealing::attach_digests(&mut desired, self.store.box_key());
             let pointers = self.db(|s| s.pointers()).await.map_err(DiffError::Agent)?;
             let agent_id = self.settings.agent_id.clone();
             let planned = engine::plan(&self.runtime, &desired, &agent_id, &self.pull_log).await?;
@@ -47,7 +49,14 @@ impl Agent {
                 commit: Some(commit),
                 applied_commit: self.current.as_ref().map(|c| c.commit.clone()),
                 pinned: pointers.pinned.is_some(),
-                diff: planned.describe(&desired, &known),
+                // Image names and problems are printed as written: digests, never values.
+                diff: crate::sealing::redacted(
+                    planned.describe(&desired, &known),
+                    &crate::sealing::Redactor::new(
+                        &desired.sensitive,
+                        self.store.box_key().cloned(),
+                    ),
+                ),
             })
         };
         let deadline = tokio::time::sleep(limit);

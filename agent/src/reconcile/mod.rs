@@ -63,6 +63,9 @@ pub struct Agent {
     alerts: crate::signals::alerts::Alerts,
     /// Prometheus metrics, updated once per event (cycle end, fetch, rollback).
     metrics: Metrics,
+    /// Every secret value of a desired state this process rendered or converged: masked in the errors
+    /// that status, cycle answers and the cycle's error log show.
+    secrets: crate::sensitive::Sensitive,
 }
 
 /// What one cycle is asked to do.
@@ -112,15 +115,31 @@ struct Opened {
 fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(&settings.state_dir)
         .map_err(|e| anyhow::anyhow!("state_dir {}: {e}", settings.state_dir.display()))?;
-    let store = Store::open(&settings.state_dir.join("store"))?;
+    let (key, created) = crate::sealing::BoxKey::load_or_create(&settings.state_dir)?;
+    let store = Store::open(&settings.state_dir.join("store"))?.with_key(Arc::new(key));
     let source = GitSource::open(&settings.state_dir, &settings.source)?;
     let pointers = store.pointers()?;
+    if created && pointers.current.is_some() {
+        tracing::warn!(
+            key = %settings.state_dir.join(crate::sealing::KEY_FILE).display(),
+            "a new box key was created for a store with history: revisions sealed with the old key cannot be rolled back to"
+        );
+    }
     let pull_log = store.pull_log().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read pull times; starting afresh");
         Default::default()
     });
     let current = match pointers.current {
-        Some(seq) => store.get(seq)?,
+        Some(seq) => match store.get(seq) {
+            Ok(r) => r,
+            // Its sealed values cannot be opened (the box key was lost or replaced): as if nothing were
+            // applied, so the next cycle applies the followed commit afresh.
+            Err(e) if store.get_lenient(seq).is_ok() => {
+                tracing::error!(seq, error = %e, "the current revision cannot be opened with this box key; the followed commit will be applied afresh");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     // An attempt still recorded at start: the agent died while applying it. Count that death first, so
@@ -205,6 +224,10 @@ impl Agent {
             shared.clone(),
             metrics.clone(),
         );
+        let mut secrets = crate::sensitive::Sensitive::default();
+        if let Some(d) = current.as_ref().and_then(|c| c.desired.as_ref()) {
+            secrets.extend(&d.sensitive);
+        }
         let mut apply_options = apply::ApplyOptions::from_env();
         apply_options.allow_empty = settings.allow_empty;
         let agent = Agent {
@@ -226,6 +249,7 @@ impl Agent {
             apply_options,
             alerts,
             metrics,
+            secrets,
         };
         Ok((agent, rx))
     }
@@ -493,9 +517,12 @@ impl Agent {
         } else {
             Outcome::Failed
         };
-        let error = (!errors.is_empty()).then(|| join(&errors, "\n"));
+        let redactor = crate::sealing::Redactor::new(&self.secrets, self.store.box_key().cloned());
+        let error =
+            (!errors.is_empty()).then(|| redactor.redact(&join(&errors, "\n")).into_owned());
         for e in &errors {
-            tracing::error!(error = %e, class = %e.class(), "cycle failed");
+            let text = e.to_string();
+            tracing::error!(error = %redactor.redact(&text), class = %e.class(), "cycle failed");
         }
         let result = CycleResult {
             outcome,
@@ -626,7 +653,7 @@ impl Agent {
             desired: None,
             images: Default::default(),
             error_class: None,
-            facts: self.settings.facts.clone(),
+            facts: self.settings.public_facts(),
             signer: None,
             warnings: Vec::new(),
         };
@@ -643,7 +670,11 @@ impl Agent {
             }
         };
         let desired = match desired {
-            Ok(d) => d,
+            Ok(mut d) => {
+                crate::sealing::attach_digests(&mut d, self.store.box_key());
+                self.secrets.extend(&d.sensitive);
+                d
+            }
             Err(err) => {
                 let failed = Revision {
                     error: Some(err.to_string()),
@@ -813,13 +844,15 @@ pub fn render_tree_warned(
 /// How this box renders a commit: its followed path, its checkout, and its variables (facts and the box's
 /// own under the agent's environment, see [`crate::render::facts::scope`]).
 pub fn render_options(settings: &Settings) -> RenderOptions {
-    box_render_options(
+    let mut opts = box_render_options(
         &settings.source.path,
         settings.state_dir.join("repo"),
         &crate::render::facts::BoxIdentity::local(&settings.agent_id),
         &settings.facts,
         sops_options(settings),
-    )
+    );
+    opts.secret_vars = settings.secret_vars();
+    opts
 }
 
 /// How this box decrypts SOPS files: its `secrets.age_key_file` (an encrypted file without a key is a
@@ -849,6 +882,8 @@ pub fn box_render_options(
         root_stack_name: root_stack_name_of(path, &identity.agent_id),
         env: crate::render::facts::scope(identity, facts, std::env::vars()),
         sops,
+        // The process's environment; callers add the variables of secret facts.
+        secret_vars: crate::render::secret_values::environment_names(),
     }
 }
 

@@ -14,6 +14,7 @@ fn opts(env: &[(&str, &str)]) -> RenderOptions {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         sops: Default::default(),
+        secret_vars: Default::default(),
     }
 }
 

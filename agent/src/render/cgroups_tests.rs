@@ -12,6 +12,7 @@ fn render_text(text: &str) -> Result<DesiredState, RenderError> {
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
         sops: Default::default(),
+        secret_vars: Default::default(),
     };
     render_warned(&DirTree::new(dir.path()), &opts).0
 }

@@ -14,6 +14,7 @@ fn render_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) 
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
         sops: Default::default(),
+        secret_vars: Default::default(),
     };
     render_warned(&DirTree::new(dir.path()), &opts)
 }
@@ -346,6 +347,7 @@ fn label_files_are_read_like_dotenv_files_and_labels_win() {
         root_stack_name: "edge".into(),
         env: BTreeMap::new(),
         sops: Default::default(),
+        secret_vars: Default::default(),
     };
     let d = render_warned(&DirTree::new(dir.path()), &opts).0.unwrap();
     let labels = &container(&d, "edge-app-1").labels;

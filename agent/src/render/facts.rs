@@ -3,6 +3,10 @@
 //! `${BERTH_HOSTNAME}`, `${BERTH_ARCH}`. [`scope`] layers them under the agent's environment, giving the
 //! documented precedence: agent environment > facts > a stack's `.env`.
 //!
+//! A fact given as `{secret_file: PATH}` is secret: its value is read from that file (by the agent when
+//! it starts, by `berth render --repo` for `--secret-fact KEY=PATH`), and what it puts into a desired
+//! state is sealed in the store and digested in labels and status like the agent's environment.
+//!
 //! Layer: foundations (see the table in `render`).
 
 use std::collections::BTreeMap;
@@ -33,6 +37,63 @@ pub enum FactError {
     TooMany,
     #[error("a fact must be given as KEY=VALUE")]
     NotKeyValue,
+    #[error(
+        "fact {key}: must be a string, number, boolean or {{secret_file: PATH}} (an absolute path)"
+    )]
+    BadSecret { key: String },
+    /// The file's content is never quoted.
+    #[error("fact {key}: cannot read secret_file {}: {reason}", path.display())]
+    SecretUnreadable {
+        key: String,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+}
+
+/// A fact as the agent config writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactValue {
+    Plain(String),
+    /// `{secret_file: PATH}`: a secret fact, its value the file's content.
+    SecretFile(std::path::PathBuf),
+}
+
+/// A fact's value from YAML: a scalar ([`scalar`]) or `{secret_file: PATH}` with an absolute path.
+pub fn fact_value(key: &str, value: &serde_yaml::Value) -> Result<FactValue, FactError> {
+    let serde_yaml::Value::Mapping(m) = value else {
+        return scalar(key, value).map(FactValue::Plain);
+    };
+    match (m.len(), m.get("secret_file")) {
+        (1, Some(serde_yaml::Value::String(p))) if std::path::Path::new(p).is_absolute() => {
+            Ok(FactValue::SecretFile(p.into()))
+        }
+        _ => Err(FactError::BadSecret { key: key.into() }),
+    }
+}
+
+/// The value of the secret fact `key` from `path`: the file's text without its final newline, at most
+/// [`MAX_VALUE_LEN`] bytes.
+pub fn read_secret(key: &str, path: &std::path::Path) -> Result<String, FactError> {
+    let unreadable = |reason: String| FactError::SecretUnreadable {
+        key: key.into(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() > MAX_VALUE_LEN + 2 {
+        return Err(unreadable(format!("longer than {MAX_VALUE_LEN} bytes")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
+    let value = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if value.len() > MAX_VALUE_LEN || value.contains('\0') {
+        return Err(unreadable(format!(
+            "longer than {MAX_VALUE_LEN} bytes or holds a NUL"
+        )));
+    }
+    Ok(value.to_string())
 }
 
 /// A fact key: letters, digits and `_`, at most [`MAX_KEY_LEN`] of them.
@@ -151,6 +212,36 @@ mod tests {
             hostname: "host-1".into(),
             arch: "arm64".into(),
         }
+    }
+
+    #[test]
+    fn a_secret_fact_is_a_file_read_without_its_newline() {
+        let y = |s: &str| serde_yaml::from_str::<serde_yaml::Value>(s).unwrap();
+        assert_eq!(
+            fact_value("k", &y("{secret_file: /etc/berth/k}")),
+            Ok(FactValue::SecretFile("/etc/berth/k".into()))
+        );
+        assert_eq!(
+            fact_value("k", &y("berlin")),
+            Ok(FactValue::Plain("berlin".into()))
+        );
+        for bad in [
+            "{secret_file: rel/k}",
+            "{secret_file: /a, x: 1}",
+            "{file: /a}",
+            "[a]",
+        ] {
+            assert!(fact_value("k", &y(bad)).is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, "fact-secret-4\n").unwrap();
+        assert_eq!(read_secret("k", &path).unwrap(), "fact-secret-4");
+        let e = read_secret("k", &dir.path().join("none")).unwrap_err();
+        assert!(e.to_string().contains("cannot read secret_file"), "{e}");
+        std::fs::write(&path, "x".repeat(MAX_VALUE_LEN + 10)).unwrap();
+        let e = read_secret("k", &path).unwrap_err().to_string();
+        assert!(!e.contains("xxxx"), "never quotes the content: {e}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! Layer: foundations (see the table in `render`).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How deep `${A:-${B:-…}}` may nest.
 pub const MAX_NESTING: usize = 16;
@@ -76,7 +77,15 @@ impl<'a> Vars<'a> {
     }
 
     fn get(&self, name: &str) -> Option<&'a str> {
-        self.map.get(name).map(String::as_str)
+        let value = self.map.get(name).map(String::as_str);
+        if value.is_some() {
+            TAKEN.with(|t| {
+                if let Some(names) = t.borrow_mut().as_mut() {
+                    names.insert(name.to_string());
+                }
+            });
+        }
+        value
     }
 
     /// Append a variable's value to `out`, charging the budget.
@@ -88,6 +97,27 @@ impl<'a> Vars<'a> {
         out.push_str(value);
         Ok(())
     }
+}
+
+thread_local! {
+    /// The names interpolation took a value from, while [`recording_taken`] runs on this thread.
+    static TAKEN: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` (a render, which runs on one thread), and return the names of the variables interpolation
+/// took a value from meanwhile, so render can tell which secret variables reached the state.
+pub fn recording_taken<T>(f: impl FnOnce() -> T) -> (T, BTreeSet<String>) {
+    let outer = TAKEN.with(|t| t.borrow_mut().replace(BTreeSet::new()));
+    let out = f();
+    let taken = TAKEN.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer));
+    let taken = taken.unwrap_or_default();
+    // A recording around this one sees these names too.
+    TAKEN.with(|t| {
+        if let Some(names) = t.borrow_mut().as_mut() {
+            names.extend(taken.iter().cloned());
+        }
+    });
+    (out, taken)
 }
 
 /// Interpolate one string.
@@ -560,6 +590,21 @@ mod tests {
             err.kind,
             DotenvErrorKind::Interpolate(InterpolateError::TooLarge)
         );
+    }
+
+    #[test]
+    fn the_names_interpolation_takes_a_value_from_are_recorded() {
+        let ((), taken) = recording_taken(|| {
+            ok(
+                "${A} ${UNSET:-d} ${B:-x} $$C",
+                &[("A", "a"), ("B", "b"), ("C", "c")],
+            );
+        });
+        assert_eq!(taken, BTreeSet::from(["A".to_string(), "B".to_string()]));
+        let ((), none) = recording_taken(|| {
+            ok("plain", &[("A", "a")]);
+        });
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! bounds (`numbers`), what a stack reads and expands has a budget (`budget`, `yaml`, `interpolate`),
 //! and every problem is reported with its file and line (at most [`MAX_PROBLEMS`] of them).
 //!
+//! The values a render took from a secret source are collected in the state's `sensitive` set
+//! ([`secret_values`]) for the store, labels and status to seal or digest.
+//!
 //! # Layers
 //!
 //! The modules are layered one way, from the bottom up: a module imports only modules of lower layers
@@ -24,6 +27,7 @@
 //! | service sections | `ports`, `mounts`, `networks`, `deploy`, `secrets`, `env`, `health`, `cgroups` | one section of a service each |
 //! | service | `service` | one service → a container spec, section by section |
 //! | conversion | `convert` | one stack's document → a stack spec |
+//! | secret values | `secret_values` | which values of a rendered state came from a secret source |
 //! | entry | `mod` (this file) | [`RenderOptions`], [`render`], [`render_dir`]: the stacks of a directory, each stack's `.env`, then assembly and conversion |
 //!
 //! SOPS-encrypted files are decrypted as they are read (`sops`), whatever reads them.
@@ -48,6 +52,7 @@ pub mod ports;
 mod problem;
 mod rebase;
 mod refused;
+pub mod secret_values;
 mod secrets;
 mod service;
 pub mod sops;
@@ -101,6 +106,9 @@ pub struct RenderOptions {
     pub env: BTreeMap<String, String>,
     /// SOPS-encrypted files: the box's key, and what to do without one.
     pub sops: sops::SopsOptions,
+    /// Which of `env` come from a secret source (the agent's process environment, facts marked
+    /// secret): the values they put into the desired state are marked sensitive ([`secret_values`]).
+    pub secret_vars: std::collections::BTreeSet<String>,
 }
 
 /// Render the followed directory of `tree` into a desired state: the directory itself and each
@@ -122,10 +130,11 @@ pub fn render_warned(
 ) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
     let mut warnings = Vec::new();
     let tree = sops::SopsTree::new(tree, &opts.sops);
-    let result = render_inner(&tree, opts, &mut warnings);
+    let (result, taken) = interpolate::recording_taken(|| render_inner(&tree, opts, &mut warnings));
     warnings.extend(tree.warnings());
     let result = result.map(|mut desired| {
         desired.sensitive.extend(&tree.sensitive());
+        secret_values::mark(&mut desired, &opts.env, &opts.secret_vars, &taken);
         desired
     });
     (result, warnings)
@@ -462,6 +471,8 @@ pub fn render_dir_warned(
         root_stack_name: root_stack_name.to_string(),
         env,
         sops,
+        // `berth render`/`apply`/`diff DIR`: what comes from this process's environment is secret.
+        secret_vars: secret_values::environment_names(),
     };
     render_warned(&DirTree::new(root), &opts)
 }

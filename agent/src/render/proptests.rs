@@ -112,6 +112,7 @@ fn opts() -> RenderOptions {
         root_stack_name: "fixture".into(),
         env: env(),
         sops: Default::default(),
+        secret_vars: Default::default(),
     }
 }
 

@@ -32,6 +32,7 @@ impl Repo {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             sops: Default::default(),
+            secret_vars: Default::default(),
         }
     }
     fn render(&self, path: &str, env: &[(&str, &str)]) -> Result<DesiredState, RenderError> {

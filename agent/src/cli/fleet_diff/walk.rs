@@ -100,7 +100,7 @@ fn one(root: &Path, from: &GitTree, to: &GitTree, job: &Job, shortcut: bool) -> 
     let from_result = job.from.as_ref().map(|facts| match facts {
         Ok(facts) => {
             let rec = Recording::new(from);
-            let r = render_box_with(&rec, root, &job.path, facts, None).0;
+            let r = render_box_with(&rec, root, &job.path, facts, None, &Default::default()).0;
             asked = rec.into_asked();
             r
         }
@@ -118,7 +118,7 @@ fn one(root: &Path, from: &GitTree, to: &GitTree, job: &Job, shortcut: bool) -> 
         }
     }
     let to_result = job.to.as_ref().map(|facts| match facts {
-        Ok(facts) => render_box_with(to, root, &job.path, facts, None).0,
+        Ok(facts) => render_box_with(to, root, &job.path, facts, None, &Default::default()).0,
         Err(e) => Err(e.clone()),
     });
     Rendered {

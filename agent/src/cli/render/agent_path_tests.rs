@@ -37,6 +37,7 @@ fn a_box_renders_as_its_agent_renders_it() {
         &fleet,
         &BTreeMap::new(),
         None,
+        &crate::render::secret_values::environment_names(),
     )
     .0
     .unwrap();

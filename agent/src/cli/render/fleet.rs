@@ -40,6 +40,10 @@ pub struct Args {
     /// fleet.yaml.
     #[arg(long = "fact", value_name = "KEY=VALUE")]
     pub facts: Vec<String>,
+    /// With --repo: a secret fact, its value read from the file PATH (as an agent reads a fact given as
+    /// `{secret_file: PATH}`); repeatable; wins over --fact. What it puts into a spec is printed as `***`.
+    #[arg(long = "secret-fact", value_name = "KEY=PATH", requires = "repo")]
+    pub secret_facts: Vec<String>,
     /// Print the desired state as JSON (with --repo: an object of box path → desired state).
     #[arg(long)]
     pub json: bool,
@@ -108,6 +112,20 @@ pub fn cli_facts(args: &[String]) -> Result<BTreeMap<String, String>, FactError>
     }
 }
 
+/// The `--secret-fact KEY=PATH` arguments: each file read, keys validated like the config's `facts:`.
+pub fn cli_secret_facts(args: &[String]) -> Result<BTreeMap<String, String>, FactError> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        let (k, path) = facts::parse_key_value(a)?;
+        let v = facts::read_secret(&k, Path::new(&path))?;
+        out.insert(k, v);
+    }
+    match facts::validate(&out).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 /// Run `berth render --repo`.
 pub fn run(
     args: &Args,
@@ -136,8 +154,22 @@ pub fn run(
         )?;
         return Ok(exit::FAILED);
     }
+    let secret = match cli_secret_facts(&args.secret_facts) {
+        Ok(s) => s,
+        Err(e) => {
+            writeln!(err, "berth: --secret-fact: {e}")?;
+            return Ok(exit::USAGE);
+        }
+    };
+    let mut cli_facts = cli_facts.clone();
+    cli_facts.extend(secret.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let secret_vars: std::collections::BTreeSet<String> = secret
+        .keys()
+        .map(|k| facts::variable(k))
+        .chain(crate::render::secret_values::environment_names())
+        .collect();
     let tree = DirTree::new(&root);
-    let mut rendered: BTreeMap<String, DesiredState> = BTreeMap::new();
+    let mut rendered: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut failed = 0usize;
     for path in &boxes {
         let name = path.display().to_string();
@@ -146,8 +178,9 @@ pub fn run(
             &root,
             path,
             &fleet,
-            cli_facts,
+            &cli_facts,
             args.age_key.as_deref(),
+            &secret_vars,
         );
         // Box lines and problems are the report; with --json they go beside the JSON, on stderr.
         let report: &mut dyn Write = if args.json { &mut *err } else { &mut *out };
@@ -162,7 +195,7 @@ pub fn run(
                 for w in &warnings {
                     writeln!(report, "  warning: {w}")?;
                 }
-                rendered.insert(name, desired);
+                rendered.insert(name, super::masked_json(&desired));
             }
             Err(e) => {
                 failed += 1;
@@ -334,12 +367,13 @@ pub(super) fn render_box(
     fleet: &FleetFile,
     cli_facts: &BTreeMap<String, String>,
     age_key: Option<&Path>,
+    secret_vars: &std::collections::BTreeSet<String>,
 ) -> (
     Result<DesiredState, RenderError>,
     Vec<crate::render::Problem>,
 ) {
     match box_facts(path, fleet, cli_facts) {
-        Ok(facts) => render_box_with(tree, root, path, &facts, age_key),
+        Ok(facts) => render_box_with(tree, root, path, &facts, age_key, secret_vars),
         Err(e) => (Err(e), Vec::new()),
     }
 }
@@ -352,6 +386,7 @@ pub fn render_box_with(
     path: &Path,
     box_facts: &BTreeMap<String, String>,
     age_key: Option<&Path>,
+    secret_vars: &std::collections::BTreeSet<String>,
 ) -> (
     Result<DesiredState, RenderError>,
     Vec<crate::render::Problem>,
@@ -366,7 +401,8 @@ pub fn render_box_with(
         agent_id: agent_id.clone(),
     };
     let sops = sops_options(age_key, &agent_id);
-    let opts =
+    let mut opts =
         crate::reconcile::box_render_options(path, root.to_path_buf(), &identity, box_facts, sops);
+    opts.secret_vars = secret_vars.clone();
     crate::reconcile::render_tree_warned(tree, &opts)
 }

@@ -220,6 +220,7 @@ fn opts(sops: SopsOptions) -> RenderOptions {
         root_stack_name: "edge".into(),
         env: Default::default(),
         sops,
+        secret_vars: Default::default(),
     }
 }
 
