@@ -306,7 +306,10 @@ fn the_example_fleet_renders_with_and_without_the_demo_key() {
         key.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", show(&o));
-    assert!(stdout(&o).contains("demo-sensor-token"), "{}", show(&o));
+    // Decrypted (no placeholder), and masked: a decrypted value is secret, even on the CI's terminal.
+    assert!(!stdout(&o).contains("sops-encrypted"), "{}", show(&o));
+    assert!(stdout(&o).contains("SENSOR_API_TOKEN=***"), "{}", show(&o));
+    assert!(!stdout(&o).contains("demo-sensor-token"), "{}", show(&o));
 }
 
 #[test]
