@@ -43,24 +43,8 @@ impl Searched {
 
     /// Every regular file under `dir`, recursively.
     fn add_tree(&mut self, dir: &Path) {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                let Ok(md) = std::fs::symlink_metadata(&p) else {
-                    continue;
-                };
-                if md.is_dir() {
-                    stack.push(p);
-                } else if md.is_file() {
-                    if let Ok(bytes) = std::fs::read(&p) {
-                        self.add(p.display().to_string(), bytes);
-                    }
-                }
-            }
+        for (p, bytes) in crate::util::files_under(dir) {
+            self.add(p.display().to_string(), bytes);
         }
     }
 

@@ -19,28 +19,10 @@ fn compose(mode: &str) -> String {
 
 /// Files under `dir` (recursively) whose bytes hold `needle`.
 fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let Ok(meta) = std::fs::symlink_metadata(&p) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(p);
-            } else if meta.is_file() {
-                let bytes = std::fs::read(&p).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                    found.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    found
+    crate::util::files_holding(dir, needle)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 /// Nothing the agent keeps, logs, serves or labels holds either secret.

@@ -71,28 +71,7 @@ secrets:
 
 /// Every file under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            match e.file_type() {
-                Ok(t) if t.is_dir() => pending.push(p),
-                Ok(t) if t.is_file() => {
-                    if let Ok(bytes) = std::fs::read(&p) {
-                        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                            hits.push(p);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    hits
+    crate::util::files_holding(dir, needle)
 }
 
 /// The runtime directory the agent (no `$RUNTIME_DIRECTORY` here) writes decrypted files to.
