@@ -372,3 +372,45 @@ fn berth_apply_mounts_a_decrypted_file_from_the_runtime_dir_and_prunes_it() {
     assert!(o.status.success(), "berth apply: {}", show(&o));
     assert!(files_containing(&sops_dir, "conf-sops-apply-51ab").is_empty());
 }
+
+/// A fleet's CI has no box keys: `berth fleet-diff` renders encrypted values as placeholders tagged
+/// with their ciphertext, so a re-encrypted value still shows as a change of that box (and no other).
+#[test]
+fn fleet_diff_without_keys_sees_a_re_encrypted_value() {
+    let keys = tempfile::tempdir().unwrap();
+    let (_key, recipient) = keygen(keys.path(), "box.key");
+    let compose = "services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    environment:\n      DB_PASSWORD: ${DB_PASSWORD}\n";
+    let encrypted = |password: &str| {
+        sops_encrypt(
+            keys.path(),
+            "plain.env",
+            &dotenv(password),
+            &recipient,
+            Some("dotenv"),
+        )
+    };
+    let repo = GitRepo::new();
+    repo.write("hosts/a/compose.yaml", compose);
+    repo.write("hosts/a/.env", &encrypted(DB_PASSWORD));
+    repo.write("hosts/b/compose.yaml", compose);
+    repo.write("hosts/b/.env", "DB_PASSWORD=plain-b\n");
+    let from = repo.commit_push("first");
+    repo.write("hosts/a/.env", &encrypted("rotated-sops-password-5e2b"));
+    let to = repo.commit_push("rotate a's password");
+
+    let work = repo.work.to_str().unwrap();
+    let o = berth(&["fleet-diff", "--repo", work, &from, &to]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("hosts/a:") && out.contains("(env)"), "{out}");
+    assert!(!out.contains("hosts/b:"), "{out}");
+    assert!(out.contains("1 of 2 boxes change"), "{out}");
+    assert!(
+        !show(&o).contains(DB_PASSWORD) && !show(&o).contains("rotated-sops-password"),
+        "{}",
+        show(&o)
+    );
+    // Nothing changed: nothing to show.
+    let o = berth(&["fleet-diff", "--repo", work, &to, &to]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}

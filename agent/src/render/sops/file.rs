@@ -23,8 +23,17 @@ const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
     0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
-/// The value written in place of an encrypted string when a file is rendered without a key.
+/// What the value written in place of an encrypted string starts with when a file is rendered without a
+/// key (see [`placeholder`]).
 pub const PLACEHOLDER: &str = "sops-encrypted";
+
+/// The stand-in for an encrypted value rendered without a key: [`PLACEHOLDER`] and a short SHA-256 of
+/// its ciphertext (public: it says nothing of the value). Re-encrypting a value changes it, so
+/// `berth fleet-diff` without box keys still sees that an encrypted value changed.
+pub fn placeholder(ciphertext: &[u8]) -> String {
+    let digest = hex::encode(sha2::Sha256::digest(ciphertext));
+    format!("{PLACEHOLDER}-{}", &digest[..12])
+}
 
 /// How a SOPS file stores its tree (and how its clear form is written back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +406,7 @@ impl<'a> Walker<'a> {
                     path: path.join("."),
                 });
             };
+            let stand_in = placeholder(s.as_bytes());
             let (clear, kind) = self.value(s, path)?;
             let shown = path.join(".");
             let bad = || SopsError::Type {
@@ -409,7 +419,7 @@ impl<'a> Walker<'a> {
                     "int" | "int64" => Value::Number(0.into()),
                     "float" => Value::Number(0.0.into()),
                     "bool" => Value::Bool(false),
-                    _ => Value::String(PLACEHOLDER.into()),
+                    _ => Value::String(stand_in),
                 }
             } else {
                 match kind.as_str() {
@@ -573,7 +583,7 @@ fn decrypt_binary(doc: &Value, mut walker: Walker) -> Result<Decrypted, SopsErro
     let placeholders = walker.key.is_none();
     let mut secrets = walker.finish()?;
     let bytes = if placeholders {
-        PLACEHOLDER.as_bytes().to_vec()
+        placeholder(data.as_bytes()).into_bytes()
     } else {
         secrets.push(String::from_utf8_lossy(&clear).into_owned());
         clear
