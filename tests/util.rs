@@ -326,7 +326,7 @@ pub fn docker_ok(args: &[&str]) -> String {
     stdout(&o).trim().to_string()
 }
 
-fn inspect(name: &str, format: &str) -> Option<String> {
+pub fn inspect(name: &str, format: &str) -> Option<String> {
     let o = docker(&["container", "inspect", "--format", format, name]);
     o.status.success().then(|| stdout(&o).trim().to_string())
 }
