@@ -3,16 +3,16 @@
 //! whole agent cycle with a Git token, a registry password, secret values in the agent's environment
 //! (and an age key, once SOPS support is merged), none of them is found in anything berth wrote.
 
+use crate::http_server::git_http_backend;
 use crate::registry::Registry;
 use crate::util::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Set once the `sops` branch (with `secrets.age_key_file`) is merged: the leak test then gives the agent
 /// an age key and checks it is found nowhere either.
@@ -252,137 +252,6 @@ fn render_errors_never_quote_values() {
 // ---------------------------------------------------------------------------------------------------
 // The whole agent
 
-/// A loopback HTTP server running `git http-backend` for the repositories under `root`, requiring Basic
-/// auth `user:password` (a token as password, as Git hosts take them).
-fn http_git_server(root: &Path, user: &str, password: &str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
-    let root = root.to_path_buf();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            let (root, expected) = (root.clone(), expected.clone());
-            std::thread::spawn(move || {
-                let _ = serve_git_http(stream, &root, &expected);
-            });
-        }
-    });
-    port
-}
-
-fn serve_git_http(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        r.read_exact(&mut body)?;
-    } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    }
-    if header("authorization").as_deref() != Some(expected_auth) {
-        out.write_all(
-            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
-              Content-Length: 0\r\nConnection: close\r\n\r\n",
-        )?;
-        return Ok(());
-    }
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let mut cmd = Command::new("git");
-    cmd.arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_PROJECT_ROOT", root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("REQUEST_METHOD", &method)
-        .env("PATH_INFO", path)
-        .env("QUERY_STRING", query)
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env("REMOTE_USER", "test")
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (h, var) in [
-        ("content-type", "CONTENT_TYPE"),
-        ("git-protocol", "GIT_PROTOCOL"),
-        ("content-encoding", "HTTP_CONTENT_ENCODING"),
-    ] {
-        if let Some(v) = header(h) {
-            cmd.env(var, v);
-        }
-    }
-    let mut child = cmd.spawn()?;
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&body));
-    let mut cgi = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut cgi)?;
-    let _ = writer.join();
-    let _ = child.wait();
-    let split = cgi
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| cgi.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-    let (head, payload) = match split {
-        Some((i, n)) => (
-            String::from_utf8_lossy(&cgi[..i]).to_string(),
-            &cgi[i + n..],
-        ),
-        None => (String::new(), &cgi[..]),
-    };
-    let mut status = "200 OK".to_string();
-    let mut extra = String::new();
-    for h in head.lines() {
-        match h.split_once(':') {
-            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
-            Some(_) => {
-                extra.push_str(h.trim_end());
-                extra.push_str("\r\n");
-            }
-            None => {}
-        }
-    }
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        payload.len()
-    )
-    .into_bytes();
-    response.extend_from_slice(payload);
-    out.write_all(&response)
-}
-
 /// `docker inspect` of `name`, as JSON text.
 fn inspect_json(name: &str) -> String {
     docker_ok(&["container", "inspect", name])
@@ -398,8 +267,8 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
 
     // Git over HTTP with a token.
     let repo = GitRepo::new();
-    let port = http_git_server(repo.bare.parent().unwrap(), "deploy", token);
-    let url = format!("http://127.0.0.1:{port}/remote.git");
+    let (git_server, _denied) = git_http_backend(repo.bare.parent().unwrap(), "deploy", token);
+    let url = format!("http://127.0.0.1:{}/remote.git", git_server.port);
     let token_file = secrets_dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
 
@@ -564,7 +433,8 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
 fn credentials_in_the_url_are_found_nowhere() {
     let password = "urlpw-LEAKTEST-0b7c55";
     let repo = GitRepo::new();
-    let port = http_git_server(repo.bare.parent().unwrap(), "deploy", password);
+    let (git_server, _denied) = git_http_backend(repo.bare.parent().unwrap(), "deploy", password);
+    let port = git_server.port;
     repo.write(
         "compose.yaml",
         &format!("services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '3600']\n"),

@@ -1,6 +1,9 @@
 //! One integration-test binary; each module drives the real `berth` binary against the real Docker engine
 //! and real Git repositories (scripts/test.sh starts the engine and builds the test image).
 
+/// Loopback HTTP servers (axum): shared with the unit tests in agent/src/source/tests.rs.
+#[path = "support/http_server.rs"]
+mod http_server;
 mod util;
 
 mod agent;

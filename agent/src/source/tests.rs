@@ -3,14 +3,16 @@
 
 use super::*;
 use crate::render::{EntryKind, Tree};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+
+#[path = "../../../tests/support/http_server.rs"]
+mod http_server;
+use http_server::git_http_backend;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -154,155 +156,6 @@ fn git_daemon(base: &Path) -> u16 {
 fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    let mut b = known_hosts::base64_encode_nopad(format!("{user}:{pass}").as_bytes());
-    while !b.len().is_multiple_of(4) {
-        b.push('=');
-    }
-    format!("Basic {b}")
-}
-
-/// A loopback HTTP server running `git http-backend` (smart HTTP) for repositories under `root`, requiring
-/// Basic auth `user:password`. Returns the port and the number of requests answered 401.
-fn http_git_server(root: &Path, user: &str, password: &str) -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let denied = Arc::new(AtomicUsize::new(0));
-    let (root, expected, d) = (root.to_path_buf(), basic(user, password), denied.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { break };
-            let (root, expected, d) = (root.clone(), expected.clone(), d.clone());
-            std::thread::spawn(move || {
-                let _ = serve_http(stream, &root, &expected, &d);
-            });
-        }
-    });
-    (port, denied)
-}
-
-fn serve_http(
-    stream: TcpStream,
-    root: &Path,
-    expected_auth: &str,
-    denied: &AtomicUsize,
-) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-    );
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        r.read_exact(&mut body)?;
-    } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    }
-    if header("authorization").as_deref() != Some(expected_auth) {
-        denied.fetch_add(1, Ordering::SeqCst);
-        out.write_all(
-            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
-              Content-Length: 0\r\nConnection: close\r\n\r\n",
-        )?;
-        return Ok(());
-    }
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    let mut cmd = Command::new("git");
-    cmd.arg("http-backend")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_PROJECT_ROOT", root)
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("REQUEST_METHOD", &method)
-        .env("PATH_INFO", path)
-        .env("QUERY_STRING", query)
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env("REMOTE_USER", "test")
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(ct) = header("content-type") {
-        cmd.env("CONTENT_TYPE", ct);
-    }
-    if let Some(p) = header("git-protocol") {
-        cmd.env("GIT_PROTOCOL", p);
-    }
-    if let Some(e) = header("content-encoding") {
-        cmd.env("HTTP_CONTENT_ENCODING", e);
-    }
-    let mut child = cmd.spawn()?;
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&body));
-    let mut cgi = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut cgi)?;
-    let _ = writer.join();
-    let _ = child.wait();
-    let split = cgi
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| cgi.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-    let (head, payload) = match split {
-        Some((i, n)) => (
-            String::from_utf8_lossy(&cgi[..i]).to_string(),
-            &cgi[i + n..],
-        ),
-        None => (String::new(), &cgi[..]),
-    };
-    let mut status = "200 OK".to_string();
-    let mut response = Vec::new();
-    let mut extra = String::new();
-    for h in head.lines() {
-        match h.split_once(':') {
-            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
-            Some(_) => {
-                extra.push_str(h.trim_end());
-                extra.push_str("\r\n");
-            }
-            None => {}
-        }
-    }
-    write!(
-        response,
-        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        payload.len()
-    )?;
-    response.extend_from_slice(payload);
-    out.write_all(&response)?;
-    Ok(())
 }
 
 // ---------- redact ----------
@@ -814,7 +667,8 @@ fn http_token_auth() {
     let up = Upstream::new();
     let c1 = up.commit(&[("a", Some("1"))], "one");
     let token = "tok-9f8e7d6c5b4a";
-    let (port, denied) = http_git_server(&up.base(), "deploy", token);
+    let (server, denied) = git_http_backend(&up.base(), "deploy", token);
+    let port = server.port;
     let url = format!("http://127.0.0.1:{port}/up");
     let secrets = tempfile::tempdir().unwrap();
     let token_file = secrets.path().join("token");
@@ -926,7 +780,8 @@ fn credentials_in_the_url_never_reach_the_clone() {
     let up = Upstream::new();
     let c1 = up.commit(&[("a", Some("1"))], "one");
     let password = "pw-Sekr3t-77a1";
-    let (port, _denied) = http_git_server(&up.base(), "deploy", password);
+    let (server, _denied) = git_http_backend(&up.base(), "deploy", password);
+    let port = server.port;
     let url = format!("http://deploy:{password}@127.0.0.1:{port}/up");
     let bare = format!("http://127.0.0.1:{port}/up");
     // A clone made by an earlier release: its config and FETCH_HEAD hold the URL with its credentials.
