@@ -1,20 +1,27 @@
-//! Alerts against a real agent and a real HTTP receiver on loopback (a small server in the test that
+//! Alerts against a real agent and a real HTTP receiver on loopback (an axum router in the test that
 //! records every request): one firing and one resolved per incident, signed bodies, filters, delivery
 //! after a SIGKILL while the receiver was down, and the outbox bound.
 
+use crate::http_server::HttpServer;
 use crate::util::*;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::Router;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Path and query.
     pub path: String,
+    /// Names in lower case.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
 }
@@ -25,10 +32,12 @@ impl Received {
     }
 }
 
-/// An HTTP receiver on 127.0.0.1 that answers 200 and records requests.
+type Log = Arc<Mutex<Vec<Received>>>;
+
+/// An HTTP receiver on 127.0.0.1 (an axum router) that answers 200 and records requests.
 pub struct Receiver {
-    pub port: u16,
-    pub got: Arc<Mutex<Vec<Received>>>,
+    server: HttpServer,
+    pub got: Log,
 }
 
 impl Receiver {
@@ -42,26 +51,16 @@ impl Receiver {
     }
 
     fn on(listener: TcpListener) -> Receiver {
-        let port = listener.local_addr().unwrap().port();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                if let Some(r) = read_request(&conn) {
-                    g.lock().unwrap().push(r);
-                    let mut c = &conn;
-                    let _ = c.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                }
-            }
-        });
-        Receiver { port, got }
+        let got = Log::default();
+        let router = Router::new().fallback(record).with_state(got.clone());
+        Receiver {
+            server: HttpServer::start(listener, router),
+            got,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://127.0.0.1:{}{path}", self.server.port)
     }
 
     pub fn requests(&self) -> Vec<Received> {
@@ -78,32 +77,24 @@ impl Receiver {
     }
 }
 
-/// A test's minimal reading of one HTTP/1.1 request: request line, headers, Content-Length body.
-fn read_request(conn: &TcpStream) -> Option<Received> {
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    let len: usize = headers.get("content-length")?.parse().ok()?;
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Received {
+async fn record(State(got): State<Log>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let path = match uri.path_and_query() {
+        Some(p) => p.as_str().to_string(),
+        None => uri.path().to_string(),
+    };
+    let headers = headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_string(), value)
+        })
+        .collect();
+    got.lock().unwrap().push(Received {
         path,
         headers,
-        body,
-    })
+        body: body.to_vec(),
+    });
+    StatusCode::OK
 }
 
 /// A port nobody listens on now (bound, then released).
@@ -144,13 +135,7 @@ fn count(events: &[Value], reason: &str, state: &str) -> usize {
 fn verify(key: &[u8], body: &[u8], header: &str) -> bool {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(body);
-    let want: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    header == format!("sha256={want}")
+    header == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A broken commit and five more cycles give one firing alert; the fix gives one resolved; every body
