@@ -15,8 +15,8 @@
 use crate::util::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -52,15 +52,17 @@ fn free_port() -> u16 {
 
 /// Status code of `GET /v2/` on `127.0.0.1:port`, or `None` when nothing answers (yet).
 fn probe(port: u16) -> Option<u16> {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    text.lines().next()?.split_whitespace().nth(1)?.parse().ok()
+    let http: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(1)))
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let response = http
+        .get(format!("http://127.0.0.1:{port}/v2/"))
+        .call()
+        .ok()?;
+    Some(response.status().as_u16())
 }
 
 fn image_id(reference: &str) -> Option<String> {
