@@ -1,7 +1,7 @@
 //! Leak nothing: the status socket is 0660 with its group from the moment it appears, binds that would
 //! show a container the clone's `.git` are refused, render errors never quote values, and, after a
 //! whole agent cycle with a Git token, a registry password, secret values in the agent's environment
-//! (and an age key, once SOPS support is merged), none of them is found in anything berth wrote.
+//! (and an age key with a SOPS-encrypted secret), none of them is found in anything berth wrote.
 
 use crate::http_server::git_http_backend;
 use crate::registry::Registry;
@@ -13,10 +13,6 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-
-/// Set once the `sops` branch (with `secrets.age_key_file`) is merged: the leak test then gives the agent
-/// an age key and checks it is found nowhere either.
-const SOPS_MERGED: bool = true;
 
 fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
@@ -287,7 +283,7 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
     registry.push_as(IMAGE, &image);
 
     // With SOPS: a real age key, and a secret file encrypted for it.
-    let age = SOPS_MERGED.then(|| {
+    let (age_key_file, age_key) = {
         let key_file = secrets_dir.path().join("age.key");
         let o = Command::new("age-keygen")
             .arg("-o")
@@ -317,19 +313,11 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
         assert!(o.status.success(), "sops encrypt: {}", show(&o));
         repo.write("sops-value.txt", &stdout(&o));
         (key_file, key)
-    });
-    let (sops_ref, sops_def) = if SOPS_MERGED {
-        (
-            ", sops_value",
-            "  sops_value:\n    file: ./sops-value.txt\n",
-        )
-    } else {
-        ("", "")
     };
     repo.write(
         "compose.yaml",
         &format!(
-            "services:\n  app:\n    image: {image}\n    command: [sleep, '3600']\n    environment:\n      APP_PASSWORD: ${{APP_SECRET}}\n    secrets: [token{sops_ref}]\nsecrets:\n  token:\n    environment: APP_SECRET_SOURCE\n{sops_def}"
+            "services:\n  app:\n    image: {image}\n    command: [sleep, '3600']\n    environment:\n      APP_PASSWORD: ${{APP_SECRET}}\n    secrets: [token, sops_value]\nsecrets:\n  token:\n    environment: APP_SECRET_SOURCE\n  sops_value:\n    file: ./sops-value.txt\n"
         ),
     );
     repo.commit_push("app");
@@ -351,14 +339,12 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
         ("an environment value", env_secret),
         ("a secret's source value", secret_source),
     ];
-    if let Some((key_file, key)) = &age {
-        append(
-            &agent.config,
-            &format!("secrets:\n  age_key_file: {}\n", key_file.display()),
-        );
-        secrets.push(("the age key", key));
-        secrets.push(("a SOPS-decrypted value", sops_value));
-    }
+    append(
+        &agent.config,
+        &format!("secrets:\n  age_key_file: {}\n", age_key_file.display()),
+    );
+    secrets.push(("the age key", &age_key));
+    secrets.push(("a SOPS-decrypted value", sops_value));
     agent.spawn_env(&[
         ("APP_SECRET", env_secret),
         ("APP_SECRET_SOURCE", secret_source),
@@ -369,9 +355,7 @@ fn nothing_secret_is_found_in_anything_berth_wrote() {
     // The secrets did their work: the container has them where the compose file put them.
     assert!(container_env(&app).contains(&format!("APP_PASSWORD={env_secret}")));
     assert_eq!(exec(&app, "cat /run/secrets/token").trim(), secret_source);
-    if SOPS_MERGED {
-        assert_eq!(exec(&app, "cat /run/secrets/sops_value").trim(), sops_value);
-    }
+    assert_eq!(exec(&app, "cat /run/secrets/sops_value").trim(), sops_value);
     // A second cycle (nothing to fetch) writes its own records too.
     agent.reconcile_ok();
 
