@@ -16,6 +16,7 @@ mod dependencies;
 mod diff;
 mod files;
 mod fleet;
+mod full_disk;
 mod leaks;
 mod monitoring;
 mod ownership;
