@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 /// starts a cycle at once; whatever follows within this window is answered by one more cycle at its end.
 const DRIFT_WINDOW: Duration = Duration::from_millis(300);
 
+/// How long a hand-made `kill` waits for its `die`: the death that follows it is drift (see [`HandKills`]).
+const KILL_MEMORY: Duration = Duration::from_secs(60);
+
 /// How long after the agent's own stop or removal of a container returned its late events are still
 /// recognised as the agent's (the engine sends them before it answers; the stream may lag a little).
 const OWN_GRACE: Duration = Duration::from_secs(5);
@@ -187,6 +190,30 @@ impl<R: Runtime> Runtime for Announced<'_, R> {
     }
 }
 
+/// Containers killed by hand whose death has not been seen yet. `kill` is sent before the process is
+/// dead, so a cycle it starts may still find the container running; its `die` (and only that one: a
+/// process exiting by itself is the restart policy's business) starts another.
+#[derive(Debug, Default)]
+struct HandKills(HashMap<String, Instant>);
+
+impl HandKills {
+    /// A hand-made event (`action` on container `id`, not the agent's own) at `now`; true: it is drift.
+    fn event(&mut self, id: &str, action: &str, now: Instant) -> bool {
+        self.0.retain(|_, t| now.duration_since(*t) < KILL_MEMORY);
+        match action {
+            "die" => self.0.remove(id).is_some(),
+            "kill" => {
+                self.0.insert(id.to_string(), now);
+                true
+            }
+            _ => {
+                self.0.remove(id);
+                true
+            }
+        }
+    }
+}
+
 /// Leading-edge debounce: the first event of a quiet period starts a cycle at once and opens a window;
 /// events inside the window ask for one more cycle at its end, which opens the next window.
 #[derive(Debug)]
@@ -254,12 +281,14 @@ pub async fn watch_drift(
             vec![format!("{}={agent_id}", crate::model::labels::AGENT)],
         ),
         // Hand-made changes only: `die` alone (a process exiting by itself) is the restart policy's business,
-        // and reacting to it would turn every crash into a tight restart loop.
+        // and reacting to it would turn every crash into a tight restart loop; it counts only after a hand-made
+        // `kill` ([`HandKills`]).
         (
             "event".to_string(),
             vec![
                 "stop".to_string(),
                 "kill".to_string(),
+                "die".to_string(),
                 "destroy".to_string(),
             ],
         ),
@@ -271,6 +300,7 @@ pub async fn watch_drift(
             ..Default::default()
         }));
         let mut debounce = Debounce::new(DRIFT_WINDOW);
+        let mut kills = HandKills::default();
         loop {
             let wake = debounce
                 .due()
@@ -284,6 +314,9 @@ pub async fn watch_drift(
                         let id = ev.actor.as_ref().and_then(|a| a.id.as_deref()).unwrap_or_default();
                         if link.is_own(id, action, Instant::now()) {
                             tracing::debug!(action, id, "engine event of the agent's own change: ignored");
+                            continue;
+                        }
+                        if !kills.event(id, action, Instant::now()) {
                             continue;
                         }
                         tracing::debug!(action, id, "engine event on an owned container");
@@ -317,6 +350,32 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_death_counts_only_after_a_hand_made_kill() {
+        let t0 = Instant::now();
+        let mut k = HandKills::default();
+        assert!(!k.event("a", "die", t0), "a process exiting by itself");
+        assert!(k.event("a", "kill", t0));
+        assert!(!k.event("b", "die", t0 + ms(10)), "another container");
+        assert!(
+            k.event("a", "die", t0 + ms(900)),
+            "the death the kill caused"
+        );
+        assert!(!k.event("a", "die", t0 + ms(950)), "once");
+        assert!(k.event("a", "kill", t0 + ms(1000)));
+        assert!(k.event("a", "destroy", t0 + ms(1100)), "removed by hand");
+        assert!(
+            !k.event("a", "die", t0 + ms(1200)),
+            "the removal ended the wait"
+        );
+        assert!(k.event("c", "kill", t0));
+        assert!(
+            !k.event("c", "die", t0 + KILL_MEMORY),
+            "too late to be the kill's"
+        );
+        assert!(k.event("d", "stop", t0));
     }
 
     #[test]
