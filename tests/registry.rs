@@ -75,6 +75,17 @@ fn container_image(name: &str) -> String {
     docker_ok(&["container", "inspect", "--format", "{{.Image}}", name])
 }
 
+/// The image reference a container was made with (`Config.Image`).
+fn config_image(name: &str) -> String {
+    docker_ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.Config.Image}}",
+        name,
+    ])
+}
+
 fn started_at(name: &str) -> String {
     docker_ok(&[
         "container",
@@ -215,6 +226,14 @@ impl Registry {
             "docker login wrote no auth for {}: {json}",
             self.host
         );
+    }
+
+    /// A new registry holding [`IMAGE`] as `name` (not tagged locally); its reference.
+    pub fn with_image(name: &str) -> (Registry, String) {
+        let reg = Registry::start();
+        let image = reg.reference(name);
+        reg.push_as(IMAGE, &image);
+        (reg, image)
     }
 
     /// `127.0.0.1:<port>/<name>`.
@@ -370,6 +389,68 @@ impl Drop for Registry {
     }
 }
 
+/// An agent `id` following a new repository whose stack runs `image`, with `docker.auth_file: AUTH`;
+/// started, no cycle run yet. The repository goes with it.
+fn agent_with_auth_file(id: &str, image: &str, auth: &Path) -> (GitRepo, Agent) {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &app(image, None));
+    repo.commit_push("app from the private registry");
+    let mut agent = Agent::new(id, AgentOptions::new(&repo.url()));
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&agent.config)
+        .unwrap();
+    writeln!(config, "docker:\n  auth_file: {}", auth.display()).unwrap();
+    drop(config);
+    agent.spawn();
+    (repo, agent)
+}
+
+/// What the `pull_policy` tests start from: stack `id` runs `berth/app:1` of a new registry (v1, the
+/// image [`IMAGE`]) with `pull_policy`; then the registry's tag is moved to another image, v2, which is
+/// not on the engine.
+struct MovedTag {
+    reg: Registry,
+    image: String,
+    s: Stack,
+    /// The app container, its id when it was made for v1.
+    name: String,
+    first: String,
+    v1: String,
+    v2: String,
+}
+
+impl MovedTag {
+    fn new(id: &str, pull_policy: Option<&str>) -> MovedTag {
+        let (reg, image) = Registry::with_image("berth/app:1");
+        let v1 = image_id(IMAGE).unwrap();
+        let s = Stack::new(id, &app(&image, pull_policy));
+        let name = s.container("app");
+
+        let o = s.apply_with_docker_config(&reg.login_config);
+        assert!(o.status.success(), "berth apply: {}", show(&o));
+        let first = container_id(&name).expect("app created");
+        assert_eq!(container_image(&name), v1);
+
+        let v2 = reg.variant("v2");
+        reg.push_as(&v2, &image);
+        MovedTag {
+            reg,
+            image,
+            s,
+            name,
+            first,
+            v1,
+            v2,
+        }
+    }
+
+    /// `berth apply` with the registry's credentials.
+    fn apply(&self) -> Output {
+        self.s.apply_with_docker_config(&self.reg.login_config)
+    }
+}
+
 fn app(image: &str, pull_policy: Option<&str>) -> String {
     let policy = pull_policy
         .map(|p| format!("    pull_policy: {p}\n"))
@@ -379,9 +460,7 @@ fn app(image: &str, pull_policy: Option<&str>) -> String {
 
 #[test]
 fn pulls_with_credentials_from_docker_config() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/app:1");
-    reg.push_as(IMAGE, &image);
+    let (reg, image) = Registry::with_image("berth/app:1");
     assert_eq!(
         image_id(&image),
         None,
@@ -393,16 +472,7 @@ fn pulls_with_credentials_from_docker_config() {
     assert!(o.status.success(), "berth apply: {}", show(&o));
     let name = s.container("app");
     assert!(is_running(&name), "{name} must run: {}", show(&o));
-    assert_eq!(
-        docker_ok(&[
-            "container",
-            "inspect",
-            "--format",
-            "{{.Config.Image}}",
-            &name
-        ]),
-        image
-    );
+    assert_eq!(config_image(&name), image);
     assert_eq!(image_id(&image), image_id(IMAGE), "pulled the pushed image");
     assert!(
         reg.manifest_requests("berth/app") > 0,
@@ -412,9 +482,7 @@ fn pulls_with_credentials_from_docker_config() {
 
 #[test]
 fn wrong_credentials_fail_clearly_and_leave_running_containers() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/app:1");
-    reg.push_as(IMAGE, &image);
+    let (reg, image) = Registry::with_image("berth/app:1");
     let s = Stack::new("reg-wrong-creds", &app(IMAGE, None));
     let name = s.container("app");
     let wrong_pw = "not-the-pw-91d3";
@@ -499,23 +567,11 @@ fn wrong_credentials_fail_clearly_and_leave_running_containers() {
 
 #[test]
 fn agent_pulls_with_docker_auth_file() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/agent-app:1");
-    reg.push_as(IMAGE, &image);
+    let (reg, image) = Registry::with_image("berth/agent-app:1");
     let auth = reg.dir.path().join("agent-auth.json");
     std::fs::copy(reg.login_config.join("config.json"), &auth).unwrap();
 
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &app(&image, None));
-    repo.commit_push("app from the private registry");
-    let mut agent = Agent::new("reg-agent-auth-file", AgentOptions::new(&repo.url()));
-    let mut config = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&agent.config)
-        .unwrap();
-    writeln!(config, "docker:\n  auth_file: {}", auth.display()).unwrap();
-    drop(config);
-    agent.spawn();
+    let (_repo, agent) = agent_with_auth_file("reg-agent-auth-file", &image, &auth);
     let o = agent.reconcile_wait();
     assert!(
         o.status.success(),
@@ -525,16 +581,7 @@ fn agent_pulls_with_docker_auth_file() {
     );
     let name = agent.container("app");
     wait_until(TIMEOUT, &format!("{name} running"), || is_running(&name));
-    assert_eq!(
-        docker_ok(&[
-            "container",
-            "inspect",
-            "--format",
-            "{{.Config.Image}}",
-            &name
-        ]),
-        image
-    );
+    assert_eq!(config_image(&name), image);
     assert_eq!(image_id(&image), image_id(IMAGE));
     assert!(
         !agent.log_text().contains(PASSWORD),
@@ -544,78 +591,54 @@ fn agent_pulls_with_docker_auth_file() {
 
 #[test]
 fn pull_policy_always_follows_a_moved_tag() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/app:1");
-    reg.push_as(IMAGE, &image);
-    let v1 = image_id(IMAGE).unwrap();
-    let s = Stack::new("reg-pull-always", &app(&image, Some("always")));
-    let name = s.container("app");
-
-    let o = s.apply_with_docker_config(&reg.login_config);
-    assert!(o.status.success(), "berth apply: {}", show(&o));
-    let first = container_id(&name).expect("app created");
-    assert_eq!(container_image(&name), v1);
-
-    let v2 = reg.variant("v2");
-    reg.push_as(&v2, &image);
+    let t = MovedTag::new("reg-pull-always", Some("always"));
+    let (image, name) = (&t.image, &t.name);
     assert_eq!(
-        image_id(&image).as_deref(),
-        Some(v1.as_str()),
+        image_id(image).as_deref(),
+        Some(t.v1.as_str()),
         "locally the tag still names v1"
     );
 
-    let o = s.apply_with_docker_config(&reg.login_config);
+    let o = t.apply();
     assert!(
         o.status.success(),
         "berth apply after the tag moved: {}",
         show(&o)
     );
-    let second = container_id(&name).expect("app exists");
+    let second = container_id(name).expect("app exists");
     assert_ne!(
         second,
-        first,
+        t.first,
         "the container must be recreated for the moved tag: {}",
         show(&o)
     );
     assert_eq!(
-        container_image(&name),
-        v2,
+        container_image(name),
+        t.v2,
         "the new container runs the new image"
     );
-    assert_eq!(image_id(&image).as_deref(), Some(v2.as_str()));
-    assert!(is_running(&name));
-    assert_eq!(exec(&name, "cat /variant"), "v2");
+    assert_eq!(image_id(image).as_deref(), Some(t.v2.as_str()));
+    assert!(is_running(name));
+    assert_eq!(exec(name, "cat /variant"), "v2");
 
     // Pulling again the same image changes nothing.
-    let o = s.apply_with_docker_config(&reg.login_config);
+    let o = t.apply();
     assert!(o.status.success(), "third berth apply: {}", show(&o));
     assert!(stdout(&o).contains("up to date"), "{}", show(&o));
-    assert_eq!(container_id(&name).as_deref(), Some(second.as_str()));
+    assert_eq!(container_id(name).as_deref(), Some(second.as_str()));
 }
 
 #[test]
 fn pull_policy_missing_does_not_pull_a_present_image() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/app:1");
-    reg.push_as(IMAGE, &image);
-    let v1 = image_id(IMAGE).unwrap();
-    let s = Stack::new("reg-pull-missing", &app(&image, None));
-    let name = s.container("app");
-
-    let o = s.apply_with_docker_config(&reg.login_config);
-    assert!(o.status.success(), "berth apply: {}", show(&o));
-    let first = container_id(&name).expect("app created");
-    assert_eq!(container_image(&name), v1);
-
-    let v2 = reg.variant("v2");
-    reg.push_as(&v2, &image);
-    let requests = reg.manifest_requests("berth/app");
+    let t = MovedTag::new("reg-pull-missing", None);
+    let (image, name) = (&t.image, &t.name);
+    let requests = t.reg.manifest_requests("berth/app");
     assert!(
         requests > 0,
         "the registry's access log shows pushes and pulls"
     );
 
-    let o = s.apply_with_docker_config(&reg.login_config);
+    let o = t.apply();
     assert!(
         o.status.success(),
         "berth apply after the tag moved: {}",
@@ -623,18 +646,18 @@ fn pull_policy_missing_does_not_pull_a_present_image() {
     );
     assert!(stdout(&o).contains("up to date"), "{}", show(&o));
     assert_eq!(
-        container_id(&name).as_deref(),
-        Some(first.as_str()),
+        container_id(name).as_deref(),
+        Some(t.first.as_str()),
         "container unchanged"
     );
-    assert_eq!(container_image(&name), v1);
+    assert_eq!(container_image(name), t.v1);
     assert_eq!(
-        image_id(&image).as_deref(),
-        Some(v1.as_str()),
+        image_id(image).as_deref(),
+        Some(t.v1.as_str()),
         "the tag was not pulled"
     );
     assert_eq!(
-        reg.manifest_requests("berth/app"),
+        t.reg.manifest_requests("berth/app"),
         requests,
         "the registry was asked"
     );
@@ -642,9 +665,7 @@ fn pull_policy_missing_does_not_pull_a_present_image() {
 
 #[test]
 fn pull_policy_never_with_a_missing_image_fails_naming_it() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/app:1");
-    reg.push_as(IMAGE, &image);
+    let (reg, image) = Registry::with_image("berth/app:1");
     let s = Stack::new("reg-pull-never", &app(&image, Some("never")));
     assert!(
         reg.log_text().contains("\"PUT /v2/berth/app/manifests/1 "),
@@ -719,9 +740,7 @@ fn no_pull_progress_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn pull_policy_always_offline_keeps_the_running_container() {
-    let mut reg = Registry::start();
-    let image = reg.reference("berth/app:1");
-    reg.push_as(IMAGE, &image);
+    let (mut reg, image) = Registry::with_image("berth/app:1");
     let s = Stack::new("reg-always-offline", &app(&image, Some("always")));
     let name = s.container("app");
     let o = s.apply_with_docker_config(&reg.login_config);
@@ -756,23 +775,11 @@ fn pull_policy_always_offline_keeps_the_running_container() {
 /// agent keeps pulling with the credentials it started with until it is restarted.
 #[test]
 fn agent_reads_a_rotated_auth_file_at_the_next_pull() {
-    let reg = Registry::start();
-    let image = reg.reference("berth/rotated:1");
-    reg.push_as(IMAGE, &image);
+    let (reg, image) = Registry::with_image("berth/rotated:1");
     let creds = reg.dir.path().join("rotating");
     let auth = docker_config_with(&creds, &reg.host, USER, "an-old-pw-5e2a").join("config.json");
 
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &app(&image, None));
-    repo.commit_push("app from the private registry");
-    let mut agent = Agent::new("reg-agent-rotated", AgentOptions::new(&repo.url()));
-    let mut config = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&agent.config)
-        .unwrap();
-    writeln!(config, "docker:\n  auth_file: {}", auth.display()).unwrap();
-    drop(config);
-    agent.spawn();
+    let (_repo, agent) = agent_with_auth_file("reg-agent-rotated", &image, &auth);
     let o = agent.reconcile_wait();
     assert_eq!(
         o.status.code(),
