@@ -88,6 +88,10 @@ impl Upstream {
     fn file_url(&self) -> String {
         format!("file://{}", self.path().display())
     }
+    /// The repository's path as a URL (libgit2's local transport, like file://).
+    fn plain_path(&self) -> String {
+        self.path().display().to_string()
+    }
     /// A `git daemon` serving this repository; its `git://` URL.
     fn daemon_url(&self) -> String {
         format!("git://127.0.0.1:{}/up", git_daemon(&self.base()))

@@ -108,18 +108,6 @@ fn follow_branch(url: &str, up: &Upstream) {
 }
 
 #[test]
-fn branch_over_file_url() {
-    let up = Upstream::new();
-    follow_branch(&up.file_url(), &up);
-}
-
-#[test]
-fn branch_over_local_path() {
-    let up = Upstream::new();
-    follow_branch(&up.path().display().to_string(), &up);
-}
-
-#[test]
 fn branch_over_git_daemon_is_shallow() {
     let up = Upstream::new();
     up.commit(&[("old", Some("0"))], "zero");
@@ -191,18 +179,6 @@ fn follow_tags(url: &str, up: &Upstream) {
     assert!(err.to_string().contains("tag v9 not found"), "{err}");
 }
 
-#[test]
-fn tags_over_file_url() {
-    let up = Upstream::new();
-    follow_tags(&up.file_url(), &up);
-}
-
-#[test]
-fn tags_over_git_daemon() {
-    let up = Upstream::new();
-    follow_tags(&up.daemon_url(), &up);
-}
-
 fn pin(id: &str) -> GitRef {
     GitRef::Commit(id.into())
 }
@@ -247,16 +223,24 @@ fn pinned_commits(url: &str, up: &Upstream) {
     assert!(src.fetch().is_err());
 }
 
-#[test]
-fn pinned_commits_over_file_url() {
-    let up = Upstream::new();
-    pinned_commits(&up.file_url(), &up);
+/// One test a row: `scenario` run against a new upstream repository through the URL `transport` gives.
+macro_rules! over_transports {
+    ($($test:ident: $scenario:ident over $transport:ident;)*) => {$(
+        #[test]
+        fn $test() {
+            let up = Upstream::new();
+            $scenario(&up.$transport(), &up);
+        }
+    )*};
 }
 
-#[test]
-fn pinned_commits_over_git_daemon() {
-    let up = Upstream::new();
-    pinned_commits(&up.daemon_url(), &up);
+over_transports! {
+    branch_over_file_url: follow_branch over file_url;
+    branch_over_local_path: follow_branch over plain_path;
+    tags_over_file_url: follow_tags over file_url;
+    tags_over_git_daemon: follow_tags over daemon_url;
+    pinned_commits_over_file_url: pinned_commits over file_url;
+    pinned_commits_over_git_daemon: pinned_commits over daemon_url;
 }
 
 /// A shallow clone pinned to an old commit unshallows; then switching the URL to the local transport

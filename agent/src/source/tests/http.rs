@@ -1,17 +1,40 @@
 //! HTTP remotes behind Basic auth (`git http-backend`): the token of `source.token_file` with a user
 //! name, wrong or missing credentials, and credentials written in the URL, which never reach the clone.
 
-use super::http_server::git_http_backend;
+use super::http_server::{git_http_backend, HttpServer};
 use super::*;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// An upstream repository with one commit, served by `git http-backend` on loopback to the user `deploy`
+/// with `password` (the server stops on drop).
+struct Served {
+    up: Upstream,
+    c1: String,
+    port: u16,
+    /// Requests refused for want of the right credentials.
+    denied: Arc<AtomicUsize>,
+    _server: HttpServer,
+}
+
+fn serve_over_http(password: &str) -> Served {
+    let up = Upstream::new();
+    let c1 = up.commit(&[("a", Some("1"))], "one");
+    let (server, denied) = git_http_backend(&up.base(), "deploy", password);
+    Served {
+        port: server.port,
+        up,
+        c1,
+        denied,
+        _server: server,
+    }
+}
 
 #[test]
 fn http_token_auth() {
-    let up = Upstream::new();
-    let c1 = up.commit(&[("a", Some("1"))], "one");
     let token = "tok-9f8e7d6c5b4a";
-    let (server, denied) = git_http_backend(&up.base(), "deploy", token);
-    let port = server.port;
+    let srv = serve_over_http(token);
+    let (up, c1, port, denied) = (&srv.up, srv.c1.clone(), srv.port, &srv.denied);
     let url = format!("http://127.0.0.1:{port}/up");
     let secrets = tempfile::tempdir().unwrap();
     let token_file = secrets.path().join("token");
@@ -99,11 +122,9 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 #[test]
 fn credentials_in_the_url_never_reach_the_clone() {
-    let up = Upstream::new();
-    let c1 = up.commit(&[("a", Some("1"))], "one");
     let password = "pw-Sekr3t-77a1";
-    let (server, _denied) = git_http_backend(&up.base(), "deploy", password);
-    let port = server.port;
+    let srv = serve_over_http(password);
+    let (up, c1, port) = (&srv.up, srv.c1.clone(), srv.port);
     let url = format!("http://deploy:{password}@127.0.0.1:{port}/up");
     let bare = format!("http://127.0.0.1:{port}/up");
     // A clone made by an earlier release: its config and FETCH_HEAD hold the URL with its credentials.
