@@ -325,24 +325,28 @@ volumes:
     assert!(is_running(&app));
 }
 
-#[test]
-fn service_healthy_on_a_dependency_without_healthcheck_fails_naming_it() {
-    let s = Stack::new(
-        "dep-no-healthcheck",
-        &web_after_healthy_db(&format!("    command: {IDLE}\n")),
-    );
+/// Stack `name`, web after db (`db_lines`) with a 120 s bound: `berth apply` fails within 30 s, before
+/// web is created, and its error names db and says `why` (a word of the reason).
+fn fails_fast_naming_db(name: &str, db_lines: &str, why: &str) {
+    let s = Stack::new(name, &web_after_healthy_db(db_lines));
     let (o, took) = apply_fails_before_web(&s, "120s");
     assert!(
         took < Duration::from_secs(30),
-        "must not wait out the bound: {}",
+        "must not wait out the bound, took {took:?}: {}",
         show(&o)
     );
     let err = stderr(&o);
     assert!(
-        err.contains("dependency db") && err.contains("healthcheck"),
-        "the error must say db has no healthcheck: {}",
+        err.contains("dependency db") && err.contains(why),
+        "the error must say db: {why}: {}",
         show(&o)
     );
+}
+
+#[test]
+fn service_healthy_on_a_dependency_without_healthcheck_fails_naming_it() {
+    let db = format!("    command: {IDLE}\n");
+    fails_fast_naming_db("dep-no-healthcheck", &db, "healthcheck");
 }
 
 #[test]
@@ -379,22 +383,7 @@ fn a_dependency_that_never_becomes_healthy_fails_within_the_bound() {
 
 #[test]
 fn a_dependency_that_turns_unhealthy_fails_without_waiting_out_the_bound() {
-    let s = Stack::new(
-        "dep-unhealthy",
-        &web_after_healthy_db(&failing_healthcheck(1)),
-    );
-    let (o, took) = apply_fails_before_web(&s, "120s");
-    assert!(
-        took < Duration::from_secs(30),
-        "took {took:?}: {}",
-        show(&o)
-    );
-    let err = stderr(&o);
-    assert!(
-        err.contains("dependency db") && err.contains("unhealthy"),
-        "the error must say db is unhealthy: {}",
-        show(&o)
-    );
+    fails_fast_naming_db("dep-unhealthy", &failing_healthcheck(1), "unhealthy");
 }
 
 #[test]
