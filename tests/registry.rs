@@ -449,6 +449,17 @@ impl MovedTag {
     fn apply(&self) -> Output {
         self.s.apply_with_docker_config(&self.reg.login_config)
     }
+
+    /// The first [`MovedTag::apply`] after the move, which succeeds.
+    fn apply_after_the_move(&self) -> Output {
+        let o = self.apply();
+        assert!(
+            o.status.success(),
+            "berth apply after the tag moved: {}",
+            show(&o)
+        );
+        o
+    }
 }
 
 fn app(image: &str, pull_policy: Option<&str>) -> String {
@@ -599,12 +610,7 @@ fn pull_policy_always_follows_a_moved_tag() {
         "locally the tag still names v1"
     );
 
-    let o = t.apply();
-    assert!(
-        o.status.success(),
-        "berth apply after the tag moved: {}",
-        show(&o)
-    );
+    let o = t.apply_after_the_move();
     let second = container_id(name).expect("app exists");
     assert_ne!(
         second,
@@ -638,12 +644,7 @@ fn pull_policy_missing_does_not_pull_a_present_image() {
         "the registry's access log shows pushes and pulls"
     );
 
-    let o = t.apply();
-    assert!(
-        o.status.success(),
-        "berth apply after the tag moved: {}",
-        show(&o)
-    );
+    let o = t.apply_after_the_move();
     assert!(stdout(&o).contains("up to date"), "{}", show(&o));
     assert_eq!(
         container_id(name).as_deref(),
