@@ -25,9 +25,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// `berth COMMAND --repo ROOT ARGS...`.
 fn berth_on_repo(command: &str, root: &Path, args: &[&str]) -> Output {
-    let mut all = vec![command, "--repo", root.to_str().unwrap()];
-    all.extend(args);
-    berth(&all)
+    berth(&[&[command, "--repo", root.to_str().unwrap()], args].concat())
 }
 
 /// `berth render --repo ROOT ARGS...`.

@@ -248,30 +248,17 @@ fn render_without_a_key_uses_placeholders_and_a_wrong_key_names_the_file() {
 fn the_example_fleet_renders_with_and_without_the_demo_key() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/fleet");
     let key = root.join("keys/demo-age.key");
-    let r = root.to_str().unwrap();
-    let o = berth(&["render", "--repo", r, "--all"]);
+    let k = key.to_str().unwrap();
+    let render =
+        |args: &[&str]| berth(&[&["render", "--repo", root.to_str().unwrap()], args].concat());
+    let o = render(&["--all"]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(stdout(&o).contains("hosts/edge-02: ok"), "{}", show(&o));
     assert!(stdout(&o).contains("placeholder"), "{}", show(&o));
-    let o = berth(&[
-        "render",
-        "--repo",
-        r,
-        "--all",
-        "--age-key",
-        key.to_str().unwrap(),
-    ]);
+    let o = render(&["--all", "--age-key", k]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(!stdout(&o).contains("placeholder"), "{}", show(&o));
-    let o = berth(&[
-        "render",
-        "--repo",
-        r,
-        "hosts/edge-02",
-        "--json",
-        "--age-key",
-        key.to_str().unwrap(),
-    ]);
+    let o = render(&["hosts/edge-02", "--json", "--age-key", k]);
     assert!(o.status.success(), "{}", show(&o));
     // Decrypted (no placeholder), and masked: a decrypted value is secret, even on the CI's terminal.
     assert!(!stdout(&o).contains("sops-encrypted"), "{}", show(&o));
