@@ -228,6 +228,17 @@ fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
     assert_eq!(text(&w, "/State/Status"), "running", "{w:#}");
 }
 
+/// Container `name` as inspected `now` is the one inspected `before`, not started since.
+#[track_caller]
+fn assert_same_run(now: &Value, before: &Value, name: &str) {
+    assert_eq!(now["Id"], before["Id"], "{name} was replaced");
+    assert_eq!(
+        text(now, "/State/StartedAt"),
+        text(before, "/State/StartedAt"),
+        "{name} ran again"
+    );
+}
+
 #[test]
 fn service_completed_successfully_runs_the_job_first_and_only_once() {
     let compose = format!(
@@ -279,12 +290,7 @@ volumes:
         show(&o)
     );
     let m2 = inspect_ok(&migrate);
-    assert_eq!(m2["Id"], m["Id"], "{migrate} was replaced");
-    assert_eq!(
-        text(&m2, "/State/StartedAt"),
-        text(&m, "/State/StartedAt"),
-        "{migrate} ran again"
-    );
+    assert_same_run(&m2, &m, &migrate);
     assert_eq!(text(&m2, "/State/Status"), "exited");
     assert_eq!(exit_code(&m2), Some(0));
     let a2 = inspect_ok(&app);
@@ -314,13 +320,7 @@ volumes:
         "{migrate} must not be touched: {}",
         show(&o)
     );
-    let m3 = inspect_ok(&migrate);
-    assert_eq!(m3["Id"], m["Id"], "{migrate} was replaced");
-    assert_eq!(
-        text(&m3, "/State/StartedAt"),
-        text(&m, "/State/StartedAt"),
-        "{migrate} ran again"
-    );
+    assert_same_run(&inspect_ok(&migrate), &m, &migrate);
     assert!(container_env(&app).contains(&"MODE=2".to_string()));
     assert!(is_running(&app));
 }
