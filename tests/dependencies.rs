@@ -66,31 +66,82 @@ fn health_log(c: &Value) -> Vec<(String, i64)> {
         .unwrap_or_default()
 }
 
+/// Nanoseconds since the epoch at which each successful health probe of `c` ended.
+fn healthy_probe_ends(c: &Value) -> impl Iterator<Item = i128> {
+    health_log(c)
+        .into_iter()
+        .filter(|(_, code)| *code == 0)
+        .map(|(end, _)| ts(&end))
+}
+
 fn health_status(c: &Value) -> Option<&str> {
     c.pointer("/State/Health/Status").and_then(Value::as_str)
 }
 
-#[test]
-fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
-    let s = Stack::new(
-        "dep-healthy",
-        &format!(
-            r#"services:
+fn exit_code(c: &Value) -> Option<i64> {
+    c.pointer("/State/ExitCode").and_then(Value::as_i64)
+}
+
+/// A stack of `db` (its image, then `db_lines`) and `web`, which waits for db with `service_healthy`.
+fn web_after_healthy_db(db_lines: &str) -> String {
+    format!(
+        r#"services:
   db:
     image: {IMAGE}
-    command: ["sh", "-c", "sleep 3; touch /tmp/ready; trap 'exit 0' TERM; sleep 3600 & wait"]
-    healthcheck:
-      test: ["CMD-SHELL", "test -f /tmp/ready"]
-      interval: 500ms
-      timeout: 5s
-      retries: 1000
-  web:
+{db_lines}  web:
     image: {IMAGE}
     command: {IDLE}
     depends_on:
       db:
         condition: service_healthy
 "#
+    )
+}
+
+/// The `db_lines` of a db that idles with a health probe that always fails, unhealthy after `retries`.
+fn failing_healthcheck(retries: u32) -> String {
+    format!(
+        r#"    command: {IDLE}
+    healthcheck:
+      test: ["CMD-SHELL", "exit 1"]
+      interval: 500ms
+      retries: {retries}
+"#
+    )
+}
+
+/// `berth apply` of `s` with the dependency wait bounded by `bound` failed (exit 1), creating no `web`:
+/// its output and how long it took.
+fn apply_fails_before_web(s: &Stack, bound: &str) -> (std::process::Output, Duration) {
+    let start = Instant::now();
+    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", bound)]);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert_not_created(s, "web");
+    (o, took)
+}
+
+#[track_caller]
+fn assert_not_created(s: &Stack, service: &str) {
+    assert_eq!(
+        container_id(&s.container(service)),
+        None,
+        "{service} must not be created"
+    );
+}
+
+#[test]
+fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
+    let s = Stack::new(
+        "dep-healthy",
+        &web_after_healthy_db(
+            r#"    command: ["sh", "-c", "sleep 3; touch /tmp/ready; trap 'exit 0' TERM; sleep 3600 & wait"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 500ms
+      timeout: 5s
+      retries: 1000
+"#,
         ),
     );
     let (db, web) = (s.container("db"), s.container("web"));
@@ -119,12 +170,7 @@ fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
         }
         let web_exists = container_id(&web).is_some();
         if let Some(d) = inspect(&db) {
-            healthy_ends.extend(
-                health_log(&d)
-                    .iter()
-                    .filter(|(_, code)| *code == 0)
-                    .map(|(end, _)| ts(end)),
-            );
+            healthy_ends.extend(healthy_probe_ends(&d));
             let h = health_status(&d).unwrap_or("none").to_string();
             if h != "healthy" {
                 if web_exists {
@@ -157,12 +203,7 @@ fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
 
     let d = inspect_ok(&db);
     let w = inspect_ok(&web);
-    healthy_ends.extend(
-        health_log(&d)
-            .iter()
-            .filter(|(_, code)| *code == 0)
-            .map(|(end, _)| ts(end)),
-    );
+    healthy_ends.extend(healthy_probe_ends(&d));
     let first_healthy = *healthy_ends
         .iter()
         .min()
@@ -185,6 +226,17 @@ fn service_healthy_starts_the_dependent_only_after_the_dependency_is_healthy() {
         (first_healthy - started) / 1_000_000
     );
     assert_eq!(text(&w, "/State/Status"), "running", "{w:#}");
+}
+
+/// Container `name` as inspected `now` is the one inspected `before`, not started since.
+#[track_caller]
+fn assert_same_run(now: &Value, before: &Value, name: &str) {
+    assert_eq!(now["Id"], before["Id"], "{name} was replaced");
+    assert_eq!(
+        text(now, "/State/StartedAt"),
+        text(before, "/State/StartedAt"),
+        "{name} ran again"
+    );
 }
 
 #[test]
@@ -215,11 +267,7 @@ volumes:
 
     let m = inspect_ok(&migrate);
     assert_eq!(text(&m, "/State/Status"), "exited", "{m:#}");
-    assert_eq!(
-        m.pointer("/State/ExitCode").and_then(Value::as_i64),
-        Some(0),
-        "{m:#}"
-    );
+    assert_eq!(exit_code(&m), Some(0), "{m:#}");
     let a = inspect_ok(&app);
     let finished = ts(text(&m, "/State/FinishedAt"));
     assert!(
@@ -242,17 +290,9 @@ volumes:
         show(&o)
     );
     let m2 = inspect_ok(&migrate);
-    assert_eq!(m2["Id"], m["Id"], "{migrate} was replaced");
-    assert_eq!(
-        text(&m2, "/State/StartedAt"),
-        text(&m, "/State/StartedAt"),
-        "{migrate} ran again"
-    );
+    assert_same_run(&m2, &m, &migrate);
     assert_eq!(text(&m2, "/State/Status"), "exited");
-    assert_eq!(
-        m2.pointer("/State/ExitCode").and_then(Value::as_i64),
-        Some(0)
-    );
+    assert_eq!(exit_code(&m2), Some(0));
     let a2 = inspect_ok(&app);
     assert_eq!(a2["Id"], a["Id"], "{app} was replaced");
     assert_eq!(text(&a2, "/State/StartedAt"), text(&a, "/State/StartedAt"));
@@ -280,82 +320,42 @@ volumes:
         "{migrate} must not be touched: {}",
         show(&o)
     );
-    let m3 = inspect_ok(&migrate);
-    assert_eq!(m3["Id"], m["Id"], "{migrate} was replaced");
-    assert_eq!(
-        text(&m3, "/State/StartedAt"),
-        text(&m, "/State/StartedAt"),
-        "{migrate} ran again"
-    );
+    assert_same_run(&inspect_ok(&migrate), &m, &migrate);
     assert!(container_env(&app).contains(&"MODE=2".to_string()));
     assert!(is_running(&app));
 }
 
-#[test]
-fn service_healthy_on_a_dependency_without_healthcheck_fails_naming_it() {
-    let s = Stack::new(
-        "dep-no-healthcheck",
-        &format!(
-            r#"services:
-  db:
-    image: {IMAGE}
-    command: {IDLE}
-  web:
-    image: {IMAGE}
-    command: {IDLE}
-    depends_on:
-      db:
-        condition: service_healthy
-"#
-        ),
-    );
-    let start = Instant::now();
-    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+/// Stack `name`, web after db (`db_lines`) with a 120 s bound: `berth apply` fails within 30 s, before
+/// web is created, and its error names db and says `why` (a word of the reason).
+fn fails_fast_naming_db(name: &str, db_lines: &str, why: &str) {
+    let s = Stack::new(name, &web_after_healthy_db(db_lines));
+    let (o, took) = apply_fails_before_web(&s, "120s");
     assert!(
-        start.elapsed() < Duration::from_secs(30),
-        "must not wait out the bound: {}",
+        took < Duration::from_secs(30),
+        "must not wait out the bound, took {took:?}: {}",
         show(&o)
     );
     let err = stderr(&o);
     assert!(
-        err.contains("dependency db") && err.contains("healthcheck"),
-        "the error must say db has no healthcheck: {}",
+        err.contains("dependency db") && err.contains(why),
+        "the error must say db: {why}: {}",
         show(&o)
     );
-    assert_eq!(
-        container_id(&s.container("web")),
-        None,
-        "web must not be created"
-    );
+}
+
+#[test]
+fn service_healthy_on_a_dependency_without_healthcheck_fails_naming_it() {
+    let db = format!("    command: {IDLE}\n");
+    fails_fast_naming_db("dep-no-healthcheck", &db, "healthcheck");
 }
 
 #[test]
 fn a_dependency_that_never_becomes_healthy_fails_within_the_bound() {
     let s = Stack::new(
         "dep-never-healthy",
-        &format!(
-            r#"services:
-  db:
-    image: {IMAGE}
-    command: {IDLE}
-    healthcheck:
-      test: ["CMD-SHELL", "exit 1"]
-      interval: 500ms
-      retries: 10000
-  web:
-    image: {IMAGE}
-    command: {IDLE}
-    depends_on:
-      db:
-        condition: service_healthy
-"#
-        ),
+        &web_after_healthy_db(&failing_healthcheck(10000)),
     );
-    let start = Instant::now();
-    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "5s")]);
-    let took = start.elapsed();
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let (o, took) = apply_fails_before_web(&s, "5s");
     assert!(
         took >= Duration::from_millis(4500),
         "failed after {took:?}, before the 5 s bound: {}",
@@ -377,57 +377,13 @@ fn a_dependency_that_never_becomes_healthy_fails_within_the_bound() {
         "the error must name the waiting service: {}",
         show(&o)
     );
-    assert_eq!(
-        container_id(&s.container("web")),
-        None,
-        "web must not be created"
-    );
     // Nothing is torn down because of the failure.
     assert!(is_running(&s.container("db")), "db must be left running");
 }
 
 #[test]
 fn a_dependency_that_turns_unhealthy_fails_without_waiting_out_the_bound() {
-    let s = Stack::new(
-        "dep-unhealthy",
-        &format!(
-            r#"services:
-  db:
-    image: {IMAGE}
-    command: {IDLE}
-    healthcheck:
-      test: ["CMD-SHELL", "exit 1"]
-      interval: 500ms
-      retries: 1
-  web:
-    image: {IMAGE}
-    command: {IDLE}
-    depends_on:
-      db:
-        condition: service_healthy
-"#
-        ),
-    );
-    let start = Instant::now();
-    let o = s.apply_env(&[("BERTH_DEPENDENCY_TIMEOUT", "120s")]);
-    let took = start.elapsed();
-    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
-    assert!(
-        took < Duration::from_secs(30),
-        "took {took:?}: {}",
-        show(&o)
-    );
-    let err = stderr(&o);
-    assert!(
-        err.contains("dependency db") && err.contains("unhealthy"),
-        "the error must say db is unhealthy: {}",
-        show(&o)
-    );
-    assert_eq!(
-        container_id(&s.container("web")),
-        None,
-        "web must not be created"
-    );
+    fails_fast_naming_db("dep-unhealthy", &failing_healthcheck(1), "unhealthy");
 }
 
 #[test]
@@ -461,16 +417,9 @@ fn a_job_that_fails_blocks_its_dependents_with_an_error_naming_it() {
         "the error should give the exit code: {}",
         show(&o)
     );
-    assert_eq!(
-        container_id(&s.container("app")),
-        None,
-        "app must not be created"
-    );
+    assert_not_created(&s, "app");
     let m = inspect_ok(&s.container("migrate"));
-    assert_eq!(
-        m.pointer("/State/ExitCode").and_then(Value::as_i64),
-        Some(7)
-    );
+    assert_eq!(exit_code(&m), Some(7));
 }
 
 fn restart_stack(version: &str) -> String {

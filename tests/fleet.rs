@@ -4,6 +4,7 @@
 use crate::util::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn example_fleet() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/fleet")
@@ -22,6 +23,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `berth COMMAND --repo ROOT ARGS...`.
+fn berth_on_repo(command: &str, root: &Path, args: &[&str]) -> Output {
+    berth(&[&[command, "--repo", root.to_str().unwrap()], args].concat())
+}
+
+/// `berth render --repo ROOT ARGS...`.
+fn render(root: &Path, args: &[&str]) -> Output {
+    berth_on_repo("render", root, args)
+}
+
 /// A temporary copy of the example fleet.
 fn fleet_copy() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::Builder::new()
@@ -36,7 +47,7 @@ fn fleet_copy() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn the_example_fleet_renders_every_box() {
     let root = example_fleet();
-    let o = berth(&["render", "--repo", root.to_str().unwrap(), "--all"]);
+    let o = render(&root, &["--all"]);
     assert!(o.status.success(), "{}", show(&o));
     let out = stdout(&o);
     for b in ["hosts/edge-01", "hosts/edge-02", "hosts/edge-03"] {
@@ -44,13 +55,7 @@ fn the_example_fleet_renders_every_box() {
     }
     assert!(out.contains("3 of 3 box(es) ok"), "{out}");
     // edge-01 and edge-03 run the shared base, each with its own .env and facts.
-    let o = berth(&[
-        "render",
-        "--repo",
-        root.to_str().unwrap(),
-        "--all",
-        "--json",
-    ]);
+    let o = render(&root, &["--all", "--json"]);
     assert!(o.status.success(), "{}", show(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     for (b, site, bus) in [("edge-01", "lyon", "i2c-1"), ("edge-03", "berlin", "i2c-2")] {
@@ -76,7 +81,7 @@ fn a_broken_box_fails_the_fleet_and_is_named_with_file_and_line() {
         "services:\n  heartbeat:\n    image: busybox\n    ports: [\"not-a-port\"]\n",
     )
     .unwrap();
-    let o = berth(&["render", "--repo", root.to_str().unwrap(), "--all"]);
+    let o = render(&root, &["--all"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let out = stdout(&o);
     assert!(out.contains("hosts/edge-02: ok"), "{out}");
@@ -94,7 +99,7 @@ fn a_broken_box_fails_the_fleet_and_is_named_with_file_and_line() {
 
     // Without fleet.yaml, every directory under hosts/ is a box; one box path renders alone.
     std::fs::remove_file(root.join("fleet.yaml")).unwrap();
-    let o = berth(&["render", "--repo", root.to_str().unwrap(), "--all"]);
+    let o = render(&root, &["--all"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     let out = stdout(&o);
     // No fleet.yaml facts: the base edge-02 and edge-03 include requires the fact site.
@@ -106,30 +111,17 @@ fn a_broken_box_fails_the_fleet_and_is_named_with_file_and_line() {
         );
     }
     assert!(out.contains("set the fact site"), "{out}");
-    let o = berth(&[
-        "render",
-        "--repo",
-        root.to_str().unwrap(),
-        "hosts/edge-02",
-        "hosts/edge-03",
-        "--fact",
-        "site=lyon",
-    ]);
+    let o = render(
+        &root,
+        &["hosts/edge-02", "hosts/edge-03", "--fact", "site=lyon"],
+    );
     assert!(o.status.success(), "{}", show(&o));
 }
 
 #[test]
 fn a_fact_reaches_the_rendered_spec() {
     let root = example_fleet();
-    let o = berth(&[
-        "render",
-        "--repo",
-        root.to_str().unwrap(),
-        "hosts/edge-03",
-        "--fact",
-        "site=paris",
-        "--json",
-    ]);
+    let o = render(&root, &["hosts/edge-03", "--fact", "site=paris", "--json"]);
     assert!(o.status.success(), "{}", show(&o));
     let v: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&o)));
@@ -147,14 +139,7 @@ fn a_fact_reaches_the_rendered_spec() {
     assert!(env.iter().any(|e| e.starts_with("ARCH=")), "{env:?}");
 
     // A bad fact key is a usage error.
-    let o = berth(&[
-        "render",
-        "--repo",
-        root.to_str().unwrap(),
-        "--all",
-        "--fact",
-        "bad-key=x",
-    ]);
+    let o = render(&root, &["--all", "--fact", "bad-key=x"]);
     assert_eq!(o.status.code(), Some(64), "{}", show(&o));
 }
 
@@ -214,15 +199,7 @@ fn five_hundred_boxes_render() {
         )
         .unwrap();
     }
-    let o = berth(&[
-        "render",
-        "--repo",
-        root.to_str().unwrap(),
-        "--all",
-        "--fact",
-        "site=bench",
-        "--json",
-    ]);
+    let o = render(&root, &["--all", "--fact", "site=bench", "--json"]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(stderr(&o).contains("503 of 503 box(es) ok"), "{}", show(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -278,10 +255,8 @@ fn generated_fleet(n: usize) -> GitRepo {
     repo
 }
 
-fn fleet_diff(repo: &GitRepo, args: &[&str]) -> std::process::Output {
-    let mut all = vec!["fleet-diff", "--repo", repo.work.to_str().unwrap()];
-    all.extend(args);
-    berth(&all)
+fn fleet_diff(repo: &GitRepo, args: &[&str]) -> Output {
+    berth_on_repo("fleet-diff", &repo.work, args)
 }
 
 /// The boxes a fleet-diff lists (lines that start a box's block).
@@ -433,13 +408,7 @@ fn fleet_diff_new_gone_and_broken_boxes() {
         show(&o)
     );
     let dir = tempfile::tempdir().unwrap();
-    let o = berth(&[
-        "fleet-diff",
-        "--repo",
-        dir.path().to_str().unwrap(),
-        "HEAD~1",
-        "HEAD",
-    ]);
+    let o = berth_on_repo("fleet-diff", dir.path(), &["HEAD~1", "HEAD"]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert!(
         stderr(&o).contains("cannot open the repository"),

@@ -56,6 +56,44 @@ fn dotenv(password: &str) -> String {
     format!("DB_PASSWORD={password}\nNOTE_unencrypted=clear\n")
 }
 
+/// The [`dotenv`] with `password`, encrypted by `sops` for `recipient`.
+fn encrypted_dotenv(keys: &Path, password: &str, recipient: &str) -> String {
+    sops_encrypt(
+        keys,
+        "plain.env",
+        &dotenv(password),
+        recipient,
+        Some("dotenv"),
+    )
+}
+
+/// Agent options following `repo` with `secrets.age_key_file: KEY`.
+fn age_key_opts(repo: &GitRepo, key: &Path) -> AgentOptions {
+    let mut opts = AgentOptions::new(&repo.url());
+    opts.rollout = format!(
+        "{}secrets:\n  age_key_file: {}\n",
+        opts.rollout,
+        key.display()
+    );
+    opts
+}
+
+/// One service `app` that sleeps, with no secrets; `extra` lines go under the service.
+fn plain_app(extra: &str) -> String {
+    format!("services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    init: true\n{extra}")
+}
+
+/// The agent's next cycle fails on the `.env` it just got, with `reason` in its status; the running
+/// container `app` (id `id`) is left as it was.
+fn assert_env_refused(agent: &Agent, app: &str, id: &str, what: &str, reason: &str) {
+    let o = agent.reconcile_wait();
+    assert!(!o.status.success(), "{what} must fail: {}", show(&o));
+    let err = agent.status_json().to_string();
+    assert!(err.contains(".env") && err.contains(reason), "{err}");
+    assert_eq!(container_id(app).as_deref(), Some(id), "nothing touched");
+    assert!(is_running(app));
+}
+
 const COMPOSE: &str = "services:
   app:
     image: berth-test/busybox:latest
@@ -92,13 +130,7 @@ fn sops_files_reach_the_container_and_nothing_else_in_clear() {
     repo.write("compose.yaml", COMPOSE);
     repo.write(
         ".env",
-        &sops_encrypt(
-            keys.path(),
-            "plain.env",
-            &dotenv(DB_PASSWORD),
-            &recipient,
-            Some("dotenv"),
-        ),
+        &encrypted_dotenv(keys.path(), DB_PASSWORD, &recipient),
     );
     repo.write(
         "api-token.txt",
@@ -106,13 +138,7 @@ fn sops_files_reach_the_container_and_nothing_else_in_clear() {
     );
     repo.commit_push("encrypted .env and secret");
 
-    let mut opts = AgentOptions::new(&repo.url());
-    opts.rollout = format!(
-        "{}secrets:\n  age_key_file: {}\n",
-        opts.rollout,
-        key.display()
-    );
-    let agent = Agent::start_with("sops", opts);
+    let agent = Agent::start_with("sops", age_key_opts(&repo, &key));
     let _runtime = RuntimeDirGuard(PathBuf::from("/run/berth").join(&agent.id));
     agent.reconcile_ok();
     let app = agent.container("app");
@@ -128,53 +154,21 @@ fn sops_files_reach_the_container_and_nothing_else_in_clear() {
         &good_env.replace("NOTE_unencrypted=clear", "NOTE_unencrypted=dirty"),
     );
     repo.commit_push("tampered .env");
-    let o = agent.reconcile_wait();
-    assert!(
-        !o.status.success(),
-        "a tampered file must fail: {}",
-        show(&o)
-    );
-    let err = agent.status_json().to_string();
-    assert!(
-        err.contains(".env") && err.contains("MAC mismatch"),
-        "{err}"
-    );
-    assert_eq!(
-        container_id(&app).as_deref(),
-        Some(id.as_str()),
-        "nothing touched"
-    );
-    assert!(is_running(&app));
+    assert_env_refused(&agent, &app, &id, "a tampered file", "MAC mismatch");
 
     // A file for another recipient.
     repo.write(
         ".env",
-        &sops_encrypt(
-            keys.path(),
-            "plain.env",
-            &dotenv("pw-other"),
-            &other_recipient,
-            Some("dotenv"),
-        ),
+        &encrypted_dotenv(keys.path(), "pw-other", &other_recipient),
     );
     repo.commit_push(".env for another box");
-    let o = agent.reconcile_wait();
-    assert!(
-        !o.status.success(),
-        "another recipient's file must fail: {}",
-        show(&o)
+    assert_env_refused(
+        &agent,
+        &app,
+        &id,
+        "another recipient's file",
+        "none of this box's age identities",
     );
-    let err = agent.status_json().to_string();
-    assert!(
-        err.contains(".env") && err.contains("none of this box's age identities"),
-        "{err}"
-    );
-    assert_eq!(
-        container_id(&app).as_deref(),
-        Some(id.as_str()),
-        "nothing touched"
-    );
-    assert!(is_running(&app));
     assert_eq!(exec(&app, "cat /run/secrets/api_token"), API_TOKEN);
 
     // Where the plaintext must never be: every file of the state dir (store, checkout), the log, the
@@ -222,13 +216,7 @@ fn render_without_a_key_uses_placeholders_and_a_wrong_key_names_the_file() {
     std::fs::write(dir.path().join("compose.yaml"), COMPOSE).unwrap();
     std::fs::write(
         dir.path().join(".env"),
-        sops_encrypt(
-            keys.path(),
-            "plain.env",
-            &dotenv(DB_PASSWORD),
-            &recipient,
-            Some("dotenv"),
-        ),
+        encrypted_dotenv(keys.path(), DB_PASSWORD, &recipient),
     )
     .unwrap();
     std::fs::write(
@@ -260,30 +248,17 @@ fn render_without_a_key_uses_placeholders_and_a_wrong_key_names_the_file() {
 fn the_example_fleet_renders_with_and_without_the_demo_key() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/fleet");
     let key = root.join("keys/demo-age.key");
-    let r = root.to_str().unwrap();
-    let o = berth(&["render", "--repo", r, "--all"]);
+    let k = key.to_str().unwrap();
+    let render =
+        |args: &[&str]| berth(&[&["render", "--repo", root.to_str().unwrap()], args].concat());
+    let o = render(&["--all"]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(stdout(&o).contains("hosts/edge-02: ok"), "{}", show(&o));
     assert!(stdout(&o).contains("placeholder"), "{}", show(&o));
-    let o = berth(&[
-        "render",
-        "--repo",
-        r,
-        "--all",
-        "--age-key",
-        key.to_str().unwrap(),
-    ]);
+    let o = render(&["--all", "--age-key", k]);
     assert!(o.status.success(), "{}", show(&o));
     assert!(!stdout(&o).contains("placeholder"), "{}", show(&o));
-    let o = berth(&[
-        "render",
-        "--repo",
-        r,
-        "hosts/edge-02",
-        "--json",
-        "--age-key",
-        key.to_str().unwrap(),
-    ]);
+    let o = render(&["hosts/edge-02", "--json", "--age-key", k]);
     assert!(o.status.success(), "{}", show(&o));
     // Decrypted (no placeholder), and masked: a decrypted value is secret, even on the CI's terminal.
     assert!(!stdout(&o).contains("sops-encrypted"), "{}", show(&o));
@@ -294,21 +269,12 @@ fn the_example_fleet_renders_with_and_without_the_demo_key() {
 #[test]
 fn an_unreadable_or_bad_age_key_stops_the_agent_with_exit_78_without_quoting_it() {
     let repo = GitRepo::new();
-    repo.write(
-        "compose.yaml",
-        "services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
-    );
+    repo.write("compose.yaml", &plain_app(""));
     repo.commit_push("first");
     let keys = tempfile::tempdir().unwrap();
     let bad = keys.path().join("bad.key");
     std::fs::write(&bad, "AGE-SECRET-KEY-1QQQQNOTAREALKEYQQQQ\n").unwrap();
-    let mut opts = AgentOptions::new(&repo.url());
-    opts.rollout = format!(
-        "{}secrets:\n  age_key_file: {}\n",
-        opts.rollout,
-        bad.display()
-    );
-    let agent = Agent::new("sops-badkey", opts);
+    let agent = Agent::new("sops-badkey", age_key_opts(&repo, &bad));
     let o = berth(&[
         "agent",
         "--config",
@@ -322,13 +288,8 @@ fn an_unreadable_or_bad_age_key_stops_the_agent_with_exit_78_without_quoting_it(
         "{text}"
     );
     // A missing key file is fine while no file is encrypted.
-    let mut opts = AgentOptions::new(&repo.url());
-    opts.rollout = format!(
-        "{}secrets:\n  age_key_file: {}\n",
-        opts.rollout,
-        keys.path().join("missing.key").display()
-    );
-    let agent = Agent::start_with("sops-nokey", opts);
+    let missing = keys.path().join("missing.key");
+    let agent = Agent::start_with("sops-nokey", age_key_opts(&repo, &missing));
     agent.reconcile_ok();
     assert!(is_running(&agent.container("app")));
 }
@@ -341,8 +302,7 @@ fn berth_apply_mounts_a_decrypted_file_from_the_runtime_dir_and_prunes_it() {
     let conf = "user: app\npassword: conf-sops-apply-51ab\n";
     let s = Stack::new(
         "sops-apply",
-        "services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    \
-         init: true\n    volumes: ['./conf.yaml:/etc/app/conf.yaml:ro']\n",
+        &plain_app("    volumes: ['./conf.yaml:/etc/app/conf.yaml:ro']\n"),
     );
     s.write_file(
         "conf.yaml",
@@ -367,7 +327,7 @@ fn berth_apply_mounts_a_decrypted_file_from_the_runtime_dir_and_prunes_it() {
         "the stack dir stays encrypted"
     );
     // Without the mount, the decrypted file is removed.
-    s.write("services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    init: true\n");
+    s.write(&plain_app(""));
     let o = apply();
     assert!(o.status.success(), "berth apply: {}", show(&o));
     assert!(files_containing(&sops_dir, "conf-sops-apply-51ab").is_empty());
@@ -380,15 +340,7 @@ fn fleet_diff_without_keys_sees_a_re_encrypted_value() {
     let keys = tempfile::tempdir().unwrap();
     let (_key, recipient) = keygen(keys.path(), "box.key");
     let compose = "services:\n  app:\n    image: berth-test/busybox:latest\n    command: [\"sleep\", \"3600\"]\n    environment:\n      DB_PASSWORD: ${DB_PASSWORD}\n";
-    let encrypted = |password: &str| {
-        sops_encrypt(
-            keys.path(),
-            "plain.env",
-            &dotenv(password),
-            &recipient,
-            Some("dotenv"),
-        )
-    };
+    let encrypted = |password: &str| encrypted_dotenv(keys.path(), password, &recipient);
     let repo = GitRepo::new();
     repo.write("hosts/a/compose.yaml", compose);
     repo.write("hosts/a/.env", &encrypted(DB_PASSWORD));

@@ -4,19 +4,17 @@
 //! retried until the remote moves; the applied revision shows who signed it.
 
 use crate::util::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "support/gpg.rs"]
+mod gpg;
+use gpg::{run, GpgHome};
 
 fn compose(v: &str) -> String {
     format!(
         "services:\n  app:\n    image: {IMAGE}\n    command: {IDLE}\n    environment:\n      V: \"{v}\"\n"
     )
-}
-
-fn run(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(o.status.success(), "{cmd:?}: {}", show(&o));
-    stdout(&o).trim().to_string()
 }
 
 /// How git signs: `-c` settings and environment.
@@ -29,18 +27,14 @@ struct Signing {
 /// Keys of both kinds in a temp dir: SSH keys, and a GnuPG home (its agent stopped on drop).
 struct Keys {
     dir: tempfile::TempDir,
-    gnupg: tempfile::TempDir,
+    gnupg: GpgHome,
 }
 
 impl Keys {
     fn new() -> Keys {
         Keys {
             dir: tempfile::tempdir().unwrap(),
-            // gpg-agent's socket path must stay short.
-            gnupg: tempfile::Builder::new()
-                .prefix("g")
-                .tempdir_in("/tmp")
-                .unwrap(),
+            gnupg: GpgHome::new(),
         }
     }
 
@@ -65,21 +59,6 @@ impl Keys {
         )
     }
 
-    fn gpg(&self, faked_time: Option<&str>) -> Command {
-        let mut c = Command::new("gpg");
-        c.env("GNUPGHOME", self.gnupg.path()).args([
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]);
-        if let Some(t) = faked_time {
-            c.args(["--faked-system-time", t]);
-        }
-        c
-    }
-
     /// A new OpenPGP key (made at `faked_time` when given, expiring after `expire`): how git signs with
     /// it, its fingerprint, and its armored public key.
     fn openpgp(
@@ -88,16 +67,8 @@ impl Keys {
         expire: &str,
         faked_time: Option<&str>,
     ) -> (Signing, String, String) {
-        run(self
-            .gpg(faked_time)
-            .args(["--quick-gen-key", uid, "ed25519", "sign", expire]));
-        let listing = run(self.gpg(None).args(["--with-colons", "--list-keys", uid]));
-        let fpr = listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:::::::::"))
-            .map(|l| l.trim_end_matches(':').to_string())
-            .unwrap();
-        let armored = run(self.gpg(None).args(["--armor", "--export", &fpr]));
+        let fpr = self.gnupg.key(uid, "ed25519", expire, faked_time);
+        let armored = self.gnupg.export(&fpr);
         let mut config = vec![format!("user.signingkey={fpr}")];
         if let Some(t) = faked_time {
             // A key that has expired can only sign in its own time: a gpg that believes it is then.
@@ -119,15 +90,6 @@ impl Keys {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-}
-
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.gnupg.path())
-            .args(["--kill", "gpg-agent"])
-            .output();
     }
 }
 
@@ -181,6 +143,44 @@ fn verify_opts(repo: &GitRepo, verify: &str) -> AgentOptions {
     let mut opts = AgentOptions::new(&repo.url());
     opts.extra_source = format!("  verify: {verify}\n");
     opts
+}
+
+/// The `source.verify` value for `mode` with the trust file `trust` (`allowed_signers` or `keyring`) at
+/// `path`.
+fn verify(mode: &str, trust: &str, path: &Path) -> String {
+    format!("{{mode: {mode}, {trust}: {}}}", path.display())
+}
+
+/// A new repository whose first commit (`V=1`) is signed by `signing` and pushed, and agent `name`
+/// started on it with `source.verify: VERIFY` (no cycle run yet); the commit's id.
+fn start_on_a_signed_commit(
+    name: &str,
+    signing: &Signing,
+    verify: &str,
+) -> (GitRepo, Agent, String) {
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose("1"));
+    let first = commit_push(&repo, Some(signing), "first, signed");
+    let agent = Agent::start_with(name, verify_opts(&repo, verify));
+    (repo, agent, first)
+}
+
+/// With `first` (`V=1`) applied: a commit that is unsigned, one signed by `unknown` (not trusted) and one
+/// signed by `expired` (trusted, but no longer) are each refused with the reason given, `first` running on.
+fn assert_the_untrusted_refused(
+    repo: &GitRepo,
+    agent: &Agent,
+    first: &str,
+    (unknown, unknown_reason): (&Signing, &str),
+    (expired, expired_reason): (&Signing, &str),
+) {
+    repo.write("compose.yaml", &compose("2"));
+    let unsigned = commit_push(repo, None, "unsigned");
+    assert_refused(agent, &unsigned, "unsigned commit", first, "1");
+    let commit = commit_push(repo, Some(unknown), "signed by an unknown key");
+    assert_refused(agent, &commit, unknown_reason, first, "1");
+    let commit = commit_push(repo, Some(expired), "signed by an expired key");
+    assert_refused(agent, &commit, expired_reason, first, "1");
 }
 
 fn env_of(agent: &Agent) -> Vec<String> {
@@ -254,36 +254,15 @@ fn ssh_signed_commits_are_applied_and_the_others_refused() {
     let allowed = keys.path("allowed_signers");
     std::fs::write(&allowed, format!("{alice_line}{bob_line}")).unwrap();
 
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &compose("1"));
-    let first = commit_push(&repo, Some(&alice), "signed by alice");
-    let opts = verify_opts(
-        &repo,
-        &format!("{{mode: head, allowed_signers: {}}}", allowed.display()),
-    );
-    let agent = Agent::start_with("verify-ssh", opts);
+    let trust = verify("head", "allowed_signers", &allowed);
+    let (repo, agent, first) = start_on_a_signed_commit("verify-ssh", &alice, &trust);
     assert_applied(&agent, &first, "1", "alice@example.com (SHA256:");
-
-    repo.write("compose.yaml", &compose("2"));
-    let unsigned = commit_push(&repo, None, "unsigned");
-    assert_refused(&agent, &unsigned, "unsigned commit", &first, "1");
-
-    let unknown = commit_push(&repo, Some(&mallory), "signed by an unknown key");
-    assert_refused(
+    assert_the_untrusted_refused(
+        &repo,
         &agent,
-        &unknown,
-        "signed by an unknown key SHA256:",
         &first,
-        "1",
-    );
-
-    let expired = commit_push(&repo, Some(&bob), "signed by an expired key");
-    assert_refused(
-        &agent,
-        &expired,
-        "signed by an expired key SHA256:",
-        &first,
-        "1",
+        (&mallory, "signed by an unknown key SHA256:"),
+        (&bob, "signed by an expired key SHA256:"),
     );
     assert!(
         agent
@@ -322,14 +301,8 @@ fn a_key_added_to_allowed_signers_is_trusted_without_a_restart() {
     let (carol, carol_line) = keys.ssh("carol", "carol@example.com", "");
     let allowed = keys.path("allowed_signers");
     std::fs::write(&allowed, &alice_line).unwrap();
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &compose("1"));
-    let first = commit_push(&repo, Some(&alice), "alice");
-    let opts = verify_opts(
-        &repo,
-        &format!("{{mode: head, allowed_signers: {}}}", allowed.display()),
-    );
-    let agent = Agent::start_with("verify-rotate", opts);
+    let trust = verify("head", "allowed_signers", &allowed);
+    let (repo, agent, first) = start_on_a_signed_commit("verify-rotate", &alice, &trust);
     assert_applied(&agent, &first, "1", "alice@example.com");
     let pid = agent.pid();
 
@@ -354,39 +327,20 @@ fn openpgp_signed_commits_are_applied_and_the_others_refused() {
     let keyring = keys.path("keys.asc");
     std::fs::write(&keyring, format!("{alice_key}{old_key}")).unwrap();
 
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &compose("1"));
-    let first = commit_push(&repo, Some(&alice), "signed by alice");
-    let opts = verify_opts(
-        &repo,
-        &format!("{{mode: head, keyring: {}}}", keyring.display()),
-    );
-    let agent = Agent::start_with("verify-pgp", opts);
+    let trust = verify("head", "keyring", &keyring);
+    let (repo, agent, first) = start_on_a_signed_commit("verify-pgp", &alice, &trust);
     assert_applied(
         &agent,
         &first,
         "1",
         &format!("Alice <alice@example.com> ({alice_fpr})"),
     );
-
-    repo.write("compose.yaml", &compose("2"));
-    let unsigned = commit_push(&repo, None, "unsigned");
-    assert_refused(&agent, &unsigned, "unsigned commit", &first, "1");
-    let unknown = commit_push(&repo, Some(&mallory), "unknown key");
-    assert_refused(
+    assert_the_untrusted_refused(
+        &repo,
         &agent,
-        &unknown,
-        &format!("signed by an unknown key {mallory_fpr}"),
         &first,
-        "1",
-    );
-    let expired = commit_push(&repo, Some(&old), "expired key");
-    assert_refused(
-        &agent,
-        &expired,
-        &format!("signed by an expired key {old_fpr}"),
-        &first,
-        "1",
+        (&mallory, &format!("signed by an unknown key {mallory_fpr}")),
+        (&old, &format!("signed by an expired key {old_fpr}")),
     );
 
     repo.write("compose.yaml", &compose("3"));
@@ -429,8 +383,8 @@ fn a_signed_ssh_tag_is_applied_in_tag_mode_and_an_unsigned_one_refused() {
     let (alice, line) = keys.ssh("alice", "alice@example.com", "");
     let allowed = keys.path("allowed_signers");
     std::fs::write(&allowed, line).unwrap();
-    let verify = format!("{{mode: tag, allowed_signers: {}}}", allowed.display());
-    tag_mode("verify-tag-ssh", &alice, &verify, "alice@example.com");
+    let trust = verify("tag", "allowed_signers", &allowed);
+    tag_mode("verify-tag-ssh", &alice, &trust, "alice@example.com");
 }
 
 #[test]
@@ -440,8 +394,12 @@ fn a_signed_openpgp_tag_is_applied_in_tag_mode_and_an_unsigned_one_refused() {
     let dir = keys.path("keyring.d");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("alice.asc"), key).unwrap();
-    let verify = format!("{{mode: tag, keyring: {}}}", dir.display());
-    tag_mode("verify-tag-pgp", &alice, &verify, &fpr);
+    tag_mode(
+        "verify-tag-pgp",
+        &alice,
+        &verify("tag", "keyring", &dir),
+        &fpr,
+    );
 }
 
 /// A trust file that is missing is the operator's to fix: the agent starts, the cycle fails (transient,
@@ -451,14 +409,8 @@ fn a_missing_trust_file_is_an_error_at_fetch_not_a_crash() {
     let keys = Keys::new();
     let (alice, line) = keys.ssh("alice", "alice@example.com", "");
     let allowed = keys.path("allowed_signers");
-    let repo = GitRepo::new();
-    repo.write("compose.yaml", &compose("1"));
-    let first = commit_push(&repo, Some(&alice), "alice");
-    let opts = verify_opts(
-        &repo,
-        &format!("{{mode: head, allowed_signers: {}}}", allowed.display()),
-    );
-    let agent = Agent::start_with("verify-missing", opts);
+    let trust = verify("head", "allowed_signers", &allowed);
+    let (_repo, agent, first) = start_on_a_signed_commit("verify-missing", &alice, &trust);
     let o = agent.reconcile_wait();
     assert!(!o.status.success(), "{}", show(&o));
     assert!(

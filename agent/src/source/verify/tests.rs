@@ -1,5 +1,6 @@
 //! Unit tests of `source.verify`: the allowed_signers reader (with a property test), the tag split, and
-//! real signatures made by `ssh-keygen -Y sign`, GnuPG and `git` checked against trust files.
+//! real signatures made by `ssh-keygen -Y sign`, GnuPG (a home of its own, `tests/support/gpg.rs`) and
+//! `git` checked against trust files.
 
 use super::ssh::{glob, parse, LineError};
 use super::*;
@@ -7,22 +8,15 @@ use jiff::tz::TimeZone;
 use proptest::prelude::*;
 use std::process::Command;
 
+#[path = "../../../../tests/support/gpg.rs"]
+mod gpg;
+use gpg::{run, GpgHome};
+
 const ED25519: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDO0VQD9TIdICZLWFWwtf7s8/aENve8twGTEmNV0myh5";
 
 fn ts(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
 // --- allowed_signers -------------------------------------------------------------------------------
@@ -241,18 +235,21 @@ fn ssh_signatures_checked_against_allowed_signers() {
     let now = jiff::Timestamp::now();
     let payload = b"tree 0123\n\nmessage\n";
     let sig = ssh_sign(&alice, "git", payload);
+    // `sig` (or another signature) of `payload` (or other data), checked at `now` (or another time).
+    let check_at = |sig: &[u8], data: &[u8], at| check(sig, data, "commit", &s, at);
+    let check_now = |sig: &[u8]| check_at(sig, payload, now);
+    // allowed_signers holds `lines`, alice's key for every `{alice}`.
+    let allow = |lines: &str| {
+        std::fs::write(&allowed, lines.replace("{alice}", &alice_pub)).unwrap();
+    };
 
     // The file is read at each check: missing first, then written.
-    let e = check(&sig, payload, "commit", &s, now).unwrap_err();
+    let e = check_now(&sig).unwrap_err();
     assert!(matches!(e, VerifyError::Unreadable { .. }), "{e}");
     assert_eq!(e.class(), ErrorClass::Transient);
 
-    std::fs::write(
-        &allowed,
-        format!("alice@example.com namespaces=\"git\" {alice_pub}\n"),
-    )
-    .unwrap();
-    let signer = check(&sig, payload, "commit", &s, now).unwrap();
+    allow("alice@example.com namespaces=\"git\" {alice}\n");
+    let signer = check_now(&sig).unwrap();
     assert_eq!(signer.principal, "alice@example.com");
     assert!(signer.fingerprint.starts_with("SHA256:"), "{signer:?}");
     assert_eq!(
@@ -261,167 +258,66 @@ fn ssh_signatures_checked_against_allowed_signers() {
     );
 
     // Tampered content.
-    let e = check(&sig, b"tree 0123\n\nother\n", "commit", &s, now).unwrap_err();
+    let e = check_at(&sig, b"tree 0123\n\nother\n", now).unwrap_err();
     assert!(matches!(e, VerifyError::BadSignature { .. }), "{e}");
     assert!(e.to_string().contains(&signer.fingerprint), "{e}");
     assert_eq!(e.class(), ErrorClass::Input);
 
     // A key that is not in the file.
-    let e = check(
-        &ssh_sign(&mallory, "git", payload),
-        payload,
-        "commit",
-        &s,
-        now,
-    )
-    .unwrap_err();
+    let e = check_now(&ssh_sign(&mallory, "git", payload)).unwrap_err();
     assert!(matches!(e, VerifyError::UnknownKey { .. }), "{e}");
     assert!(e.to_string().contains("SHA256:"), "{e}");
 
     // Signed for another namespace.
-    let e = check(
-        &ssh_sign(&alice, "file", payload),
-        payload,
-        "commit",
-        &s,
-        now,
-    )
-    .unwrap_err();
+    let e = check_now(&ssh_sign(&alice, "file", payload)).unwrap_err();
     assert!(e.to_string().contains("namespace \"file\""), "{e}");
 
     // Allowed only for another namespace.
-    std::fs::write(
-        &allowed,
-        format!("alice@example.com namespaces=\"file\" {alice_pub}\n"),
-    )
-    .unwrap();
-    let e = check(&sig, payload, "commit", &s, now).unwrap_err();
+    allow("alice@example.com namespaces=\"file\" {alice}\n");
+    let e = check_now(&sig).unwrap_err();
     assert!(matches!(e, VerifyError::Namespace { .. }), "{e}");
 
     // Expired, and not yet valid, judged at `now`.
-    std::fs::write(
-        &allowed,
-        format!("alice@example.com valid-before=\"20200101Z\" {alice_pub}\n"),
-    )
-    .unwrap();
-    let e = check(&sig, payload, "commit", &s, now).unwrap_err();
+    allow("alice@example.com valid-before=\"20200101Z\" {alice}\n");
+    let e = check_now(&sig).unwrap_err();
     assert!(matches!(e, VerifyError::Expired { .. }), "{e}");
     assert!(e.to_string().contains("expired key SHA256:"), "{e}");
-    assert!(check(&sig, payload, "commit", &s, ts("2019-12-31T00:00:00Z")).is_ok());
-    std::fs::write(
-        &allowed,
-        format!("alice@example.com valid-after=\"20990101\" {alice_pub}\n"),
-    )
-    .unwrap();
-    let e = check(&sig, payload, "commit", &s, now).unwrap_err();
+    assert!(check_at(&sig, payload, ts("2019-12-31T00:00:00Z")).is_ok());
+    allow("alice@example.com valid-after=\"20990101\" {alice}\n");
+    let e = check_now(&sig).unwrap_err();
     assert!(matches!(e, VerifyError::NotYetValid { .. }), "{e}");
 
     // A second, valid line for the same key wins over an expired one.
-    std::fs::write(
-        &allowed,
-        format!("old@example.com valid-before=\"20200101Z\" {alice_pub}\nalice@example.com {alice_pub}\n"),
-    )
-    .unwrap();
-    assert_eq!(
-        check(&sig, payload, "commit", &s, now).unwrap().principal,
-        "alice@example.com"
-    );
+    allow("old@example.com valid-before=\"20200101Z\" {alice}\nalice@example.com {alice}\n");
+    assert_eq!(check_now(&sig).unwrap().principal, "alice@example.com");
 
     // An OpenPGP signature without a keyring, and garbage.
-    let e = check(
-        b"-----BEGIN PGP SIGNATURE-----\n",
-        payload,
-        "commit",
-        &s,
-        now,
-    )
-    .unwrap_err();
+    let e = check_now(b"-----BEGIN PGP SIGNATURE-----\n").unwrap_err();
     assert!(
         matches!(e, VerifyError::NoTrustFile { key: "keyring", .. }),
         "{e}"
     );
-    let e = check(
-        b"-----BEGIN SSH SIGNATURE-----\nnot base64\n-----END SSH SIGNATURE-----\n",
-        payload,
-        "commit",
-        &s,
-        now,
-    )
-    .unwrap_err();
+    let e = check_now(b"-----BEGIN SSH SIGNATURE-----\nnot base64\n-----END SSH SIGNATURE-----\n")
+        .unwrap_err();
     assert!(matches!(e, VerifyError::Malformed { .. }), "{e}");
-    let e = check(b"hello", payload, "commit", &s, now).unwrap_err();
+    let e = check_now(b"hello").unwrap_err();
     assert!(matches!(e, VerifyError::Malformed { .. }), "{e}");
 }
 
 // --- OpenPGP signatures --------------------------------------------------------------------------------
 
-/// A GnuPG home of its own (its agent stopped on drop).
-struct Gpg {
-    home: tempfile::TempDir,
-}
-
-impl Gpg {
-    fn new() -> Gpg {
-        let home = tempfile::Builder::new()
-            .prefix("g")
-            .tempdir_in("/tmp")
-            .unwrap();
-        Gpg { home }
-    }
-
-    fn cmd(&self, faked_time: Option<&str>) -> Command {
-        let mut c = Command::new("gpg");
-        c.env("GNUPGHOME", self.home.path()).args([
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]);
-        if let Some(t) = faked_time {
-            c.args(["--faked-system-time", t]);
-        }
-        c
-    }
-
-    /// A new key; its fingerprint.
-    fn key(&self, uid: &str, algo: &str, expire: &str, faked_time: Option<&str>) -> String {
-        run(self
-            .cmd(faked_time)
-            .args(["--quick-gen-key", uid, algo, "sign", expire]));
-        let listing = run(self.cmd(None).args(["--with-colons", "--list-keys", uid]));
-        listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:::::::::"))
-            .map(|l| l.trim_end_matches(':').to_string())
-            .unwrap()
-    }
-
-    fn export(&self, fpr: &str) -> String {
-        run(self.cmd(None).args(["--armor", "--export", fpr]))
-    }
-
-    fn sign(&self, signer: &str, payload: &[u8], faked_time: Option<&str>) -> Vec<u8> {
-        let file = self.home.path().join("payload");
-        std::fs::write(&file, payload).unwrap();
-        let out = self.home.path().join("payload.asc");
-        let _ = std::fs::remove_file(&out);
-        run(self
-            .cmd(faked_time)
-            .args(["--armor", "--detach-sign", "-u", signer, "-o"])
-            .arg(&out)
-            .arg(&file));
-        std::fs::read(out).unwrap()
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.home.path())
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
+/// A detached, armored signature of `payload` by key `signer` of `gpg`.
+fn gpg_sign(gpg: &GpgHome, signer: &str, payload: &[u8], faked_time: Option<&str>) -> Vec<u8> {
+    let file = gpg.path().join("payload");
+    std::fs::write(&file, payload).unwrap();
+    let out = gpg.path().join("payload.asc");
+    let _ = std::fs::remove_file(&out);
+    run(gpg
+        .cmd(faked_time)
+        .args(["--armor", "--detach-sign", "-u", signer, "-o"])
+        .arg(&out)
+        .arg(&file));
+    std::fs::read(out).unwrap()
 }
 
 fn pgp_settings(keyring: &Path) -> VerifySettings {
@@ -434,7 +330,7 @@ fn pgp_settings(keyring: &Path) -> VerifySettings {
 
 #[test]
 fn openpgp_signatures_checked_against_the_keyring() {
-    let gpg = Gpg::new();
+    let gpg = GpgHome::new();
     let dir = tempfile::tempdir().unwrap();
     let alice = gpg.key("Alice <alice@example.com>", "ed25519", "never", None);
     let rsa = gpg.key("Rob <rob@example.com>", "rsa2048", "never", None);
@@ -448,6 +344,7 @@ fn openpgp_signatures_checked_against_the_keyring() {
     );
     let now = jiff::Timestamp::now();
     let payload = b"tree 0123\n\nmessage\n";
+    let sign = |key: &str| gpg_sign(&gpg, key, payload, None);
 
     // A directory of keys; two keys concatenated in one file.
     let keyring = dir.path().join("keys");
@@ -460,76 +357,56 @@ fn openpgp_signatures_checked_against_the_keyring() {
     .unwrap();
     std::fs::write(keyring.join(".hidden"), "not a key").unwrap();
     let s = pgp_settings(&keyring);
+    // `sig` of `data`, checked against `keyring` at `at`.
+    let check_at = |sig: &[u8], data: &[u8], at| check(sig, data, "commit", &s, at);
 
-    let signer = check(&gpg.sign(&alice, payload, None), payload, "commit", &s, now).unwrap();
+    let signer = check_at(&sign(&alice), payload, now).unwrap();
     assert_eq!(signer.principal, "Alice <alice@example.com>");
     assert_eq!(signer.fingerprint, alice);
-    let signer = check(&gpg.sign(&rsa, payload, None), payload, "commit", &s, now).unwrap();
+    let signer = check_at(&sign(&rsa), payload, now).unwrap();
     assert_eq!(signer.fingerprint, rsa);
 
-    let e = check(
-        &gpg.sign(&alice, payload, None),
-        b"tampered",
-        "commit",
-        &s,
-        now,
-    )
-    .unwrap_err();
+    let e = check_at(&sign(&alice), b"tampered", now).unwrap_err();
     assert!(matches!(e, VerifyError::BadSignature { .. }), "{e}");
     assert!(e.to_string().contains(&alice), "{e}");
 
-    let e = check(
-        &gpg.sign(&mallory, payload, None),
-        payload,
-        "commit",
-        &s,
-        now,
-    )
-    .unwrap_err();
+    let e = check_at(&sign(&mallory), payload, now).unwrap_err();
     assert!(matches!(e, VerifyError::UnknownKey { .. }), "{e}");
     assert!(e.to_string().contains(&mallory), "{e}");
 
-    let old_sig = gpg.sign(&old, payload, Some("20200101T010000"));
-    let e = check(&old_sig, payload, "commit", &s, now).unwrap_err();
+    let old_sig = gpg_sign(&gpg, &old, payload, Some("20200101T010000"));
+    let e = check_at(&old_sig, payload, now).unwrap_err();
     assert!(matches!(e, VerifyError::Expired { .. }), "{e}");
     assert!(e.to_string().contains(&old), "{e}");
-    assert!(check(&old_sig, payload, "commit", &s, ts("2020-01-01T02:00:00Z")).is_ok());
+    assert!(check_at(&old_sig, payload, ts("2020-01-01T02:00:00Z")).is_ok());
 
     // Revoked with the certificate GnuPG made at key generation.
-    let sig = gpg.sign(&alice, payload, None);
-    let rev = gpg
-        .home
-        .path()
-        .join(format!("openpgp-revocs.d/{alice}.rev"));
+    let sig = sign(&alice);
+    let rev = gpg.path().join(format!("openpgp-revocs.d/{alice}.rev"));
     let cert = std::fs::read_to_string(&rev)
         .unwrap()
         .replace(":-----BEGIN", "-----BEGIN");
     let cert_file = dir.path().join("rev.asc");
     std::fs::write(&cert_file, cert).unwrap();
     run(gpg.cmd(None).arg("--import").arg(&cert_file));
+    // `sig` checked against the keyring (file or directory) at `path`.
+    let check_with = |path: &Path| check(&sig, payload, "commit", &pgp_settings(path), now);
     let single = dir.path().join("alice.asc");
     std::fs::write(&single, gpg.export(&alice)).unwrap();
-    let e = check(&sig, payload, "commit", &pgp_settings(&single), now).unwrap_err();
+    let e = check_with(&single).unwrap_err();
     assert!(matches!(e, VerifyError::Revoked { .. }), "{e}");
 
     // A keyring that is not one, and one that is missing.
     std::fs::write(&single, "hello").unwrap();
-    let e = check(&sig, payload, "commit", &pgp_settings(&single), now).unwrap_err();
+    let e = check_with(&single).unwrap_err();
     assert!(matches!(e, VerifyError::BadTrustFile { .. }), "{e}");
-    let e = check(
-        &sig,
-        payload,
-        "commit",
-        &pgp_settings(&dir.path().join("none")),
-        now,
-    )
-    .unwrap_err();
+    let e = check_with(&dir.path().join("none")).unwrap_err();
     assert!(matches!(e, VerifyError::Unreadable { .. }), "{e}");
 }
 
 #[test]
 fn openpgp_signing_subkeys_are_found_and_bound() {
-    let gpg = Gpg::new();
+    let gpg = GpgHome::new();
     let dir = tempfile::tempdir().unwrap();
     let primary = gpg.key("Sub <sub@example.com>", "ed25519", "never", None);
     run(gpg
@@ -539,7 +416,7 @@ fn openpgp_signing_subkeys_are_found_and_bound() {
     std::fs::write(&keyring, gpg.export(&primary)).unwrap();
     let payload = b"data";
     // GnuPG signs with the newest signing subkey.
-    let sig = gpg.sign(&primary, payload, None);
+    let sig = gpg_sign(&gpg, &primary, payload, None);
     let signer = check(
         &sig,
         payload,
