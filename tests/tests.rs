@@ -14,6 +14,7 @@ mod diff;
 mod files;
 mod fleet;
 mod leaks;
+mod log_redaction;
 mod monitoring;
 mod ownership;
 mod reconcile;

@@ -44,6 +44,11 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
         return exit::CONFIG;
     }
     crate::telemetry::init(&settings.log_format, &settings.log_level);
+    // Alert URLs may be their own credential (Slack, Discord, Teams hooks): never logged whole. The
+    // other secrets are registered by whatever reads them (see `crate::telemetry::log_secrets`).
+    for a in &settings.alerts {
+        crate::telemetry::log_secrets().add(&a.url);
+    }
     // Before the lock file (or anything else) is written into it.
     match crate::state_dir::prepare(&settings.state_dir) {
         Ok(None) => {}

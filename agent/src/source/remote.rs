@@ -33,6 +33,14 @@ pub(crate) struct Session<'s> {
 impl<'s> Session<'s> {
     pub(crate) fn new(settings: &'s SourceSettings) -> Self {
         apply_global_timeouts(settings.timeout);
+        // Credentials written in the URL are masked in logs: the password, or over http(s) a user name
+        // alone (a token).
+        if let Some(c) = url_credentials(&settings.url) {
+            let http = settings.url.starts_with("http");
+            if let Some(secret) = c.password.as_deref().or(http.then_some(c.user.as_str())) {
+                crate::telemetry::log_secrets().add(secret);
+            }
+        }
         Session {
             settings,
             deadline: Instant::now() + settings.timeout,
@@ -126,6 +134,7 @@ impl<'s> Session<'s> {
                 // Credentials written in source.url: the clone's config holds the URL without them
                 // (see `remote_url`), so they are given here, the way a token is.
                 if let (Some(c), Some(password)) = (&from_url, url_password) {
+                    crate::telemetry::log_secrets().add(password);
                     self.secrets.borrow_mut().push(password.clone());
                     return Cred::userpass_plaintext(&c.user, password);
                 }
@@ -144,6 +153,7 @@ impl<'s> Session<'s> {
             if token.is_empty() {
                 return Err(self.fail(format!("source.token_file {} is empty", path.display())));
             }
+            crate::telemetry::log_secrets().add(&token);
             self.secrets.borrow_mut().push(token.clone());
             let url_user = from_url.as_ref().map(|c| c.user.as_str());
             let user = s
