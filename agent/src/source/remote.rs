@@ -134,7 +134,6 @@ impl<'s> Session<'s> {
                 // Credentials written in source.url: the clone's config holds the URL without them
                 // (see `remote_url`), so they are given here, the way a token is.
                 if let (Some(c), Some(password)) = (&from_url, url_password) {
-                    crate::telemetry::log_secrets().add(password);
                     self.secrets.borrow_mut().push(password.clone());
                     return Cred::userpass_plaintext(&c.user, password);
                 }
@@ -391,6 +390,35 @@ mod tests {
         assert_eq!(url_password("/srv/git/x"), None);
         assert_eq!(scrub_secret("a tok b tok", "tok"), "a *** b ***");
         assert_eq!(scrub_secret("abc", ""), "abc");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_masked_in_logs_once_a_fetch_starts() {
+        let masked = |v: &str| crate::telemetry::log_secrets().redact(v.as_bytes()) == b"***";
+        let settings = |url: &str| SourceSettings {
+            url: url.into(),
+            reference: crate::source::GitRef::Branch("main".into()),
+            path: ".".into(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            ssh_key: None,
+            known_hosts: None,
+            token_file: None,
+            username: None,
+            verify: Default::default(),
+        };
+        for url in [
+            "https://deploy:url-pw-5a1c@h/x",
+            "https://ghp-token-8e2f@h/x",
+            "ssh://gitlab-runner-77@h/x",
+        ] {
+            drop(Session::new(&settings(url)));
+        }
+        assert!(masked("url-pw-5a1c") && masked("ghp-token-8e2f"));
+        assert!(
+            !masked("deploy") && !masked("gitlab-runner-77"),
+            "a user name beside a password, or over ssh, is no secret"
+        );
     }
 
     #[test]
