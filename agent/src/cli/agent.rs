@@ -1,6 +1,7 @@
 //! `berth agent`: load the config, the receivers' secrets, the secret facts, the box key and the age key
-//! (checked only), start logging (alert URLs masked like every secret), make state_dir 0700, take the agent id's lock, start the socket (with its group), the
-//! HTTP listener (when configured) and the drift watcher, run the reconcile loop.
+//! (checked only), start logging (alert URLs masked like every secret), make state_dir 0700, take the
+//! agent id's lock, start the socket (with its group), the HTTP listener (when configured) and the drift
+//! watcher, run the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
