@@ -18,6 +18,7 @@ mod files;
 mod fleet;
 mod full_disk;
 mod leaks;
+mod log_redaction;
 mod monitoring;
 mod ownership;
 mod reconcile;

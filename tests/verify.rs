@@ -424,3 +424,96 @@ fn a_missing_trust_file_is_an_error_at_fetch_not_a_crash() {
     std::fs::write(&allowed, line).unwrap();
     assert_applied(&agent, &first, "1", "alice@example.com");
 }
+
+/// `berth diff` against the agent verifies the fetched commit as a cycle would: a signed one is planned
+/// and names its signer; an unsigned one is not planned, the answer (text and `--json`) says it would be
+/// refused and why, and it exits 1. The agent then does refuse it, for the same reason.
+#[test]
+fn berth_diff_says_when_the_agent_would_refuse_the_fetched_commit() {
+    let keys = Keys::new();
+    let (alice, alice_line) = keys.ssh("alice", "alice@example.com", "");
+    let allowed = keys.path("allowed_signers");
+    std::fs::write(&allowed, &alice_line).unwrap();
+    let repo = GitRepo::new();
+    repo.write("compose.yaml", &compose("1"));
+    let first = commit_push(&repo, Some(&alice), "signed by alice");
+    let opts = verify_opts(
+        &repo,
+        &format!("{{mode: head, allowed_signers: {}}}", allowed.display()),
+    );
+    let agent = Agent::start_with("verify-diff", opts);
+    assert_applied(&agent, &first, "1", "alice@example.com");
+
+    repo.write("compose.yaml", &compose("2"));
+    let signed = commit_push(&repo, Some(&alice), "a signed change");
+    let o = agent.cli(&["diff"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a signed change is planned: {}",
+        show(&o)
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("commit {} fetched", &signed[..12])),
+        "{text}"
+    );
+    assert!(text.contains("verified by alice@example.com"), "{text}");
+    assert!(
+        text.contains("recreate") && !text.contains("refused"),
+        "{text}"
+    );
+    let o = agent.cli(&["diff", "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(j.get("refused").is_none(), "{j:#}");
+    assert!(
+        j["signer"].as_str().unwrap().contains("alice@example.com"),
+        "{j:#}"
+    );
+
+    repo.write("compose.yaml", &compose("3"));
+    let unsigned = commit_push(&repo, None, "an unsigned change");
+    let o = agent.cli(&["diff"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "error: commit {} would be refused: unsigned commit",
+            &unsigned[..12]
+        )),
+        "{}",
+        show(&o)
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("commit {} fetched", &unsigned[..12])),
+        "{text}"
+    );
+    assert!(
+        text.contains("refused: the agent would not apply this commit"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("recreate") && !text.contains("verified by"),
+        "no plan: {text}"
+    );
+    let o = agent.cli(&["diff", "--json", "--no-fetch"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["commit"], unsigned.as_str(), "{j:#}");
+    assert_eq!(j["refused"]["commit"], unsigned.as_str(), "{j:#}");
+    assert_eq!(j["refused"]["class"], "input", "{j:#}");
+    assert!(
+        j["refused"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unsigned commit"),
+        "{j:#}"
+    );
+    assert!(j.get("signer").is_none(), "{j:#}");
+    assert!(
+        j["stacks"].as_array().is_none_or(|s| s.is_empty()),
+        "nothing planned: {j:#}"
+    );
+    // What diff said is what the agent does.
+    assert_refused(&agent, &unsigned, "unsigned commit", &first, "1");
+}

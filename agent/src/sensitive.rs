@@ -3,7 +3,8 @@
 //! Render collects here every value it used that came from a secret source: the agent's own environment,
 //! a SOPS-decrypted file, or a fact marked secret. The set travels with the [`crate::model::DesiredState`]
 //! it was rendered for (never serialised), so whatever writes that state somewhere others can read it (the
-//! history store, a container label, the status socket) can seal or digest those values first.
+//! history store, a container label, the status socket) can seal or digest those values first. Every value
+//! marked here is also masked in every log line of the process from then on ([`crate::telemetry`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -18,9 +19,10 @@ impl Sensitive {
     /// Shortest value treated as a secret: shorter ones (`1`, `on`) would match everywhere and say nothing.
     pub const MIN_LEN: usize = 4;
 
-    /// Marks `value` as secret. Values shorter than [`Self::MIN_LEN`] are ignored.
+    /// Marks `value` as secret (in logs too, for the life of the process). Values shorter than [`Self::MIN_LEN`] are ignored.
     pub fn add(&mut self, value: &str) {
         if value.len() >= Self::MIN_LEN {
+            crate::telemetry::log_secrets().add(value);
             self.values.insert(value.to_owned());
         }
     }

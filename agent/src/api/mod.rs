@@ -9,7 +9,8 @@
 //! - `POST /v1/resume` → [`CycleResult`] (after the cycle): lifts a rollback pin and a suspend
 //! - `POST /v1/suspend` → `{"suspended": true}`: no reconciling, drift repair included, until resume
 //! - `GET /v1/diff` (`?fetch=0`: without asking the remote first) → [`DiffAnswer`]: the plan of the
-//!   fetched commit against the engine; nothing is pulled, recorded, checked out or applied
+//!   fetched commit against the engine, or (`refused`) why the agent would not apply it; nothing is
+//!   pulled, recorded, checked out or applied
 //!
 //! Errors answer with a non-2xx status and [`ErrorBody`]; a query that does not parse (percent-decoded,
 //! unknown keys refused) answers 400.
@@ -200,6 +201,25 @@ pub struct DiffAnswer {
     /// The agent is pinned by a rollback: this is what `berth resume` would do, not the next cycle.
     #[serde(default)]
     pub pinned: bool,
+    /// Who signed `commit`, when `source.verify` checked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// The agent would refuse `commit` (it fails `source.verify`): the plan is then empty, since the
+    /// agent never renders a commit it would not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
     #[serde(flatten)]
     pub diff: crate::diff::Description,
+}
+
+/// Why the agent would not apply a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The full id of the commit refused.
+    pub commit: String,
+    /// The verification error, as the cycle would report it.
+    pub reason: String,
+    /// `input` (the commit's fault: quarantined until the remote moves), `transient` (a trust file the
+    /// operator can fix: retried) or `internal`.
+    pub class: ErrorClass,
 }

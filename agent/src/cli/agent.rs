@@ -1,6 +1,7 @@
 //! `berth agent`: load the config, the receivers' secrets, the secret facts, the box key and the age key
-//! (checked only), make state_dir 0700, take the agent id's lock, start the socket (with its group), the
-//! HTTP listener (when configured) and the drift watcher, run the reconcile loop.
+//! (checked only), start logging (alert URLs masked like every secret), make state_dir 0700, take the
+//! agent id's lock, start the socket (with its group), the HTTP listener (when configured) and the drift
+//! watcher, run the reconcile loop.
 
 use super::exit;
 use crate::reconcile::Agent;
@@ -44,6 +45,7 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
         return exit::CONFIG;
     }
     crate::telemetry::init(&settings.log_format, &settings.log_level);
+    mask_config_secrets(&settings);
     // Before the lock file (or anything else) is written into it.
     match crate::state_dir::prepare(&settings.state_dir) {
         Ok(None) => {}
@@ -153,6 +155,15 @@ pub fn run(config: &Path, once: bool, err: &mut impl std::io::Write) -> i32 {
     }
 }
 
+/// Mask in logs what the config itself holds that may be a credential: alert URLs (Slack, Discord, Teams
+/// hooks are their own credential). Secrets read from files are registered by whatever reads them (see
+/// [`crate::telemetry::log_secrets`]).
+fn mask_config_secrets(settings: &crate::config::Settings) {
+    for a in &settings.alerts {
+        crate::telemetry::log_secrets().add(&a.url);
+    }
+}
+
 /// Bind the HTTP listener and serve it in a task of its own. A listener that cannot be bound is logged and
 /// left off: the box keeps following Git on its interval.
 async fn start_http(
@@ -181,5 +192,27 @@ async fn start_http(
             });
         }
         Err(e) => tracing::error!(error = %e, "http listener not started"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alert_urls_are_masked_in_logs() {
+        let url = "https://hooks.slack.com/services/T0/B0/agent-rs-test";
+        let settings = crate::config::parse(&format!(
+            "source:\n  url: /srv/fleet.git\nalerts:\n  - {{name: chat, type: slack, url: '{url}'}}\n"
+        ))
+        .unwrap();
+        let line = format!("posting to {url} failed\n");
+        assert_eq!(
+            crate::telemetry::log_secrets().redact(line.as_bytes()),
+            line.as_bytes()
+        );
+        super::mask_config_secrets(&settings);
+        assert_eq!(
+            crate::telemetry::log_secrets().redact(line.as_bytes()),
+            b"posting to *** failed\n"
+        );
     }
 }

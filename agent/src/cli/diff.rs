@@ -1,9 +1,10 @@
 //! `berth diff [DIR]`: what converging would change, changing nothing. With DIR: render it the way
 //! `berth apply` does and plan it against the engine from here; without: ask the agent (`GET /v1/diff`)
-//! for the plan of the commit it fetched (it asks the remote first unless `--no-fetch`).
+//! for the plan of the commit it fetched (it asks the remote first unless `--no-fetch`), or why the agent
+//! would refuse that commit (`source.verify`): then no plan, since the agent does not render it either.
 //!
 //! Exit 0: nothing to do; 2: something would change; 1: any error, including a plan whose apply would
-//! fail (an image that cannot be had, a preflight check).
+//! fail (an image that cannot be had, a preflight check) and a commit the agent would refuse.
 
 use super::{exit, Conn};
 use crate::api::DiffAnswer;
@@ -49,7 +50,16 @@ pub fn run(
     } else {
         print(&answer, out, err)?;
     }
-    Ok(code(&answer.diff))
+    Ok(answer_code(&answer))
+}
+
+/// The exit code an answer means: a refused commit is an error, whatever its (empty) plan.
+pub fn answer_code(a: &DiffAnswer) -> i32 {
+    if a.refused.is_some() {
+        exit::FAILED
+    } else {
+        code(&a.diff)
+    }
 }
 
 /// The exit code a description means.
@@ -96,6 +106,8 @@ fn local(
             commit: None,
             applied_commit: None,
             pinned: false,
+            signer: None,
+            refused: None,
             diff: crate::sealing::redacted(planned.describe(&desired, &known), &redactor),
         }))
     })
@@ -133,9 +145,25 @@ pub fn print(a: &DiffAnswer, out: &mut impl Write, err: &mut impl Write) -> std:
             short(commit),
             a.agent_id
         )?;
+        if let Some(signer) = &a.signer {
+            writeln!(out, "verified by {signer}")?;
+        }
         if a.pinned {
             writeln!(out, "pinned: the agent stays on its rollback revision; this is what `berth resume` would do")?;
         }
+    }
+    if let Some(r) = &a.refused {
+        writeln!(
+            out,
+            "refused: the agent would not apply this commit (source.verify); nothing is planned and the box stays as it is"
+        )?;
+        writeln!(
+            err,
+            "error: commit {} would be refused: {}",
+            short(&r.commit),
+            r.reason
+        )?;
+        return Ok(());
     }
     print_stacks(&a.diff, "", out)?;
     for p in &a.diff.pulls {
@@ -233,6 +261,8 @@ mod tests {
             commit: Some("a".repeat(40)),
             applied_commit: Some("b".repeat(40)),
             pinned: false,
+            signer: None,
+            refused: None,
             diff,
         }
     }
@@ -348,6 +378,48 @@ mod tests {
         let (_, err) = printed(&a);
         assert!(err.contains("error: image x is not on the engine"), "{err}");
         assert_eq!(code(&a.diff), exit::FAILED);
+    }
+
+    #[test]
+    fn a_commit_the_agent_would_refuse_says_why_plans_nothing_and_exits_1() {
+        let a = DiffAnswer {
+            refused: Some(crate::api::Refusal {
+                commit: "a".repeat(40),
+                reason: "unsigned commit (source.verify.mode: head)".into(),
+                class: crate::error::ErrorClass::Input,
+            }),
+            ..answer(Description::default())
+        };
+        let (out, err) = printed(&a);
+        assert_eq!(
+            out,
+            "commit aaaaaaaaaaaa fetched by agent edge-01 (the box runs bbbbbbbbbbbb)\n\
+             refused: the agent would not apply this commit (source.verify); nothing is planned and the box stays as it is\n"
+        );
+        assert_eq!(
+            err,
+            "error: commit aaaaaaaaaaaa would be refused: unsigned commit (source.verify.mode: head)\n"
+        );
+        assert_eq!(answer_code(&a), exit::FAILED);
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["refused"]["class"], "input", "{json:#}");
+        assert_eq!(json["refused"]["commit"], "a".repeat(40), "{json:#}");
+
+        // Verified: who signed it, and the exit code of the plan; no `refused` key at all.
+        let signed = DiffAnswer {
+            signer: Some("alice@example.com (SHA256:abc)".into()),
+            ..answer(Description::default())
+        };
+        let (out, _) = printed(&signed);
+        assert!(
+            out.contains("\nverified by alice@example.com (SHA256:abc)\n"),
+            "{out}"
+        );
+        assert_eq!(answer_code(&signed), exit::OK);
+        assert!(serde_json::to_value(&signed)
+            .unwrap()
+            .get("refused")
+            .is_none());
     }
 
     #[test]

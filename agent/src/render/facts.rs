@@ -93,6 +93,7 @@ pub fn read_secret(key: &str, path: &std::path::Path) -> Result<String, FactErro
             "longer than {MAX_VALUE_LEN} bytes or holds a NUL"
         )));
     }
+    crate::telemetry::log_secrets().add(value);
     Ok(value.to_string())
 }
 

@@ -118,6 +118,7 @@ impl RegistryAuth {
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or_else(bad)?;
                 let (u, p) = decoded.split_once(':').ok_or_else(bad)?;
+                crate::telemetry::log_secrets().add(a);
                 Some((u.to_string(), p.to_string()))
             } else {
                 match (
@@ -129,6 +130,7 @@ impl RegistryAuth {
                 }
             };
             if let Some(up) = user_pass {
+                crate::telemetry::log_secrets().add(&up.1);
                 out.entries.insert(normalise_server(server), up);
             }
         }

@@ -317,6 +317,7 @@ fn read_secret(receiver: &str, path: &Path) -> Result<Secret, SecretError> {
             path: path.to_path_buf(),
         });
     }
+    crate::telemetry::log_secrets().add_bytes(&bytes);
     Ok(Secret(bytes))
 }
 

@@ -33,6 +33,14 @@ pub(crate) struct Session<'s> {
 impl<'s> Session<'s> {
     pub(crate) fn new(settings: &'s SourceSettings) -> Self {
         apply_global_timeouts(settings.timeout);
+        // Credentials written in the URL are masked in logs: the password, or over http(s) a user name
+        // alone (a token).
+        if let Some(c) = url_credentials(&settings.url) {
+            let http = settings.url.starts_with("http");
+            if let Some(secret) = c.password.as_deref().or(http.then_some(c.user.as_str())) {
+                crate::telemetry::log_secrets().add(secret);
+            }
+        }
         Session {
             settings,
             deadline: Instant::now() + settings.timeout,
@@ -144,6 +152,7 @@ impl<'s> Session<'s> {
             if token.is_empty() {
                 return Err(self.fail(format!("source.token_file {} is empty", path.display())));
             }
+            crate::telemetry::log_secrets().add(&token);
             self.secrets.borrow_mut().push(token.clone());
             let url_user = from_url.as_ref().map(|c| c.user.as_str());
             let user = s
@@ -381,6 +390,35 @@ mod tests {
         assert_eq!(url_password("/srv/git/x"), None);
         assert_eq!(scrub_secret("a tok b tok", "tok"), "a *** b ***");
         assert_eq!(scrub_secret("abc", ""), "abc");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_masked_in_logs_once_a_fetch_starts() {
+        let masked = |v: &str| crate::telemetry::log_secrets().redact(v.as_bytes()) == b"***";
+        let settings = |url: &str| SourceSettings {
+            url: url.into(),
+            reference: crate::source::GitRef::Branch("main".into()),
+            path: ".".into(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            ssh_key: None,
+            known_hosts: None,
+            token_file: None,
+            username: None,
+            verify: Default::default(),
+        };
+        for url in [
+            "https://deploy:url-pw-5a1c@h/x",
+            "https://ghp-token-8e2f@h/x",
+            "ssh://gitlab-runner-77@h/x",
+        ] {
+            drop(Session::new(&settings(url)));
+        }
+        assert!(masked("url-pw-5a1c") && masked("ghp-token-8e2f"));
+        assert!(
+            !masked("deploy") && !masked("gitlab-runner-77"),
+            "a user name beside a password, or over ssh, is no secret"
+        );
     }
 
     #[test]

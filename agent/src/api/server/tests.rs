@@ -272,6 +272,8 @@ async fn diff_asks_the_loop_and_answers_its_plan_or_its_error() {
         commit: Some("c".repeat(40)),
         applied_commit: None,
         pinned: false,
+        signer: None,
+        refused: None,
         diff: Default::default(),
     };
     // A stand-in for the loop: with a fetch it plans, without one it has nothing fetched, and a commit

@@ -73,6 +73,7 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, SendError> {
             path: path.to_path_buf(),
         });
     }
+    crate::telemetry::log_secrets().add_bytes(&buf);
     Ok(buf)
 }
 
