@@ -73,7 +73,11 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
         .outcome
         .map(|o| o.to_string())
         .unwrap_or_else(|| "-".into());
-    writeln!(out, "outcome:  {outcome} after {} cycles", s.cycles)?;
+    writeln!(
+        out,
+        "outcome:  {outcome} (cycle #{} since the agent started)",
+        s.cycles
+    )?;
     for w in &s.warnings {
         writeln!(out, "warning:  {w}")?;
     }
@@ -143,28 +147,23 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
         )?;
     }
     writeln!(out)?;
-    let w = s
+    let rows: Vec<(&str, &str, String, String)> = s
         .containers
         .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+        .map(|c| {
+            let ss = format!("{}/{}", c.stack, c.service);
+            (c.name.as_str(), c.state.as_str(), ss, prefix(&c.id))
+        })
+        .collect();
+    let w = rows.iter().map(|r| r.0.len()).fold(4, usize::max);
+    let v = rows.iter().map(|r| r.2.len()).fold(13, usize::max);
     writeln!(
         out,
-        "{:<w$}  {:<10}  {:<16}  ID",
+        "{:<w$}  {:<10}  {:<v$}  ID",
         "NAME", "STATE", "STACK/SERVICE"
     )?;
-    for c in &s.containers {
-        let ss = format!("{}/{}", c.stack, c.service);
-        writeln!(
-            out,
-            "{:<w$}  {:<10}  {:<16}  {}",
-            c.name,
-            c.state,
-            ss,
-            prefix(&c.id)
-        )?;
+    for (name, state, ss, id) in &rows {
+        writeln!(out, "{name:<w$}  {state:<10}  {ss:<v$}  {id}")?;
     }
     Ok(exit::OK)
 }
