@@ -41,9 +41,15 @@
 //! - **Crash safety.** `open` removes lock files (`index.lock`, `refs/**.lock`...) a power loss can leave
 //!   behind: the agent holds the store lock, so nothing else writes this repository.
 //! - **Submodules** are not fetched or checked out; in a [`GitTree`] they are empty directories.
+//!
+//! This file opens the clone and reads commits and trees from it; `fetch.rs` fetches, `checkout.rs`
+//! checks out, `redaction.rs` hides credentials, `remote.rs` holds a connection's callbacks.
 
 mod applied;
+mod checkout;
+mod fetch;
 mod known_hosts;
+mod redaction;
 mod remote;
 mod tree;
 pub mod verify;
@@ -52,16 +58,12 @@ pub mod verify;
 mod tests;
 
 pub use applied::{AppliedPrune, Gc, GcError, GC_TIMEOUT};
+pub use redaction::redact;
 pub use tree::GitTree;
 
 use crate::config::{GitRef, SourceSettings};
-use git2::build::CheckoutBuilder;
-use git2::{
-    AutotagOption, Direction, ErrorCode, FetchOptions, FetchPrune, ObjectType, Oid, ProxyOptions,
-    Repository, RepositoryOpenFlags, TreeWalkMode, TreeWalkResult,
-};
+use git2::{ErrorCode, Oid, Repository, RepositoryOpenFlags};
 use remote::Session;
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,9 +104,6 @@ pub struct CommitInfo {
 const PINNED_REF: &str = "refs/berth/pinned";
 /// Prefix of the refs that keep applied commits reachable.
 const APPLIED_REFS: &str = "refs/berth/applied/";
-const MODE_TREE: i32 = 0o040000;
-const MODE_LINK: i32 = 0o120000;
-const MODE_SUBMODULE: i32 = 0o160000;
 
 /// The local clone under `state_dir` and how to reach its remote.
 pub struct GitSource {
@@ -112,14 +111,6 @@ pub struct GitSource {
     repo_dir: PathBuf,
     repo: Repository,
     fetches: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Depth {
-    /// The commit only (depth 1) where the transport allows it.
-    Shallow,
-    /// Complete history (unshallowing a shallow clone).
-    Full,
 }
 
 impl GitSource {
@@ -286,284 +277,6 @@ impl GitSource {
         Ok(GitTree::new(repo, tree, oid.to_string()))
     }
 
-    /// Make the working tree hold commit `id`, the way `git checkout --force --detach` does, except that
-    /// untracked files are never overwritten or deleted (see the module documentation).
-    pub fn checkout(&self, id: &str) -> Result<(), SourceError> {
-        let oid = self.require_commit(id)?;
-        let commit = self
-            .repo
-            .find_commit(oid)
-            .map_err(|e| self.local_err("cannot read commit", &e))?;
-        let tree = commit
-            .tree()
-            .map_err(|e| self.local_err("cannot read the tree of commit", &e))?;
-        let blocked = self
-            .untracked_in_the_way(&tree)
-            .map_err(|e| self.local_err("cannot compare the working tree", &e))?;
-        if !blocked.is_empty() {
-            let mut list = blocked
-                .iter()
-                .take(10)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ");
-            if blocked.len() > 10 {
-                list.push_str(&format!(" and {} more", blocked.len() - 10));
-            }
-            return Err(SourceError::Local {
-                path: self.repo_dir.clone(),
-                message: format!(
-                    "checkout of {} would overwrite untracked files: {list}; berth never deletes files \
-                     it does not track: move them away (or commit them)",
-                    short(&oid)
-                ),
-            });
-        }
-        let mut co = CheckoutBuilder::new();
-        co.force();
-        self.repo
-            .checkout_tree(tree.as_object(), Some(&mut co))
-            .map_err(|e| self.local_err(&format!("checkout of {}", short(&oid)), &e))?;
-        self.repo
-            .set_head_detached(oid)
-            .map_err(|e| self.local_err("cannot move HEAD", &e))?;
-        Ok(())
-    }
-
-    // --- fetching ---
-
-    /// Branch or tag: `remote_ref` on the remote, kept locally as `local_ref`.
-    fn fetch_ref(
-        &mut self,
-        session: &Session<'_>,
-        remote_ref: &str,
-        local_ref: &str,
-    ) -> Result<(Oid, bool), SourceError> {
-        let heads = self.ls_remote(session)?;
-        let advertised = find_head(&heads, remote_ref).ok_or_else(|| self.not_found())?;
-        let peeled = find_head(&heads, &format!("{remote_ref}^{{}}"));
-        // Nothing moved (or it moved to a commit we already have): no download. A tag re-made on a
-        // commit we have still brings its new tag object (its signature is what `source.verify` checks).
-        if let Some(commit) = self.local_commit_of(peeled.unwrap_or(advertised)) {
-            if self.repo.find_object(advertised, None).is_ok() {
-                let _ =
-                    self.repo
-                        .reference(local_ref, advertised, true, "berth: remote ref checked");
-                return Ok((commit, false));
-            }
-        }
-        self.download(
-            session,
-            &[format!("+{remote_ref}:{local_ref}")],
-            Depth::Shallow,
-        )?;
-        let commit = self
-            .repo
-            .find_reference(local_ref)
-            .and_then(|r| r.peel_to_commit())
-            .map_err(|e| SourceError::Fetch {
-                url: redact(&self.settings.url),
-                message: format!(
-                    "{} does not name a commit after the fetch: {}",
-                    self.settings.reference,
-                    session.scrub(e.message())
-                ),
-            })?;
-        Ok((commit.id(), true))
-    }
-
-    /// A pinned commit: no network when present; else fetch it (by an advertised ref, by id, or all heads
-    /// and tags) and resolve the (possibly abbreviated) id unambiguously.
-    fn fetch_commit(
-        &mut self,
-        session: &Session<'_>,
-        id: &str,
-    ) -> Result<(Oid, bool), SourceError> {
-        let id = id.trim().to_ascii_lowercase();
-        if !(7..=40).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(SourceError::Fetch {
-                url: redact(&self.settings.url),
-                message: format!("commit {id:?} is not 7 to 40 hex digits"),
-            });
-        }
-        if let Some(oid) = self.lookup_commit(&id)? {
-            return Ok((oid, false));
-        }
-        let heads = self.ls_remote(session)?;
-        let mut tips: Vec<(&str, Oid)> = heads
-            .iter()
-            .filter(|(name, oid)| name != "HEAD" && oid.to_string().starts_with(&id))
-            .map(|(name, oid)| (name.trim_end_matches("^{}"), *oid))
-            .collect();
-        tips.sort_by_key(|(_, oid)| *oid);
-        tips.dedup_by_key(|(_, oid)| *oid);
-        let mut found = None;
-        if let [(name, _)] = tips.as_slice() {
-            // The commit is (or a tag peels to) an advertised tip: a shallow fetch of that ref is enough.
-            self.download(session, &[format!("+{name}:{PINNED_REF}")], Depth::Shallow)?;
-            found = self.lookup_commit(&id)?;
-        } else if id.len() == 40 && tips.is_empty() {
-            // Not advertised: servers that allow it send a reachable commit by id.
-            match self.download(session, &[format!("+{id}:{PINNED_REF}")], Depth::Shallow) {
-                Ok(()) => found = self.lookup_commit(&id)?,
-                Err(e) if session.gave_up() => return Err(e),
-                Err(e) => {
-                    tracing::debug!(error = %e, "fetch by commit id refused; fetching every branch and tag")
-                }
-            }
-        }
-        if found.is_none() {
-            self.download(
-                session,
-                &[
-                    "+refs/heads/*:refs/remotes/origin/*".to_string(),
-                    "+refs/tags/*:refs/tags/*".to_string(),
-                ],
-                Depth::Full,
-            )?;
-            found = self.lookup_commit(&id)?;
-        }
-        let oid = found.ok_or_else(|| self.not_found())?;
-        self.repo
-            .reference(PINNED_REF, oid, true, "berth: pinned commit")
-            .map_err(|e| self.local_err("cannot write the pinned ref", &e))?;
-        Ok((oid, true))
-    }
-
-    /// The refs the remote advertises (name, id), including peeled tags (`refs/tags/x^{}`).
-    fn ls_remote(&mut self, session: &Session<'_>) -> Result<Vec<(String, Oid)>, SourceError> {
-        let mut remote = self
-            .repo
-            .find_remote("origin")
-            .map_err(|e| self.local_err("cannot read the remote", &e))?;
-        let mut proxy = ProxyOptions::new();
-        proxy.auto();
-        let conn = remote
-            .connect_auth(Direction::Fetch, Some(session.callbacks()), Some(proxy))
-            .map_err(|e| fetch_err(&self.settings, session, &e))?;
-        let heads = conn
-            .list()
-            .map_err(|e| fetch_err(&self.settings, session, &e))?
-            .iter()
-            .map(|h| (h.name().to_string(), h.oid()))
-            .collect();
-        Ok(heads)
-    }
-
-    /// Download `refspecs`, shallow where the transport allows; the `shallow` file keeps listing boundary
-    /// commits whose parents are still absent.
-    fn download(
-        &mut self,
-        session: &Session<'_>,
-        refspecs: &[String],
-        depth: Depth,
-    ) -> Result<(), SourceError> {
-        let local = remote::is_local(&self.settings.url);
-        let before = self.shallow_roots();
-        let mut result = Err(None);
-        if depth == Depth::Shallow && !local {
-            result = self.download_once(session, refspecs, 1).map_err(Some);
-            if let Err(Some(e)) = &result {
-                if !session.gave_up() && e.message().contains("shallow") {
-                    tracing::info!(url = %redact(&self.settings.url), "the remote refuses shallow fetches; fetching full history");
-                    result = Err(None);
-                }
-            }
-        }
-        if let Err(None) = result {
-            let d = if depth == Depth::Full && !local && self.repo.is_shallow() {
-                i32::MAX // GIT_FETCH_DEPTH_UNSHALLOW
-            } else {
-                0
-            };
-            result = self.download_once(session, refspecs, d).map_err(Some);
-        }
-        let restored = self.restore_shallow_roots(&before);
-        match result {
-            Ok(()) => restored,
-            Err(Some(e)) => Err(fetch_err(&self.settings, session, &e)),
-            Err(None) => unreachable!("a download was attempted"),
-        }
-    }
-
-    fn download_once(
-        &self,
-        session: &Session<'_>,
-        refspecs: &[String],
-        depth: i32,
-    ) -> Result<(), git2::Error> {
-        let mut remote = self.repo.find_remote("origin")?;
-        let mut proxy = ProxyOptions::new();
-        proxy.auto();
-        let mut fo = FetchOptions::new();
-        fo.remote_callbacks(session.callbacks())
-            .proxy_options(proxy)
-            .download_tags(AutotagOption::None)
-            .update_fetchhead(false)
-            .prune(FetchPrune::Off);
-        if depth > 0 {
-            fo.depth(depth);
-        }
-        remote.fetch(refspecs, Some(&mut fo), Some("berth: fetch"))
-    }
-
-    fn shallow_roots(&self) -> Vec<Oid> {
-        std::fs::read_to_string(self.repo.path().join("shallow"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| Oid::from_str(l.trim()).ok())
-            .collect()
-    }
-
-    /// libgit2's local transport rewrites the `shallow` file as empty; put back every earlier boundary
-    /// commit that still lacks a parent, so history walks (fetch negotiation, `git log`, `git gc`) do not
-    /// trip over missing parents of kept commits.
-    fn restore_shallow_roots(&mut self, before: &[Oid]) -> Result<(), SourceError> {
-        if before.is_empty() {
-            return Ok(());
-        }
-        let after = self.shallow_roots();
-        let odb = self
-            .repo
-            .odb()
-            .map_err(|e| self.local_err("cannot open the object database", &e))?;
-        let lacks_parent = |oid: &Oid| match odb.read(*oid) {
-            Ok(obj) => String::from_utf8_lossy(obj.data())
-                .lines()
-                .take_while(|l| !l.is_empty())
-                .filter_map(|l| l.strip_prefix("parent "))
-                .filter_map(|p| Oid::from_str(p.trim()).ok())
-                .any(|p| !odb.exists(p)),
-            Err(_) => false,
-        };
-        let lost: Vec<Oid> = before
-            .iter()
-            .filter(|o| !after.contains(o) && lacks_parent(o))
-            .copied()
-            .collect();
-        drop(odb);
-        if lost.is_empty() {
-            return Ok(());
-        }
-        let text: String = after
-            .iter()
-            .chain(lost.iter())
-            .map(|o| format!("{o}\n"))
-            .collect();
-        let path = self.repo.path().join("shallow");
-        let tmp = self.repo.path().join("shallow.berth-tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| SourceError::Local {
-                path: self.repo_dir.clone(),
-                message: format!("cannot write {}: {e}", path.display()),
-            })?;
-        // Reopen so libgit2 reloads the grafts.
-        self.repo =
-            Repository::open(&self.repo_dir).map_err(|e| self.local_err("cannot reopen", &e))?;
-        Ok(())
-    }
-
     // --- local lookups ---
 
     /// The commit an object (commit or annotated tag) peels to, if it is in the local repository.
@@ -601,48 +314,6 @@ impl GitSource {
         })
     }
 
-    /// Repository-relative paths of untracked (or ignored) files that checking `tree` out would overwrite
-    /// or delete.
-    fn untracked_in_the_way(&self, tree: &git2::Tree<'_>) -> Result<Vec<String>, git2::Error> {
-        let mut index = self.repo.index()?;
-        index.read(false)?;
-        let tracked: HashSet<Vec<u8>> = index.iter().map(|e| e.path).collect();
-        let mut blocked = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |root, entry| {
-            let rel = format!("{root}{}", String::from_utf8_lossy(entry.name_bytes()));
-            let full = self.repo_dir.join(&rel);
-            let mode = entry.filemode();
-            let Ok(md) = std::fs::symlink_metadata(&full) else {
-                return TreeWalkResult::Skip; // nothing on disk there (or below)
-            };
-            if mode == MODE_SUBMODULE {
-                return TreeWalkResult::Skip;
-            }
-            if mode == MODE_TREE {
-                if md.is_dir() {
-                    return TreeWalkResult::Ok;
-                }
-                if !tracked.contains(rel.as_bytes()) {
-                    blocked.push(rel);
-                }
-                return TreeWalkResult::Skip;
-            }
-            if tracked.contains(rel.as_bytes()) {
-                return TreeWalkResult::Ok;
-            }
-            let in_the_way = if md.is_dir() {
-                dir_has_untracked(&full, &rel, &tracked)
-            } else {
-                !same_content(&full, &md, mode, entry.id())
-            };
-            if in_the_way {
-                blocked.push(rel);
-            }
-            TreeWalkResult::Ok
-        })?;
-        Ok(blocked)
-    }
-
     // --- errors ---
 
     fn not_found(&self) -> SourceError {
@@ -657,69 +328,6 @@ impl GitSource {
             path: self.repo_dir.clone(),
             message: redact(&format!("{what}: {}", e.message())),
         }
-    }
-}
-
-fn fetch_err(settings: &SourceSettings, session: &Session<'_>, e: &git2::Error) -> SourceError {
-    SourceError::Fetch {
-        url: redact(&settings.url),
-        message: session.describe(e),
-    }
-}
-
-fn find_head(heads: &[(String, Oid)], name: &str) -> Option<Oid> {
-    heads.iter().find(|(n, _)| n == name).map(|(_, oid)| *oid)
-}
-
-fn short(oid: &Oid) -> String {
-    oid.to_string()[..12].to_string()
-}
-
-/// Does the directory `full` (repository path `rel`) hold a file (or symlink) the index does not track?
-fn dir_has_untracked(full: &Path, rel: &str, tracked: &HashSet<Vec<u8>>) -> bool {
-    let Ok(entries) = std::fs::read_dir(full) else {
-        return true; // unreadable: assume the worst
-    };
-    for entry in entries {
-        let Ok(entry) = entry else { return true };
-        let child = format!("{rel}/{}", entry.file_name().to_string_lossy());
-        match std::fs::symlink_metadata(entry.path()) {
-            Ok(md) if md.is_dir() => {
-                if dir_has_untracked(&entry.path(), &child, tracked) {
-                    return true;
-                }
-            }
-            Ok(_) => {
-                if !tracked.contains(child.as_bytes()) {
-                    return true;
-                }
-            }
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
-/// Is the untracked file at `full` exactly what the commit puts there?
-fn same_content(full: &Path, md: &std::fs::Metadata, mode: i32, id: Oid) -> bool {
-    if mode == MODE_LINK {
-        if !md.file_type().is_symlink() {
-            return false;
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::ffi::OsStrExt;
-            std::fs::read_link(full)
-                .ok()
-                .and_then(|t| Oid::hash_object(ObjectType::Blob, t.as_os_str().as_bytes()).ok())
-                == Some(id)
-        }
-        #[cfg(not(unix))]
-        {
-            false
-        }
-    } else {
-        md.is_file() && Oid::hash_file(ObjectType::Blob, full).ok() == Some(id)
     }
 }
 
@@ -759,71 +367,5 @@ fn remove_stale_locks(gitdir: &Path) {
                 }
             }
         }
-    }
-}
-
-/// Hide credentials in URLs anywhere in `s`: `https://user:tok@host/x` → `https://user:***@host/x`. An
-/// http(s) URL with a user name but no password (`https://TOKEN@host/x`, how some forges take tokens) has
-/// the whole user info hidden: `https://***@host/x`. SSH users (`ssh://git@host`) are kept. Each
-/// `scheme://…` word is parsed by `url`, which decides what its user and password are; the rest of the
-/// text, and the URL itself apart from the hidden part, are kept as written. A word that does not parse
-/// as a URL but has an `@` in its authority has its whole user info hidden.
-pub fn redact(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        // The scheme: the run of scheme characters before `://`.
-        let scheme_start = rest[..i]
-            .char_indices()
-            .rev()
-            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |(j, c)| j + c.len_utf8());
-        out.push_str(&rest[..scheme_start]);
-        let word_end = rest[i..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
-            .map_or(rest.len(), |j| i + j);
-        let (shown, used) = redact_url(&rest[scheme_start..word_end], i - scheme_start);
-        out.push_str(&shown);
-        // What follows the authority is scanned again (`?next=https://u:p@h2`).
-        rest = &rest[scheme_start + used..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// [`redact`] for one word `scheme://…` (`sep`: where its `://` is): the text to show for its start, and
-/// how many bytes of the word that covers (through the authority).
-fn redact_url(word: &str, sep: usize) -> (String, usize) {
-    let after = sep + 3;
-    // Where the user info ends, as written: the last `@` before the path, query or fragment.
-    let authority_end = word[after..]
-        .find(['/', '?', '#', '\\'])
-        .map_or(word.len(), |j| after + j);
-    let unchanged = (word[..authority_end].to_string(), authority_end);
-    let at = word[after..authority_end].rfind('@').map(|j| after + j);
-    // Trailing sentence punctuation is not part of the URL (`(see https://u:p@host).`).
-    let url_text = word.trim_end_matches([')', ']', ',', ';', '.', '!']);
-    let parsed = url::Url::parse(url_text).or_else(|_| url::Url::parse(word));
-    let hidden = match &parsed {
-        Ok(u) if u.password().is_some() => format!("{}:***", u.username()),
-        Ok(u) if !u.username().is_empty() && matches!(u.scheme(), "http" | "https") => {
-            "***".to_string()
-        }
-        Ok(_) => return unchanged, // no credentials, or an SSH user name
-        Err(_) => "***".to_string(),
-    };
-    match (at, parsed) {
-        (Some(at), _) => (
-            format!("{}{hidden}{}", &word[..after], &word[at..authority_end]),
-            authority_end,
-        ),
-        // `url` saw user info where the text shows no `@` before the path: rare, but then the parsed
-        // URL, blanked, is what is shown.
-        (None, Ok(mut u)) => {
-            let _ = u.set_password(None);
-            let _ = u.set_username("***");
-            (u.to_string(), word.len())
-        }
-        (None, Err(_)) => unchanged,
     }
 }

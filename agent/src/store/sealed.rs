@@ -115,7 +115,7 @@ impl HasRevision for Attempt {
 #[cfg(test)]
 mod tests {
     use super::super::*;
-    use crate::model::{ContainerSpec, StackSpec};
+    use crate::model::{ContainerSpec, DesiredState, StackSpec};
     use crate::sealing::BoxKey;
     use std::sync::Arc;
 
