@@ -45,4 +45,21 @@ fn a_secret_echoed_by_a_healthcheck_is_masked_in_every_log_line() {
         !masked.is_empty(),
         "a line besides \"cycle failed\" quotes the healthcheck output, masked:\n{log}"
     );
+
+    // Nor in the quarantine reason that status shows (text and JSON), nor in any file berth wrote.
+    let st = agent.status_json();
+    assert!(
+        !st["quarantined"].is_null(),
+        "the commit is quarantined: {st:#}"
+    );
+    let raw = serde_json::to_string(&st).unwrap();
+    assert!(!raw.contains(&secret), "status JSON: {st:#}");
+    assert!(
+        raw.contains("token="),
+        "the reason still says what failed: {st:#}"
+    );
+    let text = stdout(&agent.cli(&["status"]));
+    assert!(!text.contains(&secret), "berth status: {text}");
+    let holding = files_holding(&agent.state_dir, &secret);
+    assert!(holding.is_empty(), "files holding the value: {holding:?}");
 }

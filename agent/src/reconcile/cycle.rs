@@ -340,6 +340,13 @@ impl Agent {
 
     /// The quarantine as the store now holds it, shown in status at once.
     fn set_quarantine(&mut self, q: Option<Quarantine>) {
+        // As the store holds it: a secret value in the reason (a healthcheck's output, an engine message
+        // quoting an environment value) shows as its digest in status and in later cycles' errors too.
+        let redactor = crate::sealing::Redactor::new(&self.secrets, self.store.box_key().cloned());
+        let q = q.map(|mut q| {
+            q.reason = redactor.redact(&q.reason).into_owned();
+            q
+        });
         let info = q.as_ref().map(super::quarantine_info);
         self.quarantine = q;
         self.set_status(|s| s.quarantined = info);
