@@ -17,6 +17,7 @@ mod diff;
 mod files;
 mod fleet;
 mod full_disk;
+mod jobs;
 mod leaks;
 mod log_redaction;
 mod monitoring;

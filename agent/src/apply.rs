@@ -126,6 +126,7 @@ pub async fn converge<R: Runtime>(
     );
     let mut actual = actual?;
     actual.images = prepared.ids.clone();
+    opts.drift.mark_finished(&mut actual);
     let plan = crate::plan::plan(desired, &actual);
     let running = actual.containers.len();
     if desired.containers().next().is_none() && running > 0 && !opts.allow_empty {

@@ -440,6 +440,7 @@ pub fn between(from: &DesiredState, to: &DesiredState) -> Description {
                 running: true,
                 exit_code: None,
                 state: "running".into(),
+                finished: false,
             })
             .collect(),
         networks: from

@@ -376,6 +376,12 @@ impl ContainerSpec {
     pub fn dependency_names(&self) -> impl Iterator<Item = &str> {
         self.depends_on.iter().map(|d| d.service.as_str())
     }
+
+    /// The engine is not asked to keep it running (`restart: no` or `on-failure`): exiting 0 by itself is
+    /// finishing its work, for the health gate and, once the agent saw it, for the planner.
+    pub fn may_finish(&self) -> bool {
+        self.restart == "no" || self.restart.starts_with("on-failure")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -583,6 +589,10 @@ pub struct ActualContainer {
     pub exit_code: Option<i64>,
     /// Engine state word: `running`, `exited`, `created`, `restarting`, ...
     pub state: String,
+    /// The agent saw it exit with code 0 by itself (no kill or stop before its death; see
+    /// [`crate::reconcile::drift`]): with a spec that [may finish](ContainerSpec::may_finish), it is done.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub finished: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

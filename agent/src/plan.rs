@@ -281,7 +281,8 @@ fn need<'a>(
         recreate(have)
     } else if have.running {
         Need::Running(have)
-    } else if spec.run_once && have.exit_code == Some(0) {
+    } else if (spec.run_once || (have.finished && spec.may_finish())) && have.exit_code == Some(0) {
+        // A one-shot job that did its work: others wait for it, or the agent saw it exit 0 by itself.
         Need::Nothing
     } else {
         Need::Step(ContainerStep::Start {

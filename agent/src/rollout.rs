@@ -53,9 +53,7 @@ impl Watched {
                 .as_ref()
                 .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE")),
             // A job others wait for, or one the engine is not asked to keep running: exiting 0 is done.
-            one_shot: spec.run_once
-                || spec.restart == "no"
-                || spec.restart.starts_with("on-failure"),
+            one_shot: spec.run_once || spec.may_finish(),
             // A container the engine (re)started by API counts restarts from 0.
             restarts_at_start: 0,
         }

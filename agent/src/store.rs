@@ -55,6 +55,8 @@ const CURRENT: &[u8] = b"current";
 const LAST_GOOD: &[u8] = b"last_good";
 const PINNED: &[u8] = b"pinned";
 const PULLS: &[u8] = b"pulls";
+/// Ids of containers seen exiting 0 by themselves ([`crate::reconcile::DriftLink`]).
+const FINISHED: &[u8] = b"finished";
 const ATTEMPT: &[u8] = b"attempt";
 const QUARANTINE: &[u8] = b"quarantine";
 const SUSPENDED: &[u8] = b"suspended";

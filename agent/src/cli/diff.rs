@@ -99,7 +99,14 @@ fn local(
     rt.block_on(async {
         let runtime = DockerRuntime::connect(std::env::var("DOCKER_HOST").ok().as_deref()).await?;
         // No agent here: no pull times but the engine's tag times, no history but the labels.
-        let planned = engine::plan(&runtime, &desired, &agent_id, &Default::default()).await?;
+        let planned = engine::plan(
+            &runtime,
+            &desired,
+            &agent_id,
+            &Default::default(),
+            &Default::default(),
+        )
+        .await?;
         let known = engine::specs_from_labels(&runtime, &planned.plan, &KnownSpecs::new()).await;
         Ok(Some(DiffAnswer {
             agent_id,

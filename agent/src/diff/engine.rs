@@ -45,6 +45,7 @@ pub async fn plan(
     desired: &DesiredState,
     agent_id: &str,
     log: &PullLog,
+    finished: &crate::reconcile::DriftLink,
 ) -> Result<Planned, RuntimeError> {
     let (images, actual, inventory) = tokio::join!(
         inspect_images(rt, desired, log),
@@ -53,6 +54,7 @@ pub async fn plan(
     );
     let (mut actual, inventory) = (actual?, inventory?);
     actual.images = images.ids;
+    finished.mark_finished(&mut actual);
     let plan = crate::plan::plan(desired, &actual);
     let mut problems: Vec<String> = plan
         .missing_images

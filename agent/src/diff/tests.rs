@@ -48,6 +48,7 @@ fn running(spec: &ContainerSpec) -> ActualContainer {
         running: true,
         exit_code: None,
         state: "running".into(),
+        finished: false,
     }
 }
 

@@ -137,6 +137,7 @@ fn running(spec: &ContainerSpec, id: &str) -> ActualContainer {
         running: true,
         exit_code: None,
         state: "running".into(),
+        finished: false,
     }
 }
 

@@ -60,8 +60,14 @@ impl Agent {
                 }
             };
             crate::sealing::attach_digests(&mut desired, self.store.box_key());
-            let planned =
-                engine::plan(&self.runtime, &desired, &answer.agent_id, &self.pull_log).await?;
+            let planned = engine::plan(
+                &self.runtime,
+                &desired,
+                &answer.agent_id,
+                &self.pull_log,
+                &self.apply_options.drift,
+            )
+            .await?;
             let wanted = crate::diff::changed_hashes(&planned.plan);
             let mut known = self
                 .db(move |s| engine::specs_in_store(s, &wanted))

@@ -6,7 +6,7 @@
 use crate::api::server::Command;
 use crate::model::{ActualState, ContainerSpec, NetworkSpec, VolumeSpec};
 use crate::runtime::{ContainerState, DockerRuntime, ImageInfo, Owner, Runtime, RuntimeError};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +28,17 @@ const OWN_GRACE: Duration = Duration::from_secs(5);
 pub struct DriftLink {
     own: Arc<Mutex<HashMap<String, OwnChange>>>,
     queued: Arc<AtomicBool>,
+    finished: Arc<Mutex<Finished>>,
+}
+
+/// Containers the watcher saw exit 0 by themselves (a `die` with no kill before it, by hand or by the
+/// agent): a job of a service that [may finish](crate::model::ContainerSpec::may_finish) is done, not
+/// started again every cycle. Kept in the store across restarts of the agent.
+#[derive(Debug, Default)]
+struct Finished {
+    ids: BTreeSet<String>,
+    /// Changed since the store last got it.
+    dirty: bool,
 }
 
 /// The agent's own stop/kill/remove of one container.
@@ -115,6 +126,44 @@ impl DriftLink {
         if commands.try_send(Command::Drift).is_err() {
             self.queued.store(false, Ordering::SeqCst);
         }
+    }
+
+    /// Container `id` exited with code 0 by itself.
+    fn saw_finish(&self, id: &str) {
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        f.dirty |= f.ids.insert(id.to_string());
+    }
+
+    /// A hand-made change to container `id`: whatever it finished before, it is to be repaired now.
+    fn saw_hand_change(&self, id: &str) {
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        f.dirty |= f.ids.remove(id);
+    }
+
+    /// Mark the exited containers of `actual` that finished by themselves; forget the ids of containers
+    /// that are gone.
+    pub fn mark_finished(&self, actual: &mut ActualState) {
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        let present: BTreeSet<&str> = actual.containers.iter().map(|c| c.id.as_str()).collect();
+        let before = f.ids.len();
+        f.ids.retain(|id| present.contains(id.as_str()));
+        f.dirty |= f.ids.len() != before;
+        for c in &mut actual.containers {
+            c.finished = !c.running && f.ids.contains(&c.id);
+        }
+    }
+
+    /// The finished ids, if they changed since the last call (for the store).
+    pub fn finished_changed(&self) -> Option<Vec<String>> {
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut f.dirty).then(|| f.ids.iter().cloned().collect())
+    }
+
+    /// The finished ids the store kept from an earlier run of the agent.
+    pub fn restore_finished(&self, ids: Vec<String>) {
+        let mut f = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        f.ids = ids.into_iter().collect();
+        f.dirty = false;
     }
 
     /// The loop took the queued drift cycle: the next trigger queues a new one.
@@ -317,8 +366,15 @@ pub async fn watch_drift(
                             continue;
                         }
                         if !kills.event(id, action, Instant::now()) {
+                            // A death no kill caused: the process exited by itself.
+                            let code = ev.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|a| a.get("exitCode"));
+                            if code.map(String::as_str) == Some("0") {
+                                tracing::debug!(id, "exited 0 by itself");
+                                link.saw_finish(id);
+                            }
                             continue;
                         }
+                        link.saw_hand_change(id);
                         tracing::debug!(action, id, "engine event on an owned container");
                         if debounce.event(Instant::now(), action == "kill") {
                             link.trigger(&commands);

@@ -19,6 +19,7 @@ struct Opened {
     source: GitSource,
     pointers: crate::store::Pointers,
     pull_log: crate::images::PullLog,
+    finished: Vec<String>,
     current: Option<Revision>,
     quarantine: Option<Quarantine>,
     unfinished: Option<Attempt>,
@@ -41,6 +42,10 @@ fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
     let pull_log = store.pull_log().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read pull times; starting afresh");
         Default::default()
+    });
+    let finished = store.finished_containers().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read which containers finished; jobs that did may run again");
+        Vec::new()
     });
     let current = match pointers.current {
         Some(seq) => match store.get(seq) {
@@ -76,6 +81,7 @@ fn open_state(settings: &Settings) -> anyhow::Result<Opened> {
         source,
         pointers,
         pull_log,
+        finished,
         current,
         unfinished,
     })
@@ -95,6 +101,7 @@ impl Agent {
             source,
             pointers,
             pull_log,
+            finished,
             current,
             quarantine,
             unfinished,
@@ -143,6 +150,7 @@ impl Agent {
         }
         let mut apply_options = apply::ApplyOptions::from_env();
         apply_options.allow_empty = settings.allow_empty;
+        apply_options.drift.restore_finished(finished);
         let agent = Agent {
             settings,
             runtime,

@@ -319,6 +319,7 @@ impl Runtime for DockerRuntime {
                     )
                 ),
                 state: state_word,
+                finished: false,
             });
         }
         state.containers.sort_by(|a, b| a.name.cmp(&b.name));

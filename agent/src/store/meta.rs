@@ -1,8 +1,10 @@
 //! The single values of the meta tree besides the pointers: the unfinished attempt, the quarantined
-//! commit, the suspend flag and the image pull times.
+//! commit, the suspend flag, the image pull times and the containers that finished by themselves.
 
 use super::sealed::Lenient;
-use super::{Attempt, Quarantine, Store, StoreError, ATTEMPT, PULLS, QUARANTINE, SUSPENDED};
+use super::{
+    Attempt, Quarantine, Store, StoreError, ATTEMPT, FINISHED, PULLS, QUARANTINE, SUSPENDED,
+};
 
 impl Store {
     /// The unfinished attempt, if any.
@@ -61,6 +63,19 @@ impl Store {
     pub fn set_pull_log(&self, log: &crate::images::PullLog) -> Result<(), StoreError> {
         let v = serde_json::to_vec(log).map_err(|e| self.err(e))?;
         self.meta.insert(PULLS, v).map_err(|e| self.err(e))?;
+        self.flush()
+    }
+
+    /// Ids of the containers the agent saw exit 0 by themselves (jobs that are done).
+    pub fn finished_containers(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .meta_json(FINISHED, "finished containers")?
+            .unwrap_or_default())
+    }
+
+    pub fn set_finished_containers(&self, ids: &[String]) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(ids).map_err(|e| self.err(e))?;
+        self.meta.insert(FINISHED, v).map_err(|e| self.err(e))?;
         self.flush()
     }
 }

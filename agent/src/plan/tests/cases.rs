@@ -153,6 +153,62 @@ fn starts() -> Vec<Case> {
         // Waves are numbered among those that have steps: the only step is in the first one.
         expected: &["wave 0: start s-app-1 (app#)"],
     });
+    let finished = |spec: &ContainerSpec, id: &str| ActualContainer {
+        finished: true,
+        ..exited(spec, id, 0)
+    };
+    cases.push(Case {
+        name: "a `restart: no` service the agent saw exit 0 by itself is done, not started again",
+        actual: ActualState {
+            containers: vec![finished(&a, "a#")],
+            ..converged(&one)
+        },
+        desired: one.clone(),
+        expected: &[],
+    });
+    let on_failure = svc("s", "a").edit(|c| c.restart = "on-failure:3".into());
+    let d = desired(vec![stack("s", vec![on_failure.clone()])]);
+    cases.push(Case {
+        name: "so is an `on-failure` one",
+        actual: ActualState {
+            containers: vec![finished(&on_failure, "a#")],
+            ..converged(&d)
+        },
+        desired: d.clone(),
+        expected: &[],
+    });
+    let always = svc("s", "a").edit(|c| c.restart = "unless-stopped".into());
+    let d = desired(vec![stack("s", vec![always.clone()])]);
+    cases.push(Case {
+        name: "a service the engine is to keep running is started, even if it exited 0 by itself",
+        actual: ActualState {
+            containers: vec![finished(&always, "a#")],
+            ..converged(&d)
+        },
+        desired: d.clone(),
+        expected: &["wave 0: start s-a-1 (a#)"],
+    });
+    cases.push(Case {
+        name:
+            "a `restart: no` service that exited 0 but not by itself (stopped by hand) is started",
+        actual: ActualState {
+            containers: vec![exited(&a, "a#", 0)],
+            ..converged(&one)
+        },
+        desired: one.clone(),
+        expected: &["wave 0: start s-a-1 (a#)"],
+    });
+    let changed = svc("s", "a").edit(|c| c.command = Some(vec!["true".into()]));
+    let d = desired(vec![stack("s", vec![changed])]);
+    cases.push(Case {
+        name: "a finished job whose spec changed is recreated (and so runs again)",
+        actual: ActualState {
+            containers: vec![finished(&a, "a#")],
+            ..converged(&d)
+        },
+        desired: d.clone(),
+        expected: &["wave 0: recreate s-a-1 (a#)"],
+    });
     cases.push(Case {
         name: "a container being removed gets no step (its destroy event brings the next cycle)",
         actual: ActualState {

@@ -24,6 +24,7 @@ fn run_model(a: &ActualState, p: &Plan) -> Result<ActualState, String> {
             running: true,
             exit_code: None,
             state: "running".into(),
+            finished: false,
         };
         ran(spec, &mut c);
         c
@@ -369,6 +370,7 @@ fn build_actual(d: &DesiredState, g: &EngineGen) -> ActualState {
                     running: c.running,
                     exit_code: c.exit_code,
                     state: if c.running { "running" } else { "exited" }.into(),
+                    finished: false,
                 };
                 if c.aside {
                     containers.push(ActualContainer {

@@ -98,6 +98,11 @@ impl Agent {
                 tracing::warn!(error = %e, "cannot record pull times");
             }
         }
+        if let Some(ids) = self.apply_options.drift.finished_changed() {
+            if let Err(e) = self.db(move |s| s.set_finished_containers(&ids)).await {
+                tracing::warn!(error = %e, "cannot record which containers finished");
+            }
+        }
         let (plan, report) = converged?;
         for step in plan.describe() {
             tracing::info!(step = %step, "plan");
