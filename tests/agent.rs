@@ -1,41 +1,20 @@
 //! Acceptance tests of the core agent: a real `berth agent` process following a real Git repository and
 //! converging the real Docker engine. Cycles are driven by `berth reconcile --wait` (the interval is 1h),
 //! except where a test is about what happens without a trigger.
+//!
+//! The tests are here under their names (`agent::<test>`); what they share is in `agent/`: `fixtures`
+//! (compose text), `checks` (ids, applied status) and `drift` (the drift-watcher scenario).
+
+mod checks;
+mod drift;
+mod fixtures;
+
+use checks::*;
+use drift::*;
+use fixtures::*;
 
 use crate::util::*;
 use std::collections::BTreeSet;
-
-/// A service block: the test image, idling, plus `extra` lines (indented by 4 spaces).
-fn service(name: &str, extra: &str) -> String {
-    format!("  {name}:\n    image: {IMAGE}\n    command: {IDLE}\n{extra}")
-}
-
-fn compose(services: &[String]) -> String {
-    format!("services:\n{}", services.concat())
-}
-
-fn env(mode: &str) -> String {
-    format!("    environment:\n      MODE: \"{mode}\"\n")
-}
-
-fn ids(agent: &Agent, services: &[&str]) -> Vec<Option<String>> {
-    services
-        .iter()
-        .map(|s| container_id(&agent.container(s)))
-        .collect()
-}
-
-fn assert_applied(agent: &Agent, commit: &str) -> serde_json::Value {
-    let st = agent.status_json();
-    assert_eq!(
-        str_field(&st, "applied_commit"),
-        Some(commit),
-        "applied_commit: {st:#}"
-    );
-    assert_eq!(str_field(&st, "outcome"), Some("applied"), "{st:#}");
-    assert!(st["last_error"].is_null(), "last_error: {st:#}");
-    st
-}
 
 /// 1. A commit with three services converges: status names the full commit, outcome applied; the three
 /// containers run with berth's labels.
@@ -365,47 +344,7 @@ fn next_cycle_restores_stopped_and_removed_containers() {
     assert_applied(&agent, &c1);
 }
 
-/// 5b. The drift watcher (engine events) corrects a hand-made change to `web` without any trigger (the
-/// interval is 1h): `web` runs again, twice in a row, and `api` is not touched.
-fn drift_is_corrected_without_a_trigger(name: &str, action: &[&str]) {
-    let repo = GitRepo::new();
-    repo.write(
-        "compose.yaml",
-        &compose(&[service("web", ""), service("api", "")]),
-    );
-    repo.commit_push("two");
-    let agent = Agent::start(name, &repo);
-    agent.reconcile_ok();
-    let web = agent.container("web");
-    let api_id = container_id(&agent.container("api"));
-    let cycles = agent.status_json()["cycles"].as_u64().unwrap_or(0);
-
-    for round in 1..=2 {
-        // The watcher may repair the change before this test looks, so "it took effect and was
-        // corrected" is a new start of the container (or a new container), not a stopped one seen.
-        let started = || inspect(&web, "{{.Id}} {{.State.StartedAt}}");
-        let before = started();
-        let mut args = action.to_vec();
-        args.push(&web);
-        docker_ok(&args);
-        wait_until(
-            TIMEOUT,
-            &format!("round {round}: the drift watcher to correct `docker {action:?}` of {web}"),
-            || is_running(&web) && started() != before,
-        );
-    }
-    assert_eq!(
-        container_id(&agent.container("api")),
-        api_id,
-        "api untouched"
-    );
-    assert_eq!(agent.owned().len(), 2, "{:#?}", agent.owned());
-    let st = agent.status_json();
-    assert!(
-        st["cycles"].as_u64().unwrap_or(0) > cycles,
-        "corrected by a cycle of the agent: {st:#}"
-    );
-}
+// 5b. The drift watcher: see `drift::drift_is_corrected_without_a_trigger`.
 
 #[test]
 fn drift_watcher_restarts_a_stopped_container() {
