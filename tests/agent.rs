@@ -470,16 +470,9 @@ fn kill_9_mid_apply_then_restart_converges() {
     // A chain s1 <- s2 <- ... so the apply runs in N waves; each old container ignores SIGTERM (`sleep` as
     // PID 1) and is stopped after a 2 s grace period, so the apply takes well over N * 2 s.
     let text = |rev: &str| {
-        let mut s = String::from("services:\n");
-        for i in 1..=N {
-            s.push_str(&format!(
-                "  s{i}:\n    image: {IMAGE}\n    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 2s\n    environment:\n      REV: \"{rev}\"\n"
-            ));
-            if i > 1 {
-                s.push_str(&format!("    depends_on: [s{}]\n", i - 1));
-            }
-        }
-        s
+        chain(N, |_| {
+            format!("    command: [\"sleep\", \"3600\"]\n    stop_grace_period: 2s\n    environment:\n      REV: \"{rev}\"\n")
+        })
     };
     let repo = GitRepo::new();
     repo.write("compose.yaml", &text("1"));
@@ -508,18 +501,7 @@ fn kill_9_mid_apply_then_restart_converges() {
     agent.reconcile_ok();
     assert_applied(&agent, &c2);
 
-    let owned = agent.owned();
-    let names: Vec<String> = owned.iter().map(|c| c.name.clone()).collect();
-    let mut want: Vec<String> = (1..=N).map(|i| agent.container(&format!("s{i}"))).collect();
-    want.sort();
-    assert_eq!(
-        names, want,
-        "exactly one container per service, no leftovers: {owned:#?}"
-    );
-    assert!(
-        owned.iter().all(|c| c.state == "running"),
-        "all running: {owned:#?}"
-    );
+    let names = assert_one_running_per_service(&agent, N);
     assert!(!names.iter().any(|n| n.contains("_berth-old")));
     for n in &names {
         assert_eq!(
@@ -561,16 +543,10 @@ fn kill_9_during_the_first_apply_then_restart_converges() {
     let repo = GitRepo::new();
     // The agent starts on an empty remote: its first cycle fails (no branch yet), nothing is recorded.
     let mut agent = Agent::start("kill9-first", &repo);
-    let mut s = String::from("services:\n");
-    for i in 1..=N {
-        s.push_str(&format!(
-            "  s{i}:\n    image: {IMAGE}\n    command: {IDLE}\n"
-        ));
-        if i > 1 {
-            s.push_str(&format!("    depends_on: [s{}]\n", i - 1));
-        }
-    }
-    repo.write("compose.yaml", &s);
+    repo.write(
+        "compose.yaml",
+        &chain(N, |_| format!("    command: {IDLE}\n")),
+    );
     let c1 = repo.commit_push("ten services in a chain");
     assert!(
         agent.history_json().is_empty(),
@@ -589,15 +565,7 @@ fn kill_9_during_the_first_apply_then_restart_converges() {
     agent.spawn();
     agent.reconcile_ok();
     assert_applied(&agent, &c1);
-    let owned = agent.owned();
-    let names: Vec<String> = owned.iter().map(|c| c.name.clone()).collect();
-    let mut want: Vec<String> = (1..=N).map(|i| agent.container(&format!("s{i}"))).collect();
-    want.sort();
-    assert_eq!(names, want, "exactly one container per service: {owned:#?}");
-    assert!(
-        owned.iter().all(|c| c.state == "running"),
-        "all running: {owned:#?}"
-    );
+    assert_one_running_per_service(&agent, N);
     let h = agent.history_json();
     let applied: Vec<&serde_json::Value> = h
         .iter()

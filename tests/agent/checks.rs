@@ -23,3 +23,20 @@ pub(super) fn assert_applied(agent: &Agent, commit: &str) -> serde_json::Value {
     assert!(st["last_error"].is_null(), "last_error: {st:#}");
     st
 }
+
+/// Exactly one container for each of `s1`…`sN`, all running, no leftovers; their names.
+pub(super) fn assert_one_running_per_service(agent: &Agent, n: usize) -> Vec<String> {
+    let owned = agent.owned();
+    let names: Vec<String> = owned.iter().map(|c| c.name.clone()).collect();
+    let mut want: Vec<String> = (1..=n).map(|i| agent.container(&format!("s{i}"))).collect();
+    want.sort();
+    assert_eq!(
+        names, want,
+        "exactly one container per service, no leftovers: {owned:#?}"
+    );
+    assert!(
+        owned.iter().all(|c| c.state == "running"),
+        "all running: {owned:#?}"
+    );
+    names
+}
