@@ -8,22 +8,16 @@ use std::collections::BTreeSet;
 
 impl Store {
     pub fn get(&self, seq: u64) -> Result<Option<Revision>, StoreError> {
-        match self
-            .revisions
-            .get(seq.to_be_bytes())
-            .map_err(|e| self.err(e))?
-        {
-            None => Ok(None),
-            Some(v) => self
-                .decode(&v, &[], Lenient::No)
-                .map(Some)
-                .map_err(|e| self.err(format!("revision {seq}: {e}"))),
-        }
+        self.get_with(seq, Lenient::No)
     }
 
     /// [`Store::get`], but a revision whose sealed values cannot be opened (the box key was lost) comes
     /// back without its desired state, with an error logged, instead of failing.
     pub fn get_lenient(&self, seq: u64) -> Result<Option<Revision>, StoreError> {
+        self.get_with(seq, Lenient::Yes)
+    }
+
+    fn get_with(&self, seq: u64, lenient: Lenient) -> Result<Option<Revision>, StoreError> {
         match self
             .revisions
             .get(seq.to_be_bytes())
@@ -31,7 +25,7 @@ impl Store {
         {
             None => Ok(None),
             Some(v) => self
-                .decode(&v, &[], Lenient::Yes)
+                .decode(&v, &[], lenient)
                 .map(Some)
                 .map_err(|e| self.err(format!("revision {seq}: {e}"))),
         }
