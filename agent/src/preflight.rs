@@ -260,7 +260,8 @@ fn outside_containers(
             else {
                 continue;
             };
-            if !seen.insert((spec.service.as_str(), key, name)) {
+            // Once per service, not per replica.
+            if !seen.insert((spec.stack.as_str(), spec.service.as_str(), key, name)) {
                 continue;
             }
             let (stack, service) = (spec.stack.clone(), spec.service.clone());
@@ -481,6 +482,26 @@ mod tests {
         web.volumes_from = vec!["legacy-data:ro".into(), "bbb".into()];
         let d = desired(vec![web]);
         assert_eq!(errors(&d, &inv), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_service_is_named_once_whatever_its_replicas_and_stack() {
+        let mut web = container("web", &["s_default"], &[]);
+        web.volumes_from = vec!["legacy".into()];
+        let mut web2 = web.clone();
+        web2.name = "s-web-2".into();
+        web2.replica = 2;
+        let mut other_stack = web.clone();
+        other_stack.stack = "t".into();
+        other_stack.name = "t-web-1".into();
+        let d = desired(vec![web, web2, other_stack]);
+        assert_eq!(
+            errors(&d, &Inventory::default()),
+            vec![
+                "stack s, service web: volumes_from container legacy does not exist",
+                "stack t, service web: volumes_from container legacy does not exist",
+            ]
+        );
     }
 
     #[test]
