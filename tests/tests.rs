@@ -22,6 +22,7 @@ mod leaks;
 mod log_redaction;
 mod monitoring;
 mod ownership;
+mod preflight;
 mod reconcile;
 mod registry;
 mod retention;

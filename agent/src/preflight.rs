@@ -1,9 +1,10 @@
 //! Preflight: before the first engine write of a cycle, check what the plan needs and would create —
-//! every `external` network and volume exists, and no network, volume or container name berth would
-//! create is taken by an object it does not own. [`check`] is pure over an [`Inventory`] of engine names;
-//! a failure means nothing is touched.
+//! every `external` network and volume exists, every outside container a new container names
+//! (`volumes_from`, and `network_mode`/`pid`/`ipc: container:NAME`, which must also be running) exists,
+//! and no network, volume or container name berth would create is taken by an object it does not own.
+//! [`check`] is pure over an [`Inventory`] of engine names; a failure means nothing is touched.
 
-use crate::model::{DesiredState, MountKind};
+use crate::model::{ContainerSpec, DesiredState, MountKind};
 use crate::plan::{ContainerStep, Plan};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,26 @@ pub struct Inventory {
     pub networks: Vec<(String, Option<String>)>,
     pub volumes: Vec<(String, Option<String>)>,
     pub containers: Vec<(String, Option<String>)>,
+    /// Every container with its id and state, for `container:NAME` references (by name or id prefix).
+    pub container_states: Vec<ContainerPresence>,
+}
+
+/// One container on the engine, as a reference to it by name or id finds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerPresence {
+    pub id: String,
+    /// Without the leading `/`.
+    pub names: Vec<String>,
+    /// The engine's state word: `running`, `paused`, `exited`, `created`, `restarting`, ...
+    pub state: String,
+}
+
+impl ContainerPresence {
+    /// Whether the engine lets a new container join its namespaces: it refuses one that is not running
+    /// ("cannot join network of a non running container") or is restarting; a paused one still has them.
+    fn joinable(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "paused")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +58,29 @@ pub enum PreflightError {
         name: String,
         /// Whose label it carries: another agent id, or `none`.
         agent: String,
+    },
+    #[error("stack {stack}, service {service}: {key} container {name} does not exist")]
+    MissingContainer {
+        stack: String,
+        service: String,
+        /// `volumes_from`, `network_mode`, `pid` or `ipc`.
+        key: &'static str,
+        name: String,
+    },
+    #[error("stack {stack}, service {service}: {key} container {name} is removed by this apply")]
+    RemovedContainer {
+        stack: String,
+        service: String,
+        key: &'static str,
+        name: String,
+    },
+    #[error("stack {stack}, service {service}: {key} container {name} is not running ({state}); the engine joins only a running container's namespace")]
+    StoppedContainer {
+        stack: String,
+        service: String,
+        key: &'static str,
+        name: String,
+        state: String,
     },
     #[error("stack {stack}, service {service}: network name {name} is held by {count} networks; remove the extra ones")]
     Ambiguous {
@@ -96,7 +140,7 @@ pub fn check(
     for v in &plan.create_volumes {
         taken(&v.stack, "volume", &v.name, &volumes);
     }
-    let creating: Vec<&crate::model::ContainerSpec> = plan
+    let creating: Vec<&ContainerSpec> = plan
         .waves
         .iter()
         .flatten()
@@ -113,6 +157,7 @@ pub fn check(
     }
 
     // External objects the new containers use must exist.
+    problems.extend(outside_containers(desired, plan, inv, &creating));
     let mut seen = BTreeSet::new();
     for spec in creating {
         let mode_network = spec.network_mode.as_deref().filter(|m| {
@@ -159,6 +204,93 @@ pub fn check(
                     service: spec.service.clone(),
                     name: name.to_string(),
                 });
+            }
+        }
+    }
+    problems
+}
+
+/// The containers outside the desired state that `creating` name must exist on the engine (and not be
+/// removed by `plan`); one whose namespace is joined must also run. A name the desired state gives a
+/// container is the plan's own to make or keep. `external_links` are not checked: the engine takes an
+/// endpoint link to a container that does not exist, and the name resolves once it does.
+fn outside_containers(
+    desired: &DesiredState,
+    plan: &Plan,
+    inv: &Inventory,
+    creating: &[&ContainerSpec],
+) -> Vec<PreflightError> {
+    let ours: BTreeSet<&str> = desired.containers().map(|c| c.name.as_str()).collect();
+    let removed: BTreeSet<&str> = plan
+        .remove_containers
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    // The engine finds a container by its name, or by its id or a prefix of it.
+    let find = |reference: &str| {
+        inv.container_states.iter().find(|c| {
+            c.names.iter().any(|n| n == reference)
+                || (!reference.is_empty() && c.id.starts_with(reference))
+        })
+    };
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for spec in creating {
+        let mounted = spec.volumes_from.iter().map(|v| {
+            let name = v
+                .strip_suffix(":ro")
+                .or_else(|| v.strip_suffix(":rw"))
+                .unwrap_or(v);
+            ("volumes_from", Some(name))
+        });
+        let joined = [
+            ("network_mode", &spec.network_mode),
+            ("pid", &spec.pid),
+            ("ipc", &spec.ipc),
+        ]
+        .into_iter()
+        .map(|(key, mode)| {
+            (
+                key,
+                mode.as_deref().and_then(|m| m.strip_prefix("container:")),
+            )
+        });
+        for (key, name) in mounted.chain(joined) {
+            let Some(name) = name.filter(|n| !ours.contains(n) && !n.starts_with("service:"))
+            else {
+                continue;
+            };
+            // Once per service, not per replica.
+            if !seen.insert((spec.stack.as_str(), spec.service.as_str(), key, name)) {
+                continue;
+            }
+            let (stack, service) = (spec.stack.clone(), spec.service.clone());
+            let name_s = name.to_string();
+            match find(name) {
+                None => problems.push(PreflightError::MissingContainer {
+                    stack,
+                    service,
+                    key,
+                    name: name_s,
+                }),
+                Some(c) if removed.contains(c.id.as_str()) => {
+                    problems.push(PreflightError::RemovedContainer {
+                        stack,
+                        service,
+                        key,
+                        name: name_s,
+                    })
+                }
+                Some(c) if key != "volumes_from" && !c.joinable() => {
+                    problems.push(PreflightError::StoppedContainer {
+                        stack,
+                        service,
+                        key,
+                        name: name_s,
+                        state: c.state.clone(),
+                    })
+                }
+                Some(_) => {}
             }
         }
     }
@@ -267,6 +399,7 @@ mod tests {
             networks: vec![("s_default".into(), None)],
             volumes: vec![("s_data".into(), Some("other-box".into()))],
             containers: vec![("s-web-1".into(), None)],
+            ..Default::default()
         };
         let got: Vec<String> = check(&d, &plan_for(&d), &inv, ME)
             .iter()
@@ -289,6 +422,7 @@ mod tests {
             networks: vec![mine("s_default")],
             volumes: vec![mine("s_data")],
             containers: vec![],
+            ..Default::default()
         };
         assert_eq!(check(&d, &plan_for(&d), &inv, ME), vec![]);
     }
@@ -307,6 +441,158 @@ mod tests {
         assert_eq!(
             got.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec!["stack s, service web: network name s_default is held by 2 networks; remove the extra ones"]
+        );
+    }
+    fn on_engine(id: &str, name: &str, state: &str) -> ContainerPresence {
+        ContainerPresence {
+            id: id.into(),
+            names: vec![name.into()],
+            state: state.into(),
+        }
+    }
+
+    fn errors(d: &DesiredState, inv: &Inventory) -> Vec<String> {
+        check(d, &plan_for(d), inv, ME)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn volumes_from_an_outside_container_needs_it_to_exist_running_or_not() {
+        let mut web = container("web", &["s_default"], &[]);
+        web.volumes_from = vec!["legacy-data:ro".into(), "other".into()];
+        let d = desired(vec![web]);
+        assert_eq!(
+            errors(&d, &Inventory::default()),
+            vec![
+                "stack s, service web: volumes_from container legacy-data does not exist",
+                "stack s, service web: volumes_from container other does not exist",
+            ]
+        );
+        // The engine mounts the volumes of a stopped container; the id (or a prefix of it) works too.
+        let inv = Inventory {
+            container_states: vec![
+                on_engine("aaa111", "legacy-data", "exited"),
+                on_engine("bbb222", "x", "created"),
+            ],
+            ..Default::default()
+        };
+        let mut web = container("web", &["s_default"], &[]);
+        web.volumes_from = vec!["legacy-data:ro".into(), "bbb".into()];
+        let d = desired(vec![web]);
+        assert_eq!(errors(&d, &inv), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_service_is_named_once_whatever_its_replicas_and_stack() {
+        let mut web = container("web", &["s_default"], &[]);
+        web.volumes_from = vec!["legacy".into()];
+        let mut web2 = web.clone();
+        web2.name = "s-web-2".into();
+        web2.replica = 2;
+        let mut other_stack = web.clone();
+        other_stack.stack = "t".into();
+        other_stack.name = "t-web-1".into();
+        let d = desired(vec![web, web2, other_stack]);
+        assert_eq!(
+            errors(&d, &Inventory::default()),
+            vec![
+                "stack s, service web: volumes_from container legacy does not exist",
+                "stack t, service web: volumes_from container legacy does not exist",
+            ]
+        );
+    }
+
+    #[test]
+    fn namespaces_of_an_outside_container_need_it_running() {
+        for key in ["network_mode", "pid", "ipc"] {
+            let mut web = container("web", &[], &[]);
+            let mode = Some("container:legacy".to_string());
+            match key {
+                "network_mode" => web.network_mode = mode,
+                "pid" => web.pid = mode,
+                _ => web.ipc = mode,
+            }
+            let d = desired(vec![web]);
+            assert_eq!(
+                errors(&d, &Inventory::default()),
+                vec![format!(
+                    "stack s, service web: {key} container legacy does not exist"
+                )]
+            );
+            for state in ["exited", "created", "restarting"] {
+                let inv = Inventory {
+                    container_states: vec![on_engine("aaa111", "legacy", state)],
+                    ..Default::default()
+                };
+                assert_eq!(
+                    errors(&d, &inv),
+                    vec![format!("stack s, service web: {key} container legacy is not running ({state}); the engine joins only a running container's namespace")]
+                );
+            }
+            for state in ["running", "paused"] {
+                let inv = Inventory {
+                    container_states: vec![on_engine("aaa111", "legacy", state)],
+                    ..Default::default()
+                };
+                assert_eq!(errors(&d, &inv), Vec::<String>::new(), "{key} {state}");
+            }
+        }
+    }
+
+    #[test]
+    fn containers_of_the_desired_state_are_the_plans_own() {
+        // `service:X` is rendered to X's first container, which this plan makes.
+        let mut web = container("web", &[], &[]);
+        web.network_mode = Some("container:s-db-1".into());
+        web.pid = Some("container:s-db-1".into());
+        web.volumes_from = vec!["s-db-1:rw".into()];
+        let db = container("db", &["s_default"], &[]);
+        let d = desired(vec![web, db]);
+        assert_eq!(errors(&d, &Inventory::default()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn external_links_to_a_missing_container_pass() {
+        // The engine takes an endpoint link to a container that does not exist (checked on a real
+        // engine); the alias resolves once that container runs on the network.
+        let mut web = container("web", &["s_default"], &[]);
+        web.networks[0].links = vec!["legacy:db".into()];
+        let d = desired(vec![web]);
+        assert_eq!(errors(&d, &Inventory::default()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_container_this_apply_removes_cannot_be_named() {
+        let mut web = container("web", &["s_default"], &[]);
+        web.volumes_from = vec!["s-old-1".into()];
+        let d = desired(vec![web]);
+        let inv = Inventory {
+            container_states: vec![on_engine("ccc333", "s-old-1", "running")],
+            ..Default::default()
+        };
+        let mut p = plan_for(&d);
+        p.remove_containers.push(crate::model::ActualContainer {
+            id: "ccc333".into(),
+            name: "s-old-1".into(),
+            stack: "s".into(),
+            service: "old".into(),
+            replica: 1,
+            spec_hash: "h".into(),
+            image_id: String::new(),
+            running: true,
+            exit_code: None,
+            state: "running".into(),
+            finished: false,
+        });
+        let got: Vec<String> = check(&d, &p, &inv, ME)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            vec!["stack s, service web: volumes_from container s-old-1 is removed by this apply"]
         );
     }
 }

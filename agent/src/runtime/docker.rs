@@ -429,12 +429,22 @@ impl Runtime for DockerRuntime {
         };
         let mut inv = crate::preflight::Inventory::default();
         for c in list.map_err(engine_err("containers"))? {
-            for name in c.names.iter().flatten() {
-                inv.containers.push((
-                    name.trim_start_matches('/').to_string(),
-                    owner(c.labels.as_ref()),
-                ));
+            let names: Vec<String> = c
+                .names
+                .iter()
+                .flatten()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .collect();
+            for name in &names {
+                inv.containers
+                    .push((name.clone(), owner(c.labels.as_ref())));
             }
+            inv.container_states
+                .push(crate::preflight::ContainerPresence {
+                    id: c.id.clone().unwrap_or_default(),
+                    names,
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                });
         }
         for n in nets.map_err(engine_err("networks"))? {
             inv.networks
