@@ -428,7 +428,8 @@ impl<'a> Walker<'a> {
                 }
             } else {
                 match kind.as_str() {
-                    "str" | "bytes" => Value::String(text.clone()),
+                    // `time`: a YAML timestamp, held as SOPS writes it back (RFC 3339 text).
+                    "str" | "bytes" | "time" => Value::String(text.clone()),
                     "int" | "int64" => {
                         Value::Number(text.parse::<i64>().map_err(|_| bad())?.into())
                     }

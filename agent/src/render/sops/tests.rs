@@ -23,6 +23,7 @@ const MERGE_REGEX_YAML: &str = include_str!("testdata/merge-regex.yaml");
 const COMMENTS_YAML: &str = include_str!("testdata/comments.yaml");
 const COMMENTS_REGEX_YAML: &str = include_str!("testdata/comments-regex.yaml");
 const MULTIDOC_YAML: &str = include_str!("testdata/multidoc.yaml");
+const TYPES_YAML: &str = include_str!("testdata/types.yaml");
 
 fn key() -> Identities {
     Identities::parse(KEY.as_bytes(), Path::new("key.txt")).unwrap()
@@ -635,4 +636,17 @@ fn an_encrypted_compose_file_with_merge_keys_renders_merged() {
         assert_eq!(db.env, web.env);
         assert!(d.sensitive.leaks_into("merge-common-token"));
     }
+}
+
+#[test]
+fn timestamps_and_tags_decrypt_as_sops_decrypt_writes_them() {
+    // SOPS types a YAML timestamp `time` (RFC 3339 text inside) and drops tags when it encrypts.
+    let d = open(TYPES_YAML, "types.yaml", Some(&key())).unwrap();
+    let want: Value = serde_yaml::from_str(
+        "created: '2024-01-01T00:00:00Z'\nat: '2001-12-14T21:59:43.1-05:00'\n\
+         tagged: tagged-secret\noverride: {x: 1}\ntext: '123'\n",
+    )
+    .unwrap();
+    assert_eq!(yaml(&d.bytes), want);
+    assert!(d.secrets.contains(&"2024-01-01T00:00:00Z".to_string()));
 }
