@@ -2,7 +2,8 @@
 //! in dotenv, a JSON `data` value for binary files), its data key unwrapped with the box's age
 //! identities, every `ENC[AES256_GCM,…]` value decrypted with its key path as additional data, and the
 //! MAC (SHA-512 over the values in order, encrypted under `lastmodified`) checked before anything is
-//! returned. Without a key the structure is checked and values are replaced by placeholders.
+//! returned. YAML is read as SOPS (yaml.v3) stores it: every document, merge keys (`<<`) kept as keys.
+//! Without a key the structure is checked and values are replaced by placeholders.
 
 use super::keys::Identities;
 use aes_gcm::aead::consts::U32;
