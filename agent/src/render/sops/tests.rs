@@ -604,6 +604,13 @@ fn several_yaml_documents_decrypt_under_one_mac() {
         .err()
         .unwrap();
     assert!(matches!(e, SopsError::Mac), "{e}");
+    // Without a key: every document checked, placeholders.
+    let p = open(MULTIDOC_YAML, "multidoc.yaml", None).unwrap();
+    assert_eq!(docs(&p.bytes).len(), 3);
+    // JSON has one document: more is refused.
+    let t = format!("{SECRET_JSON}\n---\n{SECRET_JSON}");
+    let e = open(&t, "secret.json", Some(&key())).err().unwrap();
+    assert!(matches!(e, SopsError::Unsupported(_)), "{e}");
     // A document that is not a mapping is refused, naming no value.
     let t = format!("{MULTIDOC_YAML}---\n[first-doc-secret]\n");
     let e = open(&t, "multidoc.yaml", Some(&key())).err().unwrap();
