@@ -1,7 +1,8 @@
 //! SOPS (age) encrypted files, made with the real `sops` and `age-keygen`: an agent decrypts a `.env` and
 //! a `secrets:` file into its container, keeps every plaintext value out of its store, log, status and
 //! labels, and refuses a tampered file or one for another recipient with nothing touched; `berth render`
-//! without a key renders placeholders, with a wrong key fails naming the file.
+//! without a key renders placeholders, with a wrong key fails naming the file; a compose file encrypted
+//! whole, with YAML merge keys, applies merged.
 
 use crate::util::*;
 use std::path::{Path, PathBuf};
@@ -365,4 +366,111 @@ fn fleet_diff_without_keys_sees_a_re_encrypted_value() {
     // Nothing changed: nothing to show.
     let o = berth(&["fleet-diff", "--repo", work, &to, &to]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+}
+
+/// A compose file encrypted whole by `sops`, with an anchored `x-` block merged into services (`<<: *x`,
+/// `<<: [*x, *y]`): sops copies the merged values under `<<` and authenticates them there; berth
+/// decrypts it with the MAC checked and compose applies the merge. `sops decrypt` reads the same.
+#[test]
+fn a_compose_file_with_merge_keys_encrypted_by_sops_applies_merged() {
+    const TOKEN: &str = "merge-sops-token-4b7e";
+    let compose = format!(
+        "x-common: &common
+  image: berth-test/busybox:latest
+  init: true
+  environment:
+    TOKEN: {TOKEN}
+    LEVEL: common
+x-sleep: &sleep
+  command: [\"sleep\", \"3600\"]
+  environment:
+    LEVEL: sleep
+services:
+  app:
+    <<: [*common, *sleep]
+  other:
+    <<: *common
+    command: [\"sleep\", \"3601\"]
+"
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let (key, recipient) = keygen(keys.path(), "box.key");
+    let encrypted = sops_encrypt(keys.path(), "compose.yaml", &compose, &recipient, None);
+    assert!(
+        encrypted.contains("<<") && !encrypted.contains(TOKEN),
+        "{encrypted}"
+    );
+
+    // sops itself round-trips it: merged, the same services as the clear text.
+    let enc_path = keys.path().join("enc.yaml");
+    std::fs::write(&enc_path, &encrypted).unwrap();
+    let o = Command::new("sops")
+        .args(["decrypt"])
+        .arg(&enc_path)
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "sops decrypt: {}", show(&o));
+    let merged = |text: &str| {
+        let mut v: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        v.apply_merge().unwrap();
+        v["services"].clone()
+    };
+    assert_eq!(merged(&stdout(&o)), merged(&compose));
+
+    let s = Stack::new("sops-merge", &encrypted);
+    let o = run_with_deadline(
+        s.apply_cmd(&[]).arg("--age-key").arg(&key),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "berth apply: {}", show(&o));
+    assert!(!show(&o).contains(TOKEN), "{}", show(&o));
+    let app = s.container("app");
+    let other = s.container("other");
+    // Explicit keys win, then the first mapping of a list: app's environment is x-common's.
+    assert_eq!(
+        exec(&app, "printf %s \"$TOKEN:$LEVEL\""),
+        format!("{TOKEN}:common")
+    );
+    assert_eq!(exec(&other, "printf %s \"$TOKEN\""), TOKEN);
+    let commands = |c: &str| exec(c, "cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' '");
+    assert!(commands(&app).contains("sleep 3600"));
+    assert!(commands(&other).contains("sleep 3601"));
+    // A merged-in copy is under the MAC: with only `environment` encrypted, the clear `init` sops
+    // copied under other's `<<` changed is refused, naming the file.
+    let partly = {
+        let path = keys.path().join("compose.yaml");
+        std::fs::write(&path, &compose).unwrap();
+        let o = Command::new("sops")
+            .args([
+                "encrypt",
+                "--age",
+                &recipient,
+                "--encrypted-regex",
+                "^environment$",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "sops encrypt: {}", show(&o));
+        stdout(&o)
+    };
+    let i = partly.rfind("init: true").unwrap();
+    let mut tampered = partly.clone();
+    tampered.replace_range(i..i + "init: true".len(), "init: false");
+    s.write(&tampered);
+    let o = run_with_deadline(
+        s.apply_cmd(&[]).arg("--age-key").arg(&key),
+        std::time::Duration::from_secs(120),
+    );
+    assert!(
+        !o.status.success(),
+        "a tampered merged value must fail: {}",
+        show(&o)
+    );
+    assert!(
+        stderr(&o).contains("compose.yaml") && stderr(&o).contains("MAC mismatch"),
+        "{}",
+        show(&o)
+    );
 }

@@ -77,27 +77,45 @@ pub fn parse(text: &str, budget: usize) -> Result<(Value, usize), YamlError> {
         left: Cell::new(budget),
         exceeded: Cell::new(false),
     };
-    let mut value = match Seed(&b).deserialize(serde_yaml::Deserializer::from_str(text)) {
-        Ok(v) => v,
-        Err(_) if b.exceeded.get() => return Err(YamlError::TooLarge { budget }),
-        Err(e) => {
-            let loc = e.location();
-            let message = e.to_string();
-            // serde_yaml appends the location to the text; it is reported separately.
-            let message = match message.rfind(" at line ") {
-                Some(i) => message[..i].to_string(),
-                None => message,
-            };
-            return Err(YamlError::Syntax {
-                message: without_scalars(&message),
-                line: loc.as_ref().map(|l| l.line()),
-                column: loc.as_ref().map(|l| l.column()),
-            });
-        }
-    };
+    let mut value = Seed(&b)
+        .deserialize(serde_yaml::Deserializer::from_str(text))
+        .map_err(|e| b.error(e, budget))?;
     // serde_yaml's merge errors are fixed texts (they quote nothing).
     value.apply_merge().map_err(YamlError::Merge)?;
     Ok((value, b.left.get()))
+}
+
+/// Every document of `text` (`---`-separated) within one `budget`, merge keys (`<<`) left as keys: for
+/// SOPS files, whose values are authenticated where SOPS found them (`render::sops::file`).
+pub fn parse_documents_unmerged(text: &str, budget: usize) -> Result<Vec<Value>, YamlError> {
+    let b = Budget {
+        left: Cell::new(budget),
+        exceeded: Cell::new(false),
+    };
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Seed(&b).deserialize(doc).map_err(|e| b.error(e, budget)))
+        .collect()
+}
+
+impl Budget {
+    /// What a parse that failed with `e` reports.
+    fn error(&self, e: serde_yaml::Error, budget: usize) -> YamlError {
+        if self.exceeded.get() {
+            return YamlError::TooLarge { budget };
+        }
+        let loc = e.location();
+        let message = e.to_string();
+        // serde_yaml appends the location to the text; it is reported separately.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        YamlError::Syntax {
+            message: without_scalars(&message),
+            line: loc.as_ref().map(|l| l.line()),
+            column: loc.as_ref().map(|l| l.column()),
+        }
+    }
 }
 
 /// serde_yaml's message without the text of the scalar it may quote (`invalid value: string "hunter2",

@@ -2,7 +2,8 @@
 //! in dotenv, a JSON `data` value for binary files), its data key unwrapped with the box's age
 //! identities, every `ENC[AES256_GCM,…]` value decrypted with its key path as additional data, and the
 //! MAC (SHA-512 over the values in order, encrypted under `lastmodified`) checked before anything is
-//! returned. Without a key the structure is checked and values are replaced by placeholders.
+//! returned. YAML is read as SOPS (yaml.v3) stores it: every document, merge keys (`<<`) kept as keys.
+//! Without a key the structure is checked and values are replaced by placeholders.
 
 use super::keys::Identities;
 use aes_gcm::aead::consts::U32;
@@ -107,13 +108,15 @@ pub fn detect(bytes: &[u8], binary_ok: bool) -> Option<Format> {
     if !has_key {
         return None;
     }
-    let doc = parse(text).ok()?;
-    let map = doc.as_mapping()?;
+    let docs = parse(text).ok()?;
+    // SOPS reads its metadata from the first document (every document carries it).
+    let map = docs.first()?.as_mapping()?;
     let meta = map.get("sops")?.as_mapping()?;
     if !(meta.contains_key("mac") && meta.contains_key("lastmodified")) {
         return None;
     }
-    let only_data = map.len() == 2 && map.get("data").is_some_and(Value::is_string);
+    let only_data =
+        docs.len() == 1 && map.len() == 2 && map.get("data").is_some_and(Value::is_string);
     Some(match (json, only_data && binary_ok) {
         (true, true) => Format::Binary,
         (true, false) => Format::Json,
@@ -124,9 +127,12 @@ pub fn detect(bytes: &[u8], binary_ok: bool) -> Option<Format> {
 /// What parsing one SOPS file may expand to (anchors and aliases), as render bounds every YAML it reads.
 const PARSE_BUDGET: usize = 16 * crate::render::MAX_FILE_BYTES;
 
-/// Parse YAML (or JSON) with the render's bounded parser.
-fn parse(text: &str) -> Result<Value, crate::render::yaml::YamlError> {
-    crate::render::yaml::parse(text, PARSE_BUDGET).map(|(v, _)| v)
+/// Parse YAML (or JSON) with the render's bounded parser: every document, merge keys (`<<`) kept as
+/// keys. SOPS (yaml.v3) keeps them: the values merged in are copied under `<<` at encryption (aliases
+/// expanded), encrypted and authenticated with `<<` in their key path, and in the MAC where they
+/// stand. The decrypted file keeps the `<<` key; whoever reads it (compose) applies the merge.
+fn parse(text: &str) -> Result<Vec<Value>, crate::render::yaml::YamlError> {
+    crate::render::yaml::parse_documents_unmerged(text, PARSE_BUDGET)
 }
 
 /// Whether SOPS would store a file of this name as binary (it picks the store from the extension).
@@ -423,7 +429,8 @@ impl<'a> Walker<'a> {
                 }
             } else {
                 match kind.as_str() {
-                    "str" | "bytes" => Value::String(text.clone()),
+                    // `time`: a YAML timestamp, held as SOPS writes it back (RFC 3339 text).
+                    "str" | "bytes" | "time" => Value::String(text.clone()),
                     "int" | "int64" => {
                         Value::Number(text.parse::<i64>().map_err(|_| bad())?.into())
                     }
@@ -526,31 +533,40 @@ fn decrypt_tree(
     } else {
         "JSON"
     };
-    let mut doc = parse(text).map_err(|e| SopsError::Parse {
+    let mut docs = parse(text).map_err(|e| SopsError::Parse {
         format: name,
         line: e.line().unwrap_or(1),
     })?;
-    let Value::Mapping(map) = &mut doc else {
-        return Err(SopsError::Metadata("the document is not a mapping".into()));
-    };
-    let Some(Value::Mapping(meta)) = map.remove("sops") else {
-        return Err(SopsError::Metadata("no `sops` mapping".into()));
-    };
-    let meta = meta_from_yaml(&meta)?;
+    if docs.len() > 1 && format != Format::Yaml {
+        return Err(SopsError::Unsupported("several documents outside YAML"));
+    }
+    // Every document carries the metadata; SOPS reads the first one's. One MAC covers all documents.
+    let mut meta = None;
+    for doc in &mut docs {
+        let Value::Mapping(map) = doc else {
+            return Err(SopsError::Metadata("a document is not a mapping".into()));
+        };
+        match (map.remove("sops"), &meta) {
+            (Some(Value::Mapping(m)), None) => meta = Some(m),
+            (_, Some(_)) => {}
+            _ => return Err(SopsError::Metadata("no `sops` mapping".into())),
+        }
+    }
+    let meta = meta_from_yaml(&meta.ok_or_else(|| SopsError::Metadata("no document".into()))?)?;
     let key = keys.map(|k| data_key(&meta, k)).transpose()?;
     let mut walker = Walker::new(&meta, key);
-    if format == Format::Binary {
-        return decrypt_binary(&doc, walker);
+    if let (Format::Binary, [doc]) = (format, docs.as_slice()) {
+        return decrypt_binary(doc, walker);
     }
-    walker.walk(&mut doc, &mut Vec::new())?;
+    for doc in &mut docs {
+        walker.walk(doc, &mut Vec::new())?;
+    }
     let placeholders = key.is_none();
     let mut secrets = walker.finish()?;
-    let bytes = match format {
-        Format::Json => serde_json::to_vec_pretty(&doc)
+    let bytes = match (format, docs.as_slice()) {
+        (Format::Json, [doc]) => serde_json::to_vec_pretty(doc)
             .map_err(|_| SopsError::Unsupported("values JSON cannot hold"))?,
-        _ => serde_yaml::to_string(&doc)
-            .map_err(|_| SopsError::Unsupported("values YAML cannot hold"))?
-            .into_bytes(),
+        _ => yaml_documents(&docs)?.into_bytes(),
     };
     if !placeholders {
         secrets.push(String::from_utf8_lossy(&bytes).into_owned());
@@ -561,6 +577,21 @@ fn decrypt_tree(
         secrets,
         placeholders,
     })
+}
+
+/// The clear YAML of `docs`, `---` between documents (as `sops decrypt` writes them).
+fn yaml_documents(docs: &[Value]) -> Result<String, SopsError> {
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(
+            &serde_yaml::to_string(doc)
+                .map_err(|_| SopsError::Unsupported("values YAML cannot hold"))?,
+        );
+    }
+    Ok(out)
 }
 
 /// A binary file's one `data` value, as bytes (it need not be UTF-8).

@@ -17,6 +17,13 @@ const REGEX_YAML: &str = include_str!("testdata/regex.yaml");
 const MACONLY_YAML: &str = include_str!("testdata/maconly.yaml");
 const OTHER_ENV: &str = include_str!("testdata/other.env");
 const TWO_YAML: &str = include_str!("testdata/two-recipients.yaml");
+const ANCHORS_YAML: &str = include_str!("testdata/anchors.yaml");
+const MERGE_YAML: &str = include_str!("testdata/merge.yaml");
+const MERGE_REGEX_YAML: &str = include_str!("testdata/merge-regex.yaml");
+const COMMENTS_YAML: &str = include_str!("testdata/comments.yaml");
+const COMMENTS_REGEX_YAML: &str = include_str!("testdata/comments-regex.yaml");
+const MULTIDOC_YAML: &str = include_str!("testdata/multidoc.yaml");
+const TYPES_YAML: &str = include_str!("testdata/types.yaml");
 
 fn key() -> Identities {
     Identities::parse(KEY.as_bytes(), Path::new("key.txt")).unwrap()
@@ -480,4 +487,173 @@ fn a_bind_mounted_directory_is_mounted_from_the_checkout() {
         .unwrap();
     let web = d.containers().next().unwrap();
     assert_eq!(web.mounts[0].source, "/srv/berth/repo/conf");
+}
+
+/// `text` as YAML with merge keys applied (as compose reads it).
+fn merged(text: &[u8]) -> Value {
+    let mut v = yaml(text);
+    v.apply_merge().unwrap();
+    v
+}
+
+#[test]
+fn anchors_and_aliases_decrypt_to_the_values_sops_expanded() {
+    let d = open(ANCHORS_YAML, "anchors.yaml", Some(&key())).unwrap();
+    let want = yaml(include_bytes!("testdata/plain-anchors.yaml"));
+    assert_eq!(yaml(&d.bytes), want);
+    assert_eq!(want["x"]["s"], Value::String("anchored-map-secret".into()));
+    assert!(d.secrets.contains(&"anchored-scalar-secret".to_string()));
+    // SOPS encrypted each copy under its own key path: one copy moved to another is refused.
+    let value_of = |prefix: &str| {
+        let line = ANCHORS_YAML
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap();
+        line[prefix.len()..].to_string()
+    };
+    // (SOPS quotes the key `y`, which YAML 1.1 reads as a boolean.)
+    let t = ANCHORS_YAML.replace(&value_of("\"y\": "), &value_of("scal: "));
+    let e = open(&t, "anchors.yaml", Some(&key())).err().unwrap();
+    assert!(
+        matches!(&e, SopsError::Decrypt { path } if path == "y"),
+        "{e}"
+    );
+}
+
+#[test]
+fn merge_keys_stay_keys_authenticated_where_sops_put_them() {
+    for (text, name) in [
+        (MERGE_YAML, "merge.yaml"),
+        (MERGE_REGEX_YAML, "merge-regex.yaml"),
+    ] {
+        let d = open(text, name, Some(&key())).unwrap();
+        // Read as compose reads it (merge applied), the same as the clear text.
+        assert_eq!(
+            merged(&d.bytes),
+            merged(include_bytes!("testdata/plain-merge.yaml")),
+            "{name}"
+        );
+        // The decrypted file keeps `<<` (as `sops decrypt` does): the reader applies the merge.
+        let raw = yaml(&d.bytes);
+        assert!(raw["services"]["web"].get("<<").is_some(), "{name}");
+        assert!(raw["services"]["db"]["<<"].is_sequence(), "{name}");
+        assert!(d.secrets.contains(&"merge-common-token".to_string()));
+        // Without a key, the structure is checked and the merge keys kept too.
+        let p = open(text, name, None).unwrap();
+        assert!(yaml(&p.bytes)["services"]["web"].get("<<").is_some());
+    }
+    // The copies merged in are in the MAC: a clear one changed (db's, the last) is a mismatch.
+    let i = MERGE_REGEX_YAML.rfind("restart: always").unwrap();
+    let mut t = MERGE_REGEX_YAML.to_string();
+    t.replace_range(i..i + "restart: always".len(), "restart: never");
+    let e = open(&t, "merge-regex.yaml", Some(&key())).err().unwrap();
+    assert!(matches!(e, SopsError::Mac), "{e}");
+}
+
+#[test]
+fn comments_and_block_scalars_decrypt_to_their_values() {
+    for (text, name) in [
+        (COMMENTS_YAML, "comments.yaml"),
+        (COMMENTS_REGEX_YAML, "comments-regex.yaml"),
+    ] {
+        // SOPS encrypts comments too (`#ENC[…,type:comment]`) and leaves them out of the MAC; the
+        // clear file has values only.
+        let d = open(text, name, Some(&key())).unwrap();
+        let v = yaml(&d.bytes);
+        assert_eq!(
+            v,
+            yaml(include_bytes!("testdata/plain-comments.yaml")),
+            "{name}"
+        );
+        assert_eq!(
+            v["db"]["script"],
+            Value::String("line one\nline two\n".into())
+        );
+        assert_eq!(
+            v["db"]["folded"],
+            Value::String("folded one folded two\n".into())
+        );
+        assert_eq!(v["db"]["keep"], Value::String("kept\n\n".into()));
+        assert_eq!(v["db"]["strip"], Value::String("stripped".into()));
+        assert!(d.secrets.contains(&"comment-secret-1".to_string()));
+        assert!(!d.secrets.contains(&"admin".to_string()));
+    }
+    let t = COMMENTS_REGEX_YAML.replace("user_unencrypted: admin", "user_unencrypted: root");
+    assert!(matches!(
+        open(&t, "comments-regex.yaml", Some(&key())),
+        Err(SopsError::Mac)
+    ));
+}
+
+#[test]
+fn several_yaml_documents_decrypt_under_one_mac() {
+    assert_eq!(detect(MULTIDOC_YAML.as_bytes(), true), Some(Format::Yaml));
+    let d = open(MULTIDOC_YAML, "multidoc.yaml", Some(&key())).unwrap();
+    let docs = |bytes: &[u8]| -> Vec<Value> {
+        serde_yaml::Deserializer::from_slice(bytes)
+            .map(|doc| serde::Deserialize::deserialize(doc).unwrap())
+            .collect()
+    };
+    let got = docs(&d.bytes);
+    assert_eq!(got, docs(include_bytes!("testdata/plain-multidoc.yaml")));
+    assert_eq!(got.len(), 3);
+    assert!(d.secrets.contains(&"second-doc-secret".to_string()));
+    // One MAC over every document: dropping the last one is a mismatch.
+    let last = MULTIDOC_YAML.rfind("\n---\n").unwrap();
+    let e = open(&MULTIDOC_YAML[..last + 1], "multidoc.yaml", Some(&key()))
+        .err()
+        .unwrap();
+    assert!(matches!(e, SopsError::Mac), "{e}");
+    // Without a key: every document checked, placeholders.
+    let p = open(MULTIDOC_YAML, "multidoc.yaml", None).unwrap();
+    assert_eq!(docs(&p.bytes).len(), 3);
+    // JSON has one document: more is refused.
+    let t = format!("{SECRET_JSON}\n---\n{SECRET_JSON}");
+    let e = open(&t, "secret.json", Some(&key())).err().unwrap();
+    assert!(matches!(e, SopsError::Unsupported(_)), "{e}");
+    // A document that is not a mapping is refused, naming no value.
+    let t = format!("{MULTIDOC_YAML}---\n[first-doc-secret]\n");
+    let e = open(&t, "multidoc.yaml", Some(&key())).err().unwrap();
+    assert!(matches!(e, SopsError::Metadata(_)), "{e}");
+    assert!(!e.to_string().contains("first-doc"), "{e}");
+}
+
+#[test]
+fn an_encrypted_compose_file_with_merge_keys_renders_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    for text in [MERGE_YAML, MERGE_REGEX_YAML] {
+        let tree = MemTree::new().with("compose.yaml", text);
+        let d = render_warned(&tree, &opts(with_key(&dir))).0.unwrap();
+        let c = |service: &str| {
+            d.containers()
+                .find(|c| c.service == service)
+                .unwrap()
+                .clone()
+        };
+        let (web, db) = (c("web"), c("db"));
+        assert_eq!(web.image, "busybox");
+        assert_eq!(web.env, vec!["TOKEN=merge-common-token".to_string()]);
+        assert_eq!(
+            web.command,
+            Some(vec!["sleep".to_string(), "3600".to_string()])
+        );
+        assert_eq!(web.restart, "always");
+        // Explicit keys win over merged ones, the first mapping of a list over later ones.
+        assert_eq!(db.restart, "unless-stopped");
+        assert_eq!(db.env, web.env);
+        assert!(d.sensitive.leaks_into("merge-common-token"));
+    }
+}
+
+#[test]
+fn timestamps_and_tags_decrypt_as_sops_decrypt_writes_them() {
+    // SOPS types a YAML timestamp `time` (RFC 3339 text inside) and drops tags when it encrypts.
+    let d = open(TYPES_YAML, "types.yaml", Some(&key())).unwrap();
+    let want: Value = serde_yaml::from_str(
+        "created: '2024-01-01T00:00:00Z'\nat: '2001-12-14T21:59:43.1-05:00'\n\
+         tagged: tagged-secret\noverride: {x: 1}\ntext: '123'\n",
+    )
+    .unwrap();
+    assert_eq!(yaml(&d.bytes), want);
+    assert!(d.secrets.contains(&"2024-01-01T00:00:00Z".to_string()));
 }
