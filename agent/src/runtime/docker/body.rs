@@ -162,20 +162,64 @@ pub(super) fn container_body(
     owner: &Owner,
     carried: &[Carried],
 ) -> Result<ContainerCreateBody, SpecError> {
-    let stop_timeout = match spec.stop_grace_period {
-        None => None,
-        Some(secs) => Some(
-            i64::try_from(secs)
-                .ok()
-                .filter(|_| i32::try_from(secs).is_ok())
-                .ok_or_else(|| SpecError::OutOfRange {
-                    service: spec.service.clone(),
-                    key: "stop_grace_period",
-                    value: secs,
-                    max: i64::from(i32::MAX),
-                })?,
-        ),
+    let stop_timeout = stop_timeout(spec)?;
+    let all_labels = all_labels(spec, owner);
+    let (exposed, bindings) = ports(spec);
+    let non_empty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
+
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: non_empty(&spec.env),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        hostname: spec.hostname.clone(),
+        domainname: spec.domainname.clone(),
+        tty: Some(spec.tty),
+        open_stdin: Some(spec.stdin_open),
+        labels: Some(all_labels),
+        exposed_ports: exposed,
+        stop_signal: spec.stop_signal.clone(),
+        stop_timeout,
+        healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: if h.test.is_empty() {
+                None
+            } else {
+                Some(h.test.clone())
+            },
+            interval: Some(h.interval_ns),
+            timeout: Some(h.timeout_ns),
+            start_period: Some(h.start_period_ns),
+            start_interval: Some(h.start_interval_ns),
+            retries: Some(h.retries),
+        }),
+        host_config: Some(host_config(spec, carried, bindings)),
+        networking_config: networking_config(spec),
+        ..Default::default()
+    })
+}
+
+/// `stop_grace_period` as the engine's `StopTimeout`, an error when it is more than an `i32` holds.
+fn stop_timeout(spec: &ContainerSpec) -> Result<Option<i64>, SpecError> {
+    let Some(secs) = spec.stop_grace_period else {
+        return Ok(None);
     };
+    i64::try_from(secs)
+        .ok()
+        .filter(|_| i32::try_from(secs).is_ok())
+        .map(Some)
+        .ok_or_else(|| SpecError::OutOfRange {
+            service: spec.service.clone(),
+            key: "stop_grace_period",
+            value: secs,
+            max: i64::from(i32::MAX),
+        })
+}
+
+/// The spec's own labels plus the agent's ownership labels (agent, stack, service, replica, spec hash,
+/// spec, revision).
+fn all_labels(spec: &ContainerSpec, owner: &Owner) -> HashMap<String, String> {
     let mut all_labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     all_labels.insert(labels::AGENT.into(), owner.agent_id.clone());
     all_labels.insert(labels::STACK.into(), spec.stack.clone());
@@ -186,7 +230,15 @@ pub(super) fn container_body(
     // nothing the container's own config does not (secret values are digests).
     all_labels.insert(labels::SPEC.into(), spec.canonical_json());
     all_labels.insert(labels::REVISION.into(), owner.revision.clone());
+    all_labels
+}
 
+/// Port bindings keyed `port/protocol`, `None` when there are none.
+type Bindings = Option<HashMap<String, Option<Vec<PortBinding>>>>;
+
+/// The exposed ports (sorted; `expose` plus every published port) and the port bindings, each `None`
+/// when empty.
+fn ports(spec: &ContainerSpec) -> (Option<Vec<String>>, Bindings) {
     let mut exposed: Vec<String> = spec.expose.clone();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
@@ -203,15 +255,22 @@ pub(super) fn container_body(
                 host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
             });
     }
-    let (binds, mounts) = binds_and_mounts(spec, carried);
-    let tmpfs: HashMap<String, String> = spec
-        .tmpfs
-        .iter()
-        .map(|t| match t.split_once(':') {
-            Some((path, opts)) => (path.to_string(), opts.to_string()),
-            None => (t.clone(), String::new()),
-        })
-        .collect();
+    let exposed = if exposed.is_empty() {
+        None
+    } else {
+        exposed.sort();
+        Some(exposed)
+    };
+    let bindings = if bindings.is_empty() {
+        None
+    } else {
+        Some(bindings)
+    };
+    (exposed, bindings)
+}
+
+/// `restart:` as the engine's policy: `on-failure[:n]`, `always`, `unless-stopped`, else `no`.
+fn restart_policy(spec: &ContainerSpec) -> RestartPolicy {
     let (policy, retries) = match spec.restart.split_once(':') {
         Some(("on-failure", n)) => (RestartPolicyNameEnum::ON_FAILURE, n.parse().ok()),
         _ => (
@@ -224,11 +283,23 @@ pub(super) fn container_body(
             None,
         ),
     };
-    let network_mode = match &spec.network_mode {
+    RestartPolicy {
+        name: Some(policy),
+        maximum_retry_count: retries,
+    }
+}
+
+/// The network mode: the spec's `network_mode`, else the first network's name.
+fn network_mode(spec: &ContainerSpec) -> Option<String> {
+    match &spec.network_mode {
         Some(m) => Some(m.clone()),
         None => spec.networks.first().map(|n| n.name.clone()),
-    };
-    let networking_config = match (&spec.network_mode, spec.networks.first()) {
+    }
+}
+
+/// The endpoint settings of the first network, none under a `network_mode`.
+fn networking_config(spec: &ContainerSpec) -> Option<NetworkingConfig> {
+    match (&spec.network_mode, spec.networks.first()) {
         (None, Some(first)) => {
             let mut ep = endpoint(first);
             // The service-level `mac_address` is the primary endpoint's (Docker moved it there in API
@@ -241,151 +312,146 @@ pub(super) fn container_body(
             })
         }
         _ => None,
-    };
-    let non_empty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
+    }
+}
 
-    Ok(ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: spec.command.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        env: non_empty(&spec.env),
-        user: spec.user.clone(),
-        working_dir: spec.working_dir.clone(),
-        hostname: spec.hostname.clone(),
-        domainname: spec.domainname.clone(),
-        tty: Some(spec.tty),
-        open_stdin: Some(spec.stdin_open),
-        labels: Some(all_labels),
-        exposed_ports: if exposed.is_empty() {
+/// The host config: mounts, ports, restart, networking, privileges and namespaces here; the resource
+/// limits from [`resources`].
+fn host_config(spec: &ContainerSpec, carried: &[Carried], bindings: Bindings) -> HostConfig {
+    let (binds, mounts) = binds_and_mounts(spec, carried);
+    let non_empty = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
+    HostConfig {
+        binds: non_empty(&binds),
+        mounts: if mounts.is_empty() {
             None
         } else {
-            exposed.sort();
-            Some(exposed)
+            Some(mounts)
         },
-        stop_signal: spec.stop_signal.clone(),
-        stop_timeout,
-        healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
-            test: if h.test.is_empty() {
-                None
-            } else {
-                Some(h.test.clone())
-            },
-            interval: Some(h.interval_ns),
-            timeout: Some(h.timeout_ns),
-            start_period: Some(h.start_period_ns),
-            start_interval: Some(h.start_interval_ns),
-            retries: Some(h.retries),
+        port_bindings: bindings,
+        restart_policy: Some(restart_policy(spec)),
+        network_mode: network_mode(spec),
+        cap_add: non_empty(&spec.cap_add),
+        cap_drop: non_empty(&spec.cap_drop),
+        privileged: Some(spec.privileged),
+        readonly_rootfs: Some(spec.read_only),
+        init: spec.init,
+        extra_hosts: non_empty(&spec.extra_hosts),
+        dns: non_empty(&spec.dns),
+        dns_search: non_empty(&spec.dns_search),
+        dns_options: non_empty(&spec.dns_opt),
+        tmpfs: tmpfs(spec),
+        devices: devices(spec),
+        device_cgroup_rules: non_empty(&spec.device_cgroup_rules),
+        shm_size: spec.shm_size,
+        ulimits: ulimits(spec),
+        sysctls: non_empty_map(&spec.sysctls),
+        security_opt: non_empty(&spec.security_opt),
+        pid_mode: spec.pid.clone(),
+        ipc_mode: spec.ipc.clone(),
+        userns_mode: spec.userns_mode.clone(),
+        group_add: non_empty(&spec.group_add),
+        log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
+            typ: l.driver.clone(),
+            config: non_empty_map(&l.options),
         }),
-        host_config: Some(HostConfig {
-            binds: non_empty(&binds),
-            mounts: if mounts.is_empty() {
-                None
-            } else {
-                Some(mounts)
-            },
-            port_bindings: if bindings.is_empty() {
-                None
-            } else {
-                Some(bindings)
-            },
-            restart_policy: Some(RestartPolicy {
-                name: Some(policy),
-                maximum_retry_count: retries,
-            }),
-            network_mode,
-            cap_add: non_empty(&spec.cap_add),
-            cap_drop: non_empty(&spec.cap_drop),
-            privileged: Some(spec.privileged),
-            readonly_rootfs: Some(spec.read_only),
-            init: spec.init,
-            extra_hosts: non_empty(&spec.extra_hosts),
-            dns: non_empty(&spec.dns),
-            dns_search: non_empty(&spec.dns_search),
-            dns_options: non_empty(&spec.dns_opt),
-            tmpfs: if tmpfs.is_empty() { None } else { Some(tmpfs) },
-            devices: if spec.devices.is_empty() {
-                None
-            } else {
-                Some(
-                    spec.devices
-                        .iter()
-                        .map(|d| DeviceMapping {
-                            path_on_host: Some(d.host.clone()),
-                            path_in_container: Some(d.container.clone()),
-                            cgroup_permissions: Some(d.permissions.clone()),
-                        })
-                        .collect(),
-                )
-            },
-            device_cgroup_rules: non_empty(&spec.device_cgroup_rules),
-            shm_size: spec.shm_size,
-            ulimits: if spec.ulimits.is_empty() {
-                None
-            } else {
-                Some(
-                    spec.ulimits
-                        .iter()
-                        .map(|u| ResourcesUlimits {
-                            name: Some(u.name.clone()),
-                            soft: Some(u.soft),
-                            hard: Some(u.hard),
-                        })
-                        .collect(),
-                )
-            },
-            sysctls: non_empty_map(&spec.sysctls),
-            security_opt: non_empty(&spec.security_opt),
-            pid_mode: spec.pid.clone(),
-            ipc_mode: spec.ipc.clone(),
-            userns_mode: spec.userns_mode.clone(),
-            group_add: non_empty(&spec.group_add),
-            memory: spec.memory,
-            memory_swap: spec.memory_swap,
-            memory_reservation: spec.memory_reservation,
-            nano_cpus: spec.nano_cpus,
-            cpu_shares: spec.cpu_shares,
-            cpuset_cpus: spec.cpuset.clone(),
-            pids_limit: spec.pids_limit,
-            // Compose always sends it, false unless set.
-            oom_kill_disable: Some(spec.oom_kill_disable.unwrap_or(false)),
-            oom_score_adj: spec.oom_score_adj,
-            log_config: spec.logging.as_ref().map(|l| HostConfigLogConfig {
-                typ: l.driver.clone(),
-                config: non_empty_map(&l.options),
-            }),
-            runtime: spec.runtime.clone(),
-            memory_swappiness: spec.mem_swappiness,
-            volumes_from: non_empty(&spec.volumes_from),
-            cpu_period: spec.cpu_period,
-            cpu_quota: spec.cpu_quota,
-            cpu_realtime_period: spec.cpu_rt_period,
-            cpu_realtime_runtime: spec.cpu_rt_runtime,
-            cpu_count: spec.cpu_count,
-            cpu_percent: spec.cpu_percent,
-            cgroup_parent: spec.cgroup_parent.clone(),
-            // Render admits only the values these enums have.
-            cgroupns_mode: spec.cgroupns.as_deref().and_then(|c| c.parse().ok()),
-            uts_mode: spec.uts.clone(),
-            isolation: spec.isolation.as_deref().and_then(|i| i.parse().ok()),
-            blkio_weight: spec.blkio.as_ref().and_then(|b| b.weight),
-            blkio_weight_device: blkio(spec, |b| &b.weight_device).map(|d| {
-                d.iter()
-                    .map(|w| ResourcesBlkioWeightDevice {
-                        path: Some(w.path.clone()),
-                        // Render bounds weights to 10-1000.
-                        weight: usize::try_from(w.rate).ok(),
-                    })
-                    .collect()
-            }),
-            blkio_device_read_bps: blkio(spec, |b| &b.device_read_bps).map(throttle),
-            blkio_device_write_bps: blkio(spec, |b| &b.device_write_bps).map(throttle),
-            blkio_device_read_iops: blkio(spec, |b| &b.device_read_iops).map(throttle),
-            blkio_device_write_iops: blkio(spec, |b| &b.device_write_iops).map(throttle),
-            ..Default::default()
+        runtime: spec.runtime.clone(),
+        volumes_from: non_empty(&spec.volumes_from),
+        cgroup_parent: spec.cgroup_parent.clone(),
+        // Render admits only the values these enums have.
+        cgroupns_mode: spec.cgroupns.as_deref().and_then(|c| c.parse().ok()),
+        uts_mode: spec.uts.clone(),
+        isolation: spec.isolation.as_deref().and_then(|i| i.parse().ok()),
+        ..resources(spec)
+    }
+}
+
+/// The resource limits of the host config: memory, CPU, pids, OOM and block I/O; nothing else set.
+fn resources(spec: &ContainerSpec) -> HostConfig {
+    HostConfig {
+        memory: spec.memory,
+        memory_swap: spec.memory_swap,
+        memory_reservation: spec.memory_reservation,
+        nano_cpus: spec.nano_cpus,
+        cpu_shares: spec.cpu_shares,
+        cpuset_cpus: spec.cpuset.clone(),
+        pids_limit: spec.pids_limit,
+        // Compose always sends it, false unless set.
+        oom_kill_disable: Some(spec.oom_kill_disable.unwrap_or(false)),
+        oom_score_adj: spec.oom_score_adj,
+        memory_swappiness: spec.mem_swappiness,
+        cpu_period: spec.cpu_period,
+        cpu_quota: spec.cpu_quota,
+        cpu_realtime_period: spec.cpu_rt_period,
+        cpu_realtime_runtime: spec.cpu_rt_runtime,
+        cpu_count: spec.cpu_count,
+        cpu_percent: spec.cpu_percent,
+        blkio_weight: spec.blkio.as_ref().and_then(|b| b.weight),
+        blkio_weight_device: blkio(spec, |b| &b.weight_device).map(|d| {
+            d.iter()
+                .map(|w| ResourcesBlkioWeightDevice {
+                    path: Some(w.path.clone()),
+                    // Render bounds weights to 10-1000.
+                    weight: usize::try_from(w.rate).ok(),
+                })
+                .collect()
         }),
-        networking_config,
+        blkio_device_read_bps: blkio(spec, |b| &b.device_read_bps).map(throttle),
+        blkio_device_write_bps: blkio(spec, |b| &b.device_write_bps).map(throttle),
+        blkio_device_read_iops: blkio(spec, |b| &b.device_read_iops).map(throttle),
+        blkio_device_write_iops: blkio(spec, |b| &b.device_write_iops).map(throttle),
         ..Default::default()
-    })
+    }
+}
+
+/// `tmpfs:` entries as path to options (empty when none given), `None` when there are none.
+fn tmpfs(spec: &ContainerSpec) -> Option<HashMap<String, String>> {
+    let tmpfs: HashMap<String, String> = spec
+        .tmpfs
+        .iter()
+        .map(|t| match t.split_once(':') {
+            Some((path, opts)) => (path.to_string(), opts.to_string()),
+            None => (t.clone(), String::new()),
+        })
+        .collect();
+    if tmpfs.is_empty() {
+        None
+    } else {
+        Some(tmpfs)
+    }
+}
+
+/// `devices:` as the engine's device mappings, `None` when there are none.
+fn devices(spec: &ContainerSpec) -> Option<Vec<DeviceMapping>> {
+    if spec.devices.is_empty() {
+        return None;
+    }
+    Some(
+        spec.devices
+            .iter()
+            .map(|d| DeviceMapping {
+                path_on_host: Some(d.host.clone()),
+                path_in_container: Some(d.container.clone()),
+                cgroup_permissions: Some(d.permissions.clone()),
+            })
+            .collect(),
+    )
+}
+
+/// `ulimits:` as the engine's list, `None` when there are none.
+fn ulimits(spec: &ContainerSpec) -> Option<Vec<ResourcesUlimits>> {
+    if spec.ulimits.is_empty() {
+        return None;
+    }
+    Some(
+        spec.ulimits
+            .iter()
+            .map(|u| ResourcesUlimits {
+                name: Some(u.name.clone()),
+                soft: Some(u.soft),
+                hard: Some(u.hard),
+            })
+            .collect(),
+    )
 }
 
 /// One list of `blkio_config`, `None` when empty (as Compose leaves it out).
