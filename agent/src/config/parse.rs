@@ -93,7 +93,81 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
     };
     let mut problems = Vec::new();
 
-    let agent_id = match raw.agent_id {
+    let agent_id = agent_id_setting(raw.agent_id, &mut problems);
+    let source = source_settings(raw.source.unwrap_or_default(), &mut problems);
+    let state_dir = raw
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    require_absolute("state_dir", &state_dir, &mut problems);
+    let socket = raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    require_absolute("socket", &socket, &mut problems);
+    let (docker_host, docker_auth_file) =
+        docker_settings(raw.docker.unwrap_or_default(), &mut problems);
+    let cycle_timeout = duration_key(
+        "cycle_timeout",
+        raw.cycle_timeout.as_deref(),
+        DEFAULT_CYCLE_TIMEOUT,
+        &mut problems,
+    );
+    if cycle_timeout < Duration::from_secs(1) || cycle_timeout > MAX_INTERVAL {
+        problems.push("cycle_timeout: must be between 1s and 24h".into());
+    }
+    let (log_format, log_level) = log_settings(raw.log.unwrap_or_default(), &mut problems);
+    let history = history_settings(raw.history.unwrap_or_default(), &mut problems);
+    let rollout = rollout_settings(raw.rollout.unwrap_or_default(), &mut problems);
+    let alerts =
+        crate::signals::alerts::settings::validate(raw.alerts.unwrap_or_default(), &mut problems);
+    let alerts_source_grace = duration_key(
+        "alerts_source_grace",
+        raw.alerts_source_grace.as_deref(),
+        crate::signals::alerts::settings::DEFAULT_SOURCE_GRACE,
+        &mut problems,
+    );
+    let (http, receivers) = crate::signals::receivers::settings(
+        raw.http,
+        raw.receivers.unwrap_or_default(),
+        &mut problems,
+    );
+    let (facts, secret_facts) = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
+    if raw.socket_group.as_deref().is_some_and(str::is_empty) {
+        problems.push("socket_group: must not be empty".into());
+    }
+    let age_key_file = raw
+        .secrets
+        .and_then(|s| s.age_key_file)
+        .unwrap_or_else(|| PathBuf::from(crate::render::sops::DEFAULT_AGE_KEY_FILE));
+    require_absolute("secrets.age_key_file", &age_key_file, &mut problems);
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Settings {
+        agent_id,
+        source,
+        state_dir,
+        socket,
+        docker_host,
+        docker_auth_file,
+        log_format,
+        log_level,
+        cycle_timeout,
+        history,
+        rollout,
+        allow_empty: raw.allow_empty.unwrap_or(false),
+        alerts,
+        alerts_source_grace,
+        http,
+        receivers,
+        facts,
+        socket_group: raw.socket_group,
+        age_key_file,
+        secret_facts,
+    })
+}
+
+/// `agent_id:`, the hostname when unset; a problem when it is not a valid id.
+fn agent_id_setting(raw: Option<String>, problems: &mut Vec<String>) -> String {
+    let agent_id = match raw {
         Some(id) => id,
         None => hostname(),
     };
@@ -102,8 +176,11 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             "agent_id: {agent_id:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'"
         ));
     }
+    agent_id
+}
 
-    let src = raw.source.unwrap_or_default();
+/// `source:`: the URL, reference, path, interval, timeout, credentials and verification.
+fn source_settings(src: RawSource, problems: &mut Vec<String>) -> SourceSettings {
     let url = match src.url {
         Some(u) if !u.trim().is_empty() => u,
         _ => {
@@ -111,10 +188,62 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             String::new()
         }
     };
+    let reference = source_reference(src.branch, src.tag, src.commit, problems);
+    let path = match normalise_rel_path(src.path.as_deref().unwrap_or(".")) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("source.path: {e}"));
+            PathBuf::from(".")
+        }
+    };
+    let interval = duration_key(
+        "source.interval",
+        src.interval.as_deref(),
+        Duration::from_secs(60),
+        problems,
+    );
+    if interval < Duration::from_secs(1) || interval > MAX_INTERVAL {
+        problems.push("source.interval: must be between 1s and 24h".into());
+    }
+    let timeout = duration_key(
+        "source.timeout",
+        src.timeout.as_deref(),
+        Duration::from_secs(30),
+        problems,
+    );
+    if let Some(u) = &src.username {
+        if u.is_empty() {
+            problems.push("source.username: must not be empty".into());
+        }
+    }
+
+    let verify = crate::source::verify::settings(src.verify, &reference, problems);
+    SourceSettings {
+        url,
+        reference,
+        path,
+        interval,
+        timeout,
+        ssh_key: src.ssh_key,
+        known_hosts: src.known_hosts,
+        token_file: src.token_file,
+        username: src.username,
+        verify,
+    }
+}
+
+/// The one of `source.branch`, `tag` and `commit` that is set (branch `main` when none is), checked to
+/// be a valid reference name or commit id.
+fn source_reference(
+    branch: Option<String>,
+    tag: Option<String>,
+    commit: Option<String>,
+    problems: &mut Vec<String>,
+) -> GitRef {
     let refs: Vec<GitRef> = [
-        src.branch.map(GitRef::Branch),
-        src.tag.map(GitRef::Tag),
-        src.commit.map(GitRef::Commit),
+        branch.map(GitRef::Branch),
+        tag.map(GitRef::Tag),
+        commit.map(GitRef::Commit),
     ]
     .into_iter()
     .flatten()
@@ -144,80 +273,39 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
         }
         _ => {}
     }
-    let path = match normalise_rel_path(src.path.as_deref().unwrap_or(".")) {
-        Ok(p) => p,
-        Err(e) => {
-            problems.push(format!("source.path: {e}"));
-            PathBuf::from(".")
-        }
-    };
-    let interval = duration_key(
-        "source.interval",
-        src.interval.as_deref(),
-        Duration::from_secs(60),
-        &mut problems,
-    );
-    if interval < Duration::from_secs(1) || interval > MAX_INTERVAL {
-        problems.push("source.interval: must be between 1s and 24h".into());
-    }
-    let timeout = duration_key(
-        "source.timeout",
-        src.timeout.as_deref(),
-        Duration::from_secs(30),
-        &mut problems,
-    );
-    if let Some(u) = &src.username {
-        if u.is_empty() {
-            problems.push("source.username: must not be empty".into());
-        }
-    }
+    reference
+}
 
-    let verify = crate::source::verify::settings(src.verify, &reference, &mut problems);
-
-    let state_dir = raw
-        .state_dir
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-    if !state_dir.is_absolute() {
+/// A problem naming `key` when `path` is not absolute.
+fn require_absolute(key: &str, path: &std::path::Path, problems: &mut Vec<String>) {
+    if !path.is_absolute() {
         problems.push(format!(
-            "state_dir: {} must be an absolute path",
-            state_dir.display()
+            "{key}: {} must be an absolute path",
+            path.display()
         ));
     }
-    let socket = raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    if !socket.is_absolute() {
-        problems.push(format!(
-            "socket: {} must be an absolute path",
-            socket.display()
-        ));
+}
+
+/// `docker:`: the engine's address and the registry auth file, as `(host, auth_file)`.
+fn docker_settings(
+    docker: RawDocker,
+    problems: &mut Vec<String>,
+) -> (Option<String>, Option<PathBuf>) {
+    if let Some(f) = &docker.auth_file {
+        require_absolute("docker.auth_file", f, problems);
     }
-    let docker = raw.docker.unwrap_or_default();
-    let docker_host = docker.host;
-    let docker_auth_file = docker.auth_file;
-    if let Some(f) = &docker_auth_file {
-        if !f.is_absolute() {
-            problems.push(format!(
-                "docker.auth_file: {} must be an absolute path",
-                f.display()
-            ));
-        }
-    }
-    if let Some(h) = &docker_host {
+    if let Some(h) = &docker.host {
         if !(h.starts_with("unix://") || h.starts_with("tcp://") || h.starts_with("http://")) {
             problems.push(format!(
                 "docker.host: {h:?} must start with unix://, tcp:// or http://"
             ));
         }
     }
-    let cycle_timeout = duration_key(
-        "cycle_timeout",
-        raw.cycle_timeout.as_deref(),
-        DEFAULT_CYCLE_TIMEOUT,
-        &mut problems,
-    );
-    if cycle_timeout < Duration::from_secs(1) || cycle_timeout > MAX_INTERVAL {
-        problems.push("cycle_timeout: must be between 1s and 24h".into());
-    }
-    let log = raw.log.unwrap_or_default();
+    (docker.host, docker.auth_file)
+}
+
+/// `log:`: the format (plain or json) and the level.
+fn log_settings(log: RawLog, problems: &mut Vec<String>) -> (LogFormat, String) {
     let log_format = match log.format.as_deref() {
         None | Some("plain") => LogFormat::Plain,
         Some("json") => LogFormat::Json,
@@ -232,72 +320,7 @@ pub fn parse(text: &str) -> Result<Settings, Vec<String>> {
             "log.level: {log_level:?} must be error, warn, info, debug or trace"
         ));
     }
-    let history = history_settings(raw.history.unwrap_or_default(), &mut problems);
-    let rollout = rollout_settings(raw.rollout.unwrap_or_default(), &mut problems);
-    let alerts =
-        crate::signals::alerts::settings::validate(raw.alerts.unwrap_or_default(), &mut problems);
-    let alerts_source_grace = duration_key(
-        "alerts_source_grace",
-        raw.alerts_source_grace.as_deref(),
-        crate::signals::alerts::settings::DEFAULT_SOURCE_GRACE,
-        &mut problems,
-    );
-    let (http, receivers) = crate::signals::receivers::settings(
-        raw.http,
-        raw.receivers.unwrap_or_default(),
-        &mut problems,
-    );
-    let (facts, secret_facts) = facts_settings(raw.facts.unwrap_or_default(), &mut problems);
-    if raw.socket_group.as_deref().is_some_and(str::is_empty) {
-        problems.push("socket_group: must not be empty".into());
-    }
-    let age_key_file = raw
-        .secrets
-        .and_then(|s| s.age_key_file)
-        .unwrap_or_else(|| PathBuf::from(crate::render::sops::DEFAULT_AGE_KEY_FILE));
-    if !age_key_file.is_absolute() {
-        problems.push(format!(
-            "secrets.age_key_file: {} must be an absolute path",
-            age_key_file.display()
-        ));
-    }
-
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    Ok(Settings {
-        agent_id,
-        source: SourceSettings {
-            url,
-            reference,
-            path,
-            interval,
-            timeout,
-            ssh_key: src.ssh_key,
-            known_hosts: src.known_hosts,
-            token_file: src.token_file,
-            username: src.username,
-            verify,
-        },
-        state_dir,
-        socket,
-        docker_host,
-        docker_auth_file,
-        log_format,
-        log_level,
-        cycle_timeout,
-        history,
-        rollout,
-        allow_empty: raw.allow_empty.unwrap_or(false),
-        alerts,
-        alerts_source_grace,
-        http,
-        receivers,
-        facts,
-        socket_group: raw.socket_group,
-        age_key_file,
-        secret_facts,
-    })
+    (log_format, log_level)
 }
 
 /// `facts:`: scalar values, keys of letters, digits and `_` (see [`crate::render::facts`]).
