@@ -118,105 +118,21 @@ pub fn redact_url(u: &str) -> String {
 pub(crate) fn validate(raw: Vec<RawAlert>, problems: &mut Vec<String>) -> Vec<AlertSettings> {
     let mut out: Vec<AlertSettings> = Vec::new();
     for (i, a) in raw.into_iter().enumerate() {
-        let key = |k: &str| format!("alerts[{i}].{k}");
-        let name = match a.name {
-            Some(n) if valid_name(&n) => n,
-            Some(n) => {
-                problems.push(format!(
-                    "{}: {n:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
-                    key("name")
-                ));
-                continue;
-            }
-            None => {
-                problems.push(format!("{}: required", key("name")));
-                continue;
-            }
+        let Some(name) = alert_name(i, a.name, problems) else {
+            continue;
         };
         if out.iter().any(|o| o.name == name) {
-            problems.push(format!("{}: {name:?} is used twice", key("name")));
+            problems.push(format!("{}: {name:?} is used twice", key(i, "name")));
         }
-        let kind = match a.kind.as_deref() {
-            Some(t) => match ProviderKind::ALL.iter().find(|k| k.as_str() == t) {
-                Some(k) => *k,
-                None => {
-                    let all: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
-                    problems.push(format!(
-                        "{}: {t:?} must be one of {}",
-                        key("type"),
-                        all.join(", ")
-                    ));
-                    continue;
-                }
-            },
-            None => {
-                problems.push(format!("{}: required", key("type")));
-                continue;
-            }
+        let Some(kind) = provider_kind(i, a.kind.as_deref(), problems) else {
+            continue;
         };
         let url = a.url.unwrap_or_default();
-        match url::Url::parse(&url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-            // The URL may hold a token: never quote it.
-            _ => problems.push(format!(
-                "{}: required, an http:// or https:// URL",
-                key("url")
-            )),
-        }
-        match (kind.secret(), &a.secret_file) {
-            (Some(true), None) => {
-                problems.push(format!("{}: required for type {kind}", key("secret_file")))
-            }
-            (None, Some(_)) => problems.push(format!(
-                "{}: type {kind} takes no secret_file (its URL is its credential)",
-                key("secret_file")
-            )),
-            (_, Some(p)) if !p.is_absolute() => problems.push(format!(
-                "{}: {} must be an absolute path",
-                key("secret_file"),
-                p.display()
-            )),
-            _ => {}
-        }
-        let min_severity = match a.min_severity.as_deref() {
-            None | Some("info") => Severity::Info,
-            Some("error") => Severity::Error,
-            Some(other) => {
-                problems.push(format!(
-                    "{}: {other:?} must be info or error",
-                    key("min_severity")
-                ));
-                Severity::Info
-            }
-        };
-        let reasons = a.reasons.map(|list| {
-            list.iter()
-                .filter_map(|r| match Reason::ALL.iter().find(|k| k.as_str() == r) {
-                    Some(k) => Some(*k),
-                    None => {
-                        let all: Vec<&str> = Reason::ALL.iter().map(|k| k.as_str()).collect();
-                        problems.push(format!(
-                            "{}: {r:?} is not a reason ({})",
-                            key("reasons"),
-                            all.join(", ")
-                        ));
-                        None
-                    }
-                })
-                .collect()
-        });
-        let repeat = match a.repeat.as_deref().map(crate::config::parse_duration) {
-            None => None,
-            Some(Ok(d)) if d >= MIN_REPEAT => Some(d),
-            Some(Ok(_)) => {
-                problems.push(format!("{}: must be at least 1m", key("repeat")));
-                None
-            }
-            Some(Err(e)) => {
-                problems.push(format!("{}: {e}", key("repeat")));
-                None
-            }
-        };
+        check_url(i, &url, problems);
+        check_secret_file(i, kind, a.secret_file.as_deref(), problems);
+        let min_severity = min_severity(i, a.min_severity.as_deref(), problems);
+        let reasons = a.reasons.map(|list| reasons(i, &list, problems));
+        let repeat = repeat(i, a.repeat.as_deref(), problems);
         out.push(AlertSettings {
             name,
             kind,
@@ -230,6 +146,138 @@ pub(crate) fn validate(raw: Vec<RawAlert>, problems: &mut Vec<String>) -> Vec<Al
     out
 }
 
+/// The key `k` of the `i`th alert, as problems name it: `alerts[i].k`.
+fn key(i: usize, k: &str) -> String {
+    format!("alerts[{i}].{k}")
+}
+
+/// `name`, required and a valid name; `None` (with a problem) skips the entry.
+fn alert_name(i: usize, name: Option<String>, problems: &mut Vec<String>) -> Option<String> {
+    match name {
+        Some(n) if valid_name(&n) => Some(n),
+        Some(n) => {
+            problems.push(format!(
+                "{}: {n:?} must be 1-63 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
+                key(i, "name")
+            ));
+            None
+        }
+        None => {
+            problems.push(format!("{}: required", key(i, "name")));
+            None
+        }
+    }
+}
+
+/// `type`, required and one of [`ProviderKind::ALL`]; `None` (with a problem) skips the entry.
+fn provider_kind(i: usize, kind: Option<&str>, problems: &mut Vec<String>) -> Option<ProviderKind> {
+    match kind {
+        Some(t) => match ProviderKind::ALL.iter().find(|k| k.as_str() == t) {
+            Some(k) => Some(*k),
+            None => {
+                let all: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.as_str()).collect();
+                problems.push(format!(
+                    "{}: {t:?} must be one of {}",
+                    key(i, "type"),
+                    all.join(", ")
+                ));
+                None
+            }
+        },
+        None => {
+            problems.push(format!("{}: required", key(i, "type")));
+            None
+        }
+    }
+}
+
+/// `url`, required, http or https with a host; a problem never quotes it.
+fn check_url(i: usize, url: &str, problems: &mut Vec<String>) {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        // The URL may hold a token: never quote it.
+        _ => problems.push(format!(
+            "{}: required, an http:// or https:// URL",
+            key(i, "url")
+        )),
+    }
+}
+
+/// `secret_file`: required, optional or refused as the provider's type says; absolute when given.
+fn check_secret_file(
+    i: usize,
+    kind: ProviderKind,
+    secret_file: Option<&std::path::Path>,
+    problems: &mut Vec<String>,
+) {
+    match (kind.secret(), secret_file) {
+        (Some(true), None) => problems.push(format!(
+            "{}: required for type {kind}",
+            key(i, "secret_file")
+        )),
+        (None, Some(_)) => problems.push(format!(
+            "{}: type {kind} takes no secret_file (its URL is its credential)",
+            key(i, "secret_file")
+        )),
+        (_, Some(p)) if !p.is_absolute() => problems.push(format!(
+            "{}: {} must be an absolute path",
+            key(i, "secret_file"),
+            p.display()
+        )),
+        _ => {}
+    }
+}
+
+/// `min_severity`: info (the default) or error.
+fn min_severity(i: usize, value: Option<&str>, problems: &mut Vec<String>) -> Severity {
+    match value {
+        None | Some("info") => Severity::Info,
+        Some("error") => Severity::Error,
+        Some(other) => {
+            problems.push(format!(
+                "{}: {other:?} must be info or error",
+                key(i, "min_severity")
+            ));
+            Severity::Info
+        }
+    }
+}
+
+/// `reasons`: the known reasons of the list, a problem for each unknown one.
+fn reasons(i: usize, list: &[String], problems: &mut Vec<String>) -> Vec<Reason> {
+    list.iter()
+        .filter_map(|r| match Reason::ALL.iter().find(|k| k.as_str() == r) {
+            Some(k) => Some(*k),
+            None => {
+                let all: Vec<&str> = Reason::ALL.iter().map(|k| k.as_str()).collect();
+                problems.push(format!(
+                    "{}: {r:?} is not a reason ({})",
+                    key(i, "reasons"),
+                    all.join(", ")
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+/// `repeat`: a duration of at least [`MIN_REPEAT`], `None` when unset or invalid.
+fn repeat(i: usize, value: Option<&str>, problems: &mut Vec<String>) -> Option<Duration> {
+    match value.map(crate::config::parse_duration) {
+        None => None,
+        Some(Ok(d)) if d >= MIN_REPEAT => Some(d),
+        Some(Ok(_)) => {
+            problems.push(format!("{}: must be at least 1m", key(i, "repeat")));
+            None
+        }
+        Some(Err(e)) => {
+            problems.push(format!("{}: {e}", key(i, "repeat")));
+            None
+        }
+    }
+}
+
+/// Whether `n` is 1-63 characters of letters, digits, `.`, `_` and `-`.
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 63
