@@ -101,25 +101,43 @@ pub fn check(
     inv: &Inventory,
     agent_id: &str,
 ) -> Vec<PreflightError> {
-    let mut problems = Vec::new();
-    let owner_of = |list: &[(String, Option<String>)]| -> BTreeMap<String, Vec<Option<String>>> {
-        let mut m: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
-        for (name, agent) in list {
-            m.entry(name.clone()).or_default().push(agent.clone());
-        }
-        m
-    };
-    let networks = owner_of(&inv.networks);
-    let volumes = owner_of(&inv.volumes);
-    let containers = owner_of(&inv.containers);
-    let declared_networks: BTreeSet<&str> = desired.networks().map(|n| n.name.as_str()).collect();
-    let declared_volumes: BTreeSet<&str> = desired.volumes().map(|v| v.name.as_str()).collect();
-
+    let networks = owners(&inv.networks);
+    let volumes = owners(&inv.volumes);
+    let containers = owners(&inv.containers);
     // Objects the plan creates: the name must be free, or berth's own.
-    let mut taken = |stack: &str,
-                     kind: &'static str,
-                     name: &str,
-                     on_engine: &BTreeMap<String, Vec<Option<String>>>| {
+    let mut problems = taken_names(plan, agent_id, &networks, &volumes, &containers);
+    let creating = creating(plan);
+    // External objects the new containers use must exist.
+    problems.extend(outside_containers(desired, plan, inv, &creating));
+    problems.extend(missing_externals(desired, &creating, &networks, &volumes));
+    problems
+}
+
+/// Each name on the engine with the `io.berth.agent` label of every object holding it.
+type Owners = BTreeMap<String, Vec<Option<String>>>;
+
+/// Problems already named once: a kind (`ambiguous`, `network`, `volume`) and a name.
+type Seen = BTreeSet<(&'static str, String)>;
+
+/// The [`Owners`] of one list of the inventory.
+fn owners(list: &[(String, Option<String>)]) -> Owners {
+    let mut m: Owners = BTreeMap::new();
+    for (name, agent) in list {
+        m.entry(name.clone()).or_default().push(agent.clone());
+    }
+    m
+}
+
+/// The networks, volumes and containers `plan` creates whose name an object not `agent_id`'s holds.
+fn taken_names(
+    plan: &Plan,
+    agent_id: &str,
+    networks: &Owners,
+    volumes: &Owners,
+    containers: &Owners,
+) -> Vec<PreflightError> {
+    let mut problems = Vec::new();
+    let mut taken = |stack: &str, kind: &'static str, name: &str, on_engine: &Owners| {
         if let Some(foreign) = on_engine
             .get(name)
             .into_iter()
@@ -135,13 +153,22 @@ pub fn check(
         }
     };
     for n in &plan.create_networks {
-        taken(&n.stack, "network", &n.name, &networks);
+        taken(&n.stack, "network", &n.name, networks);
     }
     for v in &plan.create_volumes {
-        taken(&v.stack, "volume", &v.name, &volumes);
+        taken(&v.stack, "volume", &v.name, volumes);
     }
-    let creating: Vec<&ContainerSpec> = plan
-        .waves
+    for step in plan.waves.iter().flatten() {
+        if let ContainerStep::Create { spec } = step {
+            taken(&spec.stack, "container", &spec.name, containers);
+        }
+    }
+    problems
+}
+
+/// The containers `plan` creates or recreates.
+fn creating(plan: &Plan) -> Vec<&ContainerSpec> {
+    plan.waves
         .iter()
         .flatten()
         .filter_map(|step| match step {
@@ -149,65 +176,93 @@ pub fn check(
             ContainerStep::Recreate { spec, .. } => Some(spec),
             _ => None,
         })
-        .collect();
-    for step in plan.waves.iter().flatten() {
-        if let ContainerStep::Create { spec } = step {
-            taken(&spec.stack, "container", &spec.name, &containers);
-        }
-    }
+        .collect()
+}
 
-    // External objects the new containers use must exist.
-    problems.extend(outside_containers(desired, plan, inv, &creating));
+/// The networks and volumes `creating` use that neither the desired state declares nor the engine
+/// has, and network names several networks hold; each named once.
+fn missing_externals(
+    desired: &DesiredState,
+    creating: &[&ContainerSpec],
+    networks: &Owners,
+    volumes: &Owners,
+) -> Vec<PreflightError> {
+    let declared_networks: BTreeSet<&str> = desired.networks().map(|n| n.name.as_str()).collect();
+    let declared_volumes: BTreeSet<&str> = desired.volumes().map(|v| v.name.as_str()).collect();
+    let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     for spec in creating {
-        let mode_network = spec.network_mode.as_deref().filter(|m| {
-            !m.starts_with("container:") && !m.starts_with("service:") && !m.is_empty()
-        });
-        let nets = spec
-            .networks
-            .iter()
-            .map(|n| n.name.as_str())
-            .chain(mode_network);
-        for name in nets {
-            if BUILTIN_NETWORKS.contains(&name) {
-                continue;
-            }
-            let count = networks.get(name).map_or(0, Vec::len);
-            if count > 1 && seen.insert(("ambiguous", name.to_string())) {
-                problems.push(PreflightError::Ambiguous {
-                    stack: spec.stack.clone(),
-                    service: spec.service.clone(),
-                    name: name.to_string(),
-                    count,
-                });
-            }
-            if declared_networks.contains(name) {
-                continue;
-            }
-            if count == 0 && seen.insert(("network", name.to_string())) {
-                problems.push(PreflightError::MissingNetwork {
-                    stack: spec.stack.clone(),
-                    service: spec.service.clone(),
-                    name: name.to_string(),
-                });
-            }
-        }
-        for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
-            let name = m.source.as_str();
-            // An empty source is an anonymous volume: the engine makes it.
-            if name.is_empty() || declared_volumes.contains(name) {
-                continue;
-            }
-            if !volumes.contains_key(name) && seen.insert(("volume", name.to_string())) {
-                problems.push(PreflightError::MissingVolume {
-                    stack: spec.stack.clone(),
-                    service: spec.service.clone(),
-                    name: name.to_string(),
-                });
-            }
-        }
+        missing_networks(spec, &declared_networks, networks, &mut seen, &mut problems);
+        missing_volumes(spec, &declared_volumes, volumes, &mut seen, &mut problems);
     }
     problems
+}
+
+/// The networks of `spec` (and of its `network_mode`) that are ambiguous, or external and missing.
+fn missing_networks(
+    spec: &ContainerSpec,
+    declared: &BTreeSet<&str>,
+    networks: &Owners,
+    seen: &mut Seen,
+    problems: &mut Vec<PreflightError>,
+) {
+    let mode_network = spec
+        .network_mode
+        .as_deref()
+        .filter(|m| !m.starts_with("container:") && !m.starts_with("service:") && !m.is_empty());
+    let nets = spec
+        .networks
+        .iter()
+        .map(|n| n.name.as_str())
+        .chain(mode_network);
+    for name in nets {
+        if BUILTIN_NETWORKS.contains(&name) {
+            continue;
+        }
+        let count = networks.get(name).map_or(0, Vec::len);
+        if count > 1 && seen.insert(("ambiguous", name.to_string())) {
+            problems.push(PreflightError::Ambiguous {
+                stack: spec.stack.clone(),
+                service: spec.service.clone(),
+                name: name.to_string(),
+                count,
+            });
+        }
+        if declared.contains(name) {
+            continue;
+        }
+        if count == 0 && seen.insert(("network", name.to_string())) {
+            problems.push(PreflightError::MissingNetwork {
+                stack: spec.stack.clone(),
+                service: spec.service.clone(),
+                name: name.to_string(),
+            });
+        }
+    }
+}
+
+/// The named volumes `spec` mounts that are external and missing.
+fn missing_volumes(
+    spec: &ContainerSpec,
+    declared: &BTreeSet<&str>,
+    volumes: &Owners,
+    seen: &mut Seen,
+    problems: &mut Vec<PreflightError>,
+) {
+    for m in spec.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+        let name = m.source.as_str();
+        // An empty source is an anonymous volume: the engine makes it.
+        if name.is_empty() || declared.contains(name) {
+            continue;
+        }
+        if !volumes.contains_key(name) && seen.insert(("volume", name.to_string())) {
+            problems.push(PreflightError::MissingVolume {
+                stack: spec.stack.clone(),
+                service: spec.service.clone(),
+                name: name.to_string(),
+            });
+        }
+    }
 }
 
 /// The containers outside the desired state that `creating` name must exist on the engine (and not be
