@@ -146,13 +146,10 @@ struct Inner {
     swap: Mutex<()>,
 }
 
-impl Metrics {
-    /// Every metric registered, with `agent_id` on every series; the label values a dashboard expects
-    /// (cycle and fetch results, rollback kinds) start at zero so their series exist from the start.
-    pub fn new(agent_id: &str) -> Metrics {
-        let labels = [("agent_id".into(), agent_id.to_string().into())];
-        let mut r = Registry::with_prefix_and_labels("berth", labels.into_iter());
-        let inner = Inner {
+impl Inner {
+    /// Every metric empty, with an empty placeholder registry.
+    fn unregistered() -> Inner {
+        Inner {
             cycles: Family::default(),
             cycle_duration: Histogram::new(CYCLE_BUCKETS),
             revision: Family::default(),
@@ -167,81 +164,105 @@ impl Metrics {
             webhooks: Family::default(),
             swap: Mutex::new(()),
             registry: Registry::default(),
-        };
+        }
+    }
+
+    /// Register the reconcile loop's metrics: cycles, revision, source, drift, containers, rollbacks.
+    fn register_reconcile(&self, r: &mut Registry) {
         r.register(
             "cycles",
             "Reconcile cycles run, by result (applied, failed)",
-            inner.cycles.clone(),
+            self.cycles.clone(),
         );
         r.register(
             "cycle_duration_seconds",
             "How long reconcile cycles took",
-            inner.cycle_duration.clone(),
+            self.cycle_duration.clone(),
         );
         r.register(
             "revision_info",
             "The revision the box is converged to (value 1)",
-            inner.revision.clone(),
+            self.revision.clone(),
         );
         r.register(
             "last_applied_timestamp_seconds",
             "When the current revision was applied, seconds since the Unix epoch",
-            inner.last_applied.clone(),
+            self.last_applied.clone(),
         );
         r.register(
             "source_up",
             "1 when the last ask of the Git remote succeeded, else 0",
-            inner.source_up.clone(),
+            self.source_up.clone(),
         );
         r.register(
             "fetch",
             "Asks of the Git remote, by result (ok, error)",
-            inner.fetches.clone(),
+            self.fetches.clone(),
         );
         r.register(
             "drift_corrections",
             "Cycles run to converge containers changed or removed behind the agent's back",
-            inner.drift.clone(),
+            self.drift.clone(),
         );
         r.register(
             "containers",
             "Containers the agent owns, by stack and engine state, listed at scrape time",
-            inner.containers.clone(),
+            self.containers.clone(),
         );
         r.register(
             "rollbacks",
             "Rollbacks, by kind (auto: a failed health gate; manual: berth rollback)",
-            inner.rollbacks.clone(),
+            self.rollbacks.clone(),
         );
+    }
+
+    /// Register the alerts outbox's and the webhook receivers' metrics.
+    fn register_delivery(&self, r: &mut Registry) {
         r.register(
             "alerts_outbox",
             "Alert events stored and waiting for delivery",
-            inner.outbox.clone(),
+            self.outbox.clone(),
         );
         r.register(
             "alerts_sent",
             "Alert deliveries, by provider and result",
-            inner.alerts_sent.clone(),
+            self.alerts_sent.clone(),
         );
         r.register(
             "webhooks",
             "Webhook requests, by receiver and result",
-            inner.webhooks.clone(),
+            self.webhooks.clone(),
         );
+    }
+
+    /// Create the series a dashboard expects at zero: cycle and fetch results, rollback kinds.
+    fn start_at_zero(&self) {
         for result in ["applied", "failed"] {
-            inner.cycles.get_or_create(&result_label(result)).inc_by(0);
+            self.cycles.get_or_create(&result_label(result)).inc_by(0);
         }
         for result in ["ok", "error"] {
-            inner.fetches.get_or_create(&result_label(result)).inc_by(0);
+            self.fetches.get_or_create(&result_label(result)).inc_by(0);
         }
         for kind in [RollbackKind::Auto, RollbackKind::Manual] {
-            inner
-                .rollbacks
+            self.rollbacks
                 .get_or_create(&KindLabel {
                     kind: kind.as_str().into(),
                 })
                 .inc_by(0);
         }
+    }
+}
+
+impl Metrics {
+    /// Every metric registered, with `agent_id` on every series; the label values a dashboard expects
+    /// (cycle and fetch results, rollback kinds) start at zero so their series exist from the start.
+    pub fn new(agent_id: &str) -> Metrics {
+        let labels = [("agent_id".into(), agent_id.to_string().into())];
+        let mut r = Registry::with_prefix_and_labels("berth", labels.into_iter());
+        let inner = Inner::unregistered();
+        inner.register_reconcile(&mut r);
+        inner.register_delivery(&mut r);
+        inner.start_at_zero();
         Metrics {
             inner: Arc::new(Inner {
                 registry: r,
