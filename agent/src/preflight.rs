@@ -291,26 +291,7 @@ fn outside_containers(
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
     for spec in creating {
-        let mounted = spec.volumes_from.iter().map(|v| {
-            let name = v
-                .strip_suffix(":ro")
-                .or_else(|| v.strip_suffix(":rw"))
-                .unwrap_or(v);
-            ("volumes_from", Some(name))
-        });
-        let joined = [
-            ("network_mode", &spec.network_mode),
-            ("pid", &spec.pid),
-            ("ipc", &spec.ipc),
-        ]
-        .into_iter()
-        .map(|(key, mode)| {
-            (
-                key,
-                mode.as_deref().and_then(|m| m.strip_prefix("container:")),
-            )
-        });
-        for (key, name) in mounted.chain(joined) {
+        for (key, name) in container_references(spec) {
             let Some(name) = name.filter(|n| !ours.contains(n) && !n.starts_with("service:"))
             else {
                 continue;
@@ -350,6 +331,33 @@ fn outside_containers(
         }
     }
     problems
+}
+
+/// The containers `spec` names, each with its key: `volumes_from` (without `:ro`/`:rw`), and
+/// `network_mode`, `pid` and `ipc` (`Some` only for `container:NAME`).
+fn container_references(
+    spec: &ContainerSpec,
+) -> impl Iterator<Item = (&'static str, Option<&str>)> + '_ {
+    let mounted = spec.volumes_from.iter().map(|v| {
+        let name = v
+            .strip_suffix(":ro")
+            .or_else(|| v.strip_suffix(":rw"))
+            .unwrap_or(v);
+        ("volumes_from", Some(name))
+    });
+    let joined = [
+        ("network_mode", &spec.network_mode),
+        ("pid", &spec.pid),
+        ("ipc", &spec.ipc),
+    ]
+    .into_iter()
+    .map(|(key, mode)| {
+        (
+            key,
+            mode.as_deref().and_then(|m| m.strip_prefix("container:")),
+        )
+    });
+    mounted.chain(joined)
 }
 
 #[cfg(test)]
