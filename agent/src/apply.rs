@@ -7,9 +7,9 @@
 
 use crate::error::{StepCause, StepError};
 use crate::images::{self, PullLog};
-use crate::model::{Condition, ContainerSpec, DesiredState};
+use crate::model::{Condition, ContainerSpec, Dependency, DesiredState};
 use crate::plan::{ContainerStep, Plan};
-use crate::runtime::{Owner, Runtime, RuntimeError};
+use crate::runtime::{ContainerState, Owner, Runtime, RuntimeError};
 use futures_util::future::join_all;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -170,7 +170,23 @@ pub async fn apply<R: Runtime>(
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
     let rt = &opts.drift.announce(rt);
+    create_networks_and_volumes(rt, plan, owner, &mut report).await;
+    remove_containers(rt, plan, &mut report).await;
+    run_waves(rt, plan, owner, opts, &mut report).await;
+    remove_networks(rt, plan, &mut report).await;
+    report
+}
 
+/// Container ids by (stack, service).
+type Ids = BTreeMap<(String, String), Vec<String>>;
+
+/// Create the plan's networks, then its volumes, one after the other.
+async fn create_networks_and_volumes<R: Runtime>(
+    rt: &R,
+    plan: &Plan,
+    owner: &Owner,
+    report: &mut ApplyReport,
+) {
     for net in &plan.create_networks {
         match rt.create_network(net, owner).await {
             Ok(()) => report.done.push(format!("create network {}", net.name)),
@@ -193,8 +209,10 @@ pub async fn apply<R: Runtime>(
             }),
         }
     }
-    let missing: BTreeSet<&str> = plan.missing_images.iter().map(String::as_str).collect();
+}
 
+/// Stop and remove the containers the plan removes, all at once; report them in the plan's order.
+async fn remove_containers<R: Runtime>(rt: &R, plan: &Plan, report: &mut ApplyReport) {
     let removals = join_all(plan.remove_containers.iter().map(|c| async move {
         let r = async {
             rt.stop_container(&c.id, None).await?;
@@ -215,28 +233,31 @@ pub async fn apply<R: Runtime>(
             }),
         }
     }
+}
 
+/// Run the container steps wave by wave, the steps of a wave at once; a step whose image is missing or
+/// whose dependency failed is skipped.
+async fn run_waves<R: Runtime>(
+    rt: &R,
+    plan: &Plan,
+    owner: &Owner,
+    opts: &ApplyOptions,
+    report: &mut ApplyReport,
+) {
+    let missing: BTreeSet<&str> = plan.missing_images.iter().map(String::as_str).collect();
     // Container ids by (stack, service), for dependency waits: the existing ones, updated as steps
     // replace them.
-    let mut ids: BTreeMap<(String, String), Vec<String>> = plan.existing.clone();
-
+    let mut ids: Ids = plan.existing.clone();
     // (stack, service) pairs that failed: their dependents are skipped.
     let mut failed: BTreeSet<(String, String)> = BTreeSet::new();
     for wave in &plan.waves {
         let results = join_all(wave.iter().map(|step| {
-            let spec = step.spec();
-            let blocked = if step.needs_image() && missing.contains(spec.image.as_str()) {
-                Some(StepCause::ImageMissing(spec.image.clone()))
-            } else {
-                spec.dependency_names()
-                    .find(|d| failed.contains(&(spec.stack.clone(), d.to_string())))
-                    .map(|d| StepCause::DependencyFailed(d.to_string()))
-            };
+            let blocked = blocked_by(step, &missing, &failed);
             let ids = &ids;
             async move {
                 let r = match blocked {
                     Some(msg) => Err(msg),
-                    None => match wait_for_dependencies(rt, spec, ids, opts).await {
+                    None => match wait_for_dependencies(rt, step.spec(), ids, opts).await {
                         Err(e) => Err(e),
                         Ok(()) => run_step(rt, step, owner).await.map_err(StepCause::from),
                     },
@@ -246,36 +267,67 @@ pub async fn apply<R: Runtime>(
         }))
         .await;
         for (step, r) in results {
-            let spec = step.spec();
-            match r {
-                Ok(id) => {
-                    report
-                        .done
-                        .push(format!("{} container {}", step.verb(), spec.name));
-                    report.touched.push(crate::rollout::Watched::of(spec, &id));
-                    let list = ids
-                        .entry((spec.stack.clone(), spec.service.clone()))
-                        .or_default();
-                    if let ContainerStep::Recreate { old_id, .. } = step {
-                        list.retain(|i| i != old_id);
-                    }
-                    if !list.contains(&id) {
-                        list.push(id);
-                    }
-                }
-                Err(cause) => {
-                    report.errors.push(StepError {
-                        stack: spec.stack.clone(),
-                        service: Some(spec.service.clone()),
-                        action: format!("{} container {}", step.verb(), spec.name),
-                        cause,
-                    });
-                    failed.insert((spec.stack.clone(), spec.service.clone()));
-                }
-            }
+            record_step(report, &mut ids, &mut failed, step, r);
         }
     }
+}
 
+/// Why `step` cannot run at all: its image is missing, or one of its dependencies failed.
+fn blocked_by(
+    step: &ContainerStep,
+    missing: &BTreeSet<&str>,
+    failed: &BTreeSet<(String, String)>,
+) -> Option<StepCause> {
+    let spec = step.spec();
+    if step.needs_image() && missing.contains(spec.image.as_str()) {
+        Some(StepCause::ImageMissing(spec.image.clone()))
+    } else {
+        spec.dependency_names()
+            .find(|d| failed.contains(&(spec.stack.clone(), d.to_string())))
+            .map(|d| StepCause::DependencyFailed(d.to_string()))
+    }
+}
+
+/// Report one step's result: a container it made joins `ids` (replacing the one it recreated), a
+/// failed service joins `failed`.
+fn record_step(
+    report: &mut ApplyReport,
+    ids: &mut Ids,
+    failed: &mut BTreeSet<(String, String)>,
+    step: &ContainerStep,
+    r: Result<String, StepCause>,
+) {
+    let spec = step.spec();
+    match r {
+        Ok(id) => {
+            report
+                .done
+                .push(format!("{} container {}", step.verb(), spec.name));
+            report.touched.push(crate::rollout::Watched::of(spec, &id));
+            let list = ids
+                .entry((spec.stack.clone(), spec.service.clone()))
+                .or_default();
+            if let ContainerStep::Recreate { old_id, .. } = step {
+                list.retain(|i| i != old_id);
+            }
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+        Err(cause) => {
+            report.errors.push(StepError {
+                stack: spec.stack.clone(),
+                service: Some(spec.service.clone()),
+                action: format!("{} container {}", step.verb(), spec.name),
+                cause,
+            });
+            failed.insert((spec.stack.clone(), spec.service.clone()));
+        }
+    }
+}
+
+/// Remove the networks the plan no longer needs.
+async fn remove_networks<R: Runtime>(rt: &R, plan: &Plan, report: &mut ApplyReport) {
     for name in &plan.remove_networks {
         match rt.remove_network(name).await {
             Ok(()) => report.done.push(format!("remove network {name}")),
@@ -287,7 +339,6 @@ pub async fn apply<R: Runtime>(
             }),
         }
     }
-    report
 }
 
 /// Wait until every dependency with a condition holds: `service_healthy` — each of its containers
@@ -296,7 +347,7 @@ pub async fn apply<R: Runtime>(
 async fn wait_for_dependencies<R: Runtime>(
     rt: &R,
     spec: &ContainerSpec,
-    ids: &BTreeMap<(String, String), Vec<String>>,
+    ids: &Ids,
     opts: &ApplyOptions,
 ) -> Result<(), StepCause> {
     let waits: Vec<_> = spec
@@ -320,57 +371,11 @@ async fn wait_for_dependencies<R: Runtime>(
             let mut delay = Duration::from_millis(100);
             loop {
                 let st = rt.container_state(&id).await?;
-                let service = || dep.service.clone();
-                let verdict = match dep.condition {
-                    Condition::ServiceHealthy => match st.health.as_deref() {
-                        Some("healthy") => Some(Ok(())),
-                        Some("unhealthy") => {
-                            Some(Err(StepCause::DependencyUnhealthy { service: service() }))
-                        }
-                        None if st.running => Some(Err(StepCause::DependencyNoHealthcheck {
-                            service: service(),
-                        })),
-                        _ if !st.running && st.status == "exited" => {
-                            Some(Err(StepCause::DependencyExited {
-                                service: service(),
-                                code: st.exit_code.unwrap_or(-1),
-                            }))
-                        }
-                        _ => None,
-                    },
-                    Condition::ServiceCompletedSuccessfully => {
-                        if st.status == "exited" {
-                            match st.exit_code {
-                                Some(0) => Some(Ok(())),
-                                code => Some(Err(StepCause::DependencyFailedJob {
-                                    service: service(),
-                                    code: code.unwrap_or(-1),
-                                })),
-                            }
-                        } else {
-                            None
-                        }
-                    }
-                    Condition::ServiceStarted => Some(Ok(())),
-                };
-                match verdict {
+                match dependency_verdict(dep, &st) {
                     Some(Ok(())) => break,
                     Some(Err(e)) => return Err(e),
                     None if Instant::now() >= deadline => {
-                        let wanted = match dep.condition {
-                            Condition::ServiceHealthy => "healthy",
-                            _ => "complete",
-                        };
-                        return Err(StepCause::DependencyTimeout {
-                            service: service(),
-                            wanted,
-                            after: opts.dependency_timeout,
-                            state: format!(
-                                "{}{}",
-                                st.status,
-                                st.health.map(|h| format!(", {h}")).unwrap_or_default()
-                            ),
-                        });
+                        return Err(dependency_timeout(dep, st, opts))
                     }
                     None => {
                         tokio::time::sleep(delay).await;
@@ -381,6 +386,58 @@ async fn wait_for_dependencies<R: Runtime>(
         }
     }
     Ok(())
+}
+
+/// Whether one container of `dep` meets its condition (`Some(Ok)`), never will (`Some(Err)`), or may
+/// yet (`None`).
+fn dependency_verdict(dep: &Dependency, st: &ContainerState) -> Option<Result<(), StepCause>> {
+    let service = || dep.service.clone();
+    match dep.condition {
+        Condition::ServiceHealthy => match st.health.as_deref() {
+            Some("healthy") => Some(Ok(())),
+            Some("unhealthy") => Some(Err(StepCause::DependencyUnhealthy { service: service() })),
+            None if st.running => Some(Err(StepCause::DependencyNoHealthcheck {
+                service: service(),
+            })),
+            _ if !st.running && st.status == "exited" => Some(Err(StepCause::DependencyExited {
+                service: service(),
+                code: st.exit_code.unwrap_or(-1),
+            })),
+            _ => None,
+        },
+        Condition::ServiceCompletedSuccessfully => {
+            if st.status == "exited" {
+                match st.exit_code {
+                    Some(0) => Some(Ok(())),
+                    code => Some(Err(StepCause::DependencyFailedJob {
+                        service: service(),
+                        code: code.unwrap_or(-1),
+                    })),
+                }
+            } else {
+                None
+            }
+        }
+        Condition::ServiceStarted => Some(Ok(())),
+    }
+}
+
+/// The error of a dependency wait that ran out of time, with the state the container was last in.
+fn dependency_timeout(dep: &Dependency, st: ContainerState, opts: &ApplyOptions) -> StepCause {
+    let wanted = match dep.condition {
+        Condition::ServiceHealthy => "healthy",
+        _ => "complete",
+    };
+    StepCause::DependencyTimeout {
+        service: dep.service.clone(),
+        wanted,
+        after: opts.dependency_timeout,
+        state: format!(
+            "{}{}",
+            st.status,
+            st.health.map(|h| format!(", {h}")).unwrap_or_default()
+        ),
+    }
 }
 
 /// Runs one step; returns the id of the container the service now has.

@@ -14,7 +14,7 @@
 //! Volumes are never removed.
 
 use crate::model::{
-    ActualContainer, ActualState, ContainerSpec, DesiredState, NetworkSpec, VolumeSpec,
+    ActualContainer, ActualState, ContainerSpec, DesiredState, NetworkSpec, StackSpec, VolumeSpec,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -130,7 +130,41 @@ impl Plan {
 
 pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
     let mut p = Plan::default();
+    plan_networks_and_volumes(desired, actual, &mut p);
 
+    let by_name: BTreeMap<&str, &ActualContainer> = actual
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let wanted: BTreeSet<&str> = desired.containers().map(|c| c.name.as_str()).collect();
+    let resumed = interrupted_recreates(desired, &by_name, &wanted);
+    // Owned containers no desired name: gone from the desired state, or left by an interrupted create
+    // or recreate (`<name>_berth-new`, `<name>_berth-old`) — except an old one a recreate resumes from.
+    p.remove_containers = actual
+        .containers
+        .iter()
+        .filter(|c| !wanted.contains(c.name.as_str()))
+        .filter(|c| !resumed.values().any(|r| r.id == c.id))
+        .cloned()
+        .collect();
+    p.existing = existing(actual, &wanted);
+
+    let mut missing = BTreeSet::new();
+    for stack in desired.stacks.values() {
+        let steps = stack_steps(stack, &by_name, &resumed, &actual.images, &mut missing);
+        add_waves(&mut p.waves, stack, steps);
+    }
+    for wave in &mut p.waves {
+        wave.sort_by(|a, b| a.spec().name.cmp(&b.spec().name));
+    }
+    p.missing_images = missing.into_iter().collect();
+    p.waves.retain(|w| !w.is_empty());
+    p
+}
+
+/// The networks to create and remove, and the volumes to create (volumes are never removed).
+fn plan_networks_and_volumes(desired: &DesiredState, actual: &ActualState, p: &mut Plan) {
     let have_nets: BTreeSet<&str> = actual.networks.iter().map(|n| n.name.as_str()).collect();
     let want_nets: BTreeSet<&str> = desired.networks().map(|n| n.name.as_str()).collect();
     p.create_networks = desired
@@ -151,91 +185,92 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
         .filter(|v| !have_vols.contains(v.name.as_str()))
         .cloned()
         .collect();
+}
 
-    let by_name: BTreeMap<&str, &ActualContainer> = actual
-        .containers
-        .iter()
-        .map(|c| (c.name.as_str(), c))
-        .collect();
-    let wanted: BTreeSet<&str> = desired.containers().map(|c| c.name.as_str()).collect();
-    let resumed = interrupted_recreates(desired, &by_name, &wanted);
-    // Owned containers no desired name: gone from the desired state, or left by an interrupted create
-    // or recreate (`<name>_berth-new`, `<name>_berth-old`) — except an old one a recreate resumes from.
-    p.remove_containers = actual
-        .containers
-        .iter()
-        .filter(|c| !wanted.contains(c.name.as_str()))
-        .filter(|c| !resumed.values().any(|r| r.id == c.id))
-        .cloned()
-        .collect();
-
+/// Ids of the existing containers under a desired name, by (stack, service).
+fn existing(
+    actual: &ActualState,
+    wanted: &BTreeSet<&str>,
+) -> BTreeMap<(String, String), Vec<String>> {
+    let mut existing: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for c in &actual.containers {
         if wanted.contains(c.name.as_str()) {
-            p.existing
+            existing
                 .entry((c.stack.clone(), c.service.clone()))
                 .or_default()
                 .push(c.id.clone());
         }
     }
+    existing
+}
 
-    let mut missing = BTreeSet::new();
-    for stack in desired.stacks.values() {
-        let mut steps: BTreeMap<&str, Vec<ContainerStep>> = BTreeMap::new();
-        // Services that get a new container in this plan (for `depends_on: {restart: true}`).
-        let mut replaced: BTreeSet<&str> = BTreeSet::new();
-        let mut unchanged_running: Vec<(&ContainerSpec, &ActualContainer)> = Vec::new();
-        for spec in &stack.containers {
-            let have = by_name.get(spec.name.as_str()).copied();
-            let old = resumed.get(spec.name.as_str()).copied();
-            match need(spec, have, old, &actual.images) {
-                Need::Step(step) => {
-                    if step.needs_image() {
-                        replaced.insert(spec.service.as_str());
-                        if !actual.images.contains_key(&spec.image) {
-                            missing.insert(spec.image.clone());
-                        }
+/// The steps of one stack's containers, by service: what each needs, then the restarts of running
+/// containers whose `restart: true` dependency gets a new container. Images the new containers need
+/// but the engine lacks go into `missing`.
+fn stack_steps<'s>(
+    stack: &'s StackSpec,
+    by_name: &BTreeMap<&str, &ActualContainer>,
+    resumed: &BTreeMap<String, &ActualContainer>,
+    images: &BTreeMap<String, String>,
+    missing: &mut BTreeSet<String>,
+) -> BTreeMap<&'s str, Vec<ContainerStep>> {
+    let mut steps: BTreeMap<&str, Vec<ContainerStep>> = BTreeMap::new();
+    // Services that get a new container in this plan (for `depends_on: {restart: true}`).
+    let mut replaced: BTreeSet<&str> = BTreeSet::new();
+    let mut unchanged_running: Vec<(&ContainerSpec, &ActualContainer)> = Vec::new();
+    for spec in &stack.containers {
+        let have = by_name.get(spec.name.as_str()).copied();
+        let old = resumed.get(spec.name.as_str()).copied();
+        match need(spec, have, old, images) {
+            Need::Step(step) => {
+                if step.needs_image() {
+                    replaced.insert(spec.service.as_str());
+                    if !images.contains_key(&spec.image) {
+                        missing.insert(spec.image.clone());
                     }
-                    steps.entry(spec.service.as_str()).or_default().push(step);
                 }
-                Need::Running(have) => unchanged_running.push((spec, have)),
-                Need::Nothing => {}
+                steps.entry(spec.service.as_str()).or_default().push(step);
             }
+            Need::Running(have) => unchanged_running.push((spec, have)),
+            Need::Nothing => {}
         }
-        for (spec, have) in unchanged_running {
-            let restart = spec
-                .depends_on
-                .iter()
-                .any(|d| d.restart && replaced.contains(d.service.as_str()));
-            if restart {
-                steps
-                    .entry(spec.service.as_str())
-                    .or_default()
-                    .push(ContainerStep::Restart {
-                        spec: spec.clone(),
-                        id: have.id.clone(),
-                    });
-            }
-        }
-        // Waves of this stack, by dependency depth of each service.
-        let deps: BTreeMap<&str, Vec<&str>> = stack
-            .containers
+    }
+    for (spec, have) in unchanged_running {
+        let restart = spec
+            .depends_on
             .iter()
-            .map(|c| (c.service.as_str(), c.dependency_names().collect()))
-            .collect();
-        for (service, service_steps) in steps {
-            let d = depth(service, &deps, &mut Vec::new());
-            while p.waves.len() <= d {
-                p.waves.push(Vec::new());
-            }
-            p.waves[d].extend(service_steps);
+            .any(|d| d.restart && replaced.contains(d.service.as_str()));
+        if restart {
+            steps
+                .entry(spec.service.as_str())
+                .or_default()
+                .push(ContainerStep::Restart {
+                    spec: spec.clone(),
+                    id: have.id.clone(),
+                });
         }
     }
-    for wave in &mut p.waves {
-        wave.sort_by(|a, b| a.spec().name.cmp(&b.spec().name));
+    steps
+}
+
+/// Put one stack's steps into `waves`, by the dependency depth of each service.
+fn add_waves(
+    waves: &mut Vec<Vec<ContainerStep>>,
+    stack: &StackSpec,
+    steps: BTreeMap<&str, Vec<ContainerStep>>,
+) {
+    let deps: BTreeMap<&str, Vec<&str>> = stack
+        .containers
+        .iter()
+        .map(|c| (c.service.as_str(), c.dependency_names().collect()))
+        .collect();
+    for (service, service_steps) in steps {
+        let d = depth(service, &deps, &mut Vec::new());
+        while waves.len() <= d {
+            waves.push(Vec::new());
+        }
+        waves[d].extend(service_steps);
     }
-    p.missing_images = missing.into_iter().collect();
-    p.waves.retain(|w| !w.is_empty());
-    p
 }
 
 /// What one desired container needs.

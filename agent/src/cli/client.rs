@@ -2,7 +2,7 @@
 
 use super::{exit, Conn};
 use crate::api::client::call;
-use crate::api::{CycleResult, HistoryEntry, Status};
+use crate::api::{ContainerStatus, CycleResult, HistoryEntry, Status};
 use crate::store::Outcome;
 use std::io::Write;
 use std::time::Duration;
@@ -49,6 +49,17 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
         out.write_all(&raw)?;
         return Ok(exit::OK);
     }
+    write_revision(out, &s)?;
+    write_http(out, &s)?;
+    write_holds(out, &s)?;
+    write_alerts_and_error(out, &s)?;
+    writeln!(out)?;
+    write_containers(out, &s.containers)?;
+    Ok(exit::OK)
+}
+
+/// The status's agent, source, fetched and applied revisions, outcome and warnings.
+fn write_revision(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     writeln!(out, "agent:    {}", s.agent_id)?;
     writeln!(
         out,
@@ -81,6 +92,11 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
     for w in &s.warnings {
         writeln!(out, "warning:  {w}")?;
     }
+    Ok(())
+}
+
+/// The HTTP listener and its receivers, when there is one.
+fn write_http(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     if let Some(h) = &s.http {
         writeln!(
             out,
@@ -96,6 +112,11 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
             writeln!(out, "receivers: {}", names.join(", "))?;
         }
     }
+    Ok(())
+}
+
+/// What holds the agent back: a pin, a suspension, a rollout on the health gate, a quarantine.
+fn write_holds(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     if s.pinned {
         writeln!(
             out,
@@ -125,6 +146,11 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
             time(Some(q.since))
         )?;
     }
+    Ok(())
+}
+
+/// The alert providers with the outbox, and the last error with its class.
+fn write_alerts_and_error(out: &mut impl Write, s: &Status) -> std::io::Result<()> {
     if !s.alerts.is_empty() {
         let providers: Vec<String> = s
             .alerts
@@ -146,9 +172,12 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
             e.replace('\n', "\n          ")
         )?;
     }
-    writeln!(out)?;
-    let rows: Vec<(&str, &str, String, String)> = s
-        .containers
+    Ok(())
+}
+
+/// The containers as a table: name, state, stack/service, id.
+fn write_containers(out: &mut impl Write, containers: &[ContainerStatus]) -> std::io::Result<()> {
+    let rows: Vec<(&str, &str, String, String)> = containers
         .iter()
         .map(|c| {
             let ss = format!("{}/{}", c.stack, c.service);
@@ -165,7 +194,7 @@ pub fn status(conn: &Conn, json: bool, out: &mut impl Write) -> anyhow::Result<i
     for (name, state, ss, id) in &rows {
         writeln!(out, "{name:<w$}  {state:<10}  {ss:<v$}  {id}")?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 pub fn history(conn: &Conn, json: bool, limit: usize, out: &mut impl Write) -> anyhow::Result<i32> {

@@ -39,7 +39,18 @@ impl Agent {
                 errors.push(e);
             }
         }
-        // The remote moved on past a quarantined commit: the quarantine is over.
+        self.quarantine_moved_on(&mut errors).await;
+        let decision = self.decision(mode, pinned);
+        tracing::debug!(?decision, "decided");
+        self.drop_unfinished(&decision, &mut errors).await;
+        self.carry_out(decision, started, &mut errors).await;
+        self.refresh_pointers(&mut errors).await;
+        self.alerts.cycle_done(&errors);
+        self.finish(errors)
+    }
+
+    /// End the quarantine of a commit the remote has moved on from.
+    async fn quarantine_moved_on(&mut self, errors: &mut Vec<CycleError>) {
         if let (Some(q), Some(fetched)) = (&self.quarantine, &self.fetched) {
             if q.commit != *fetched {
                 tracing::info!(quarantined = %q.commit, fetched = %fetched, "the remote moved on; quarantine lifted");
@@ -55,12 +66,16 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// What this cycle does, decided from `mode` and the agent's facts.
+    fn decision(&self, mode: Mode, pinned: Option<u64>) -> Decision {
         let trigger = match mode {
             Mode::Follow { retry, .. } => Trigger::Follow { retry },
             Mode::Local => Trigger::Local,
             Mode::Rollback(seq) => Trigger::Rollback(seq),
         };
-        let decision = decide(
+        decide(
             trigger,
             &Facts {
                 suspended: self.suspended,
@@ -73,9 +88,11 @@ impl Agent {
                     deaths: a.deaths,
                 }),
             },
-        );
-        tracing::debug!(?decision, "decided");
-        // An attempt found at start that this decision does not resume is over.
+        )
+    }
+
+    /// Forget the attempt found at start when `decision` does not resume it.
+    async fn drop_unfinished(&mut self, decision: &Decision, errors: &mut Vec<CycleError>) {
         if !matches!(
             decision,
             Decision::Apply { resumed: true, .. } | Decision::Poisoned { .. }
@@ -93,10 +110,19 @@ impl Agent {
                 }
             }
         }
+    }
+
+    /// Carry `decision` out: keep, roll back, refuse a quarantined or poisoned commit, or apply a new one.
+    async fn carry_out(
+        &mut self,
+        decision: Decision,
+        started: Instant,
+        errors: &mut Vec<CycleError>,
+    ) {
         match decision {
             Decision::Suspended => {}
-            Decision::Keep { seq } => self.keep(seq, &mut errors).await,
-            Decision::Rollback { seq } => self.roll_back_to(seq, &mut errors).await,
+            Decision::Keep { seq } => self.keep(seq, errors).await,
+            Decision::Rollback { seq } => self.roll_back_to(seq, errors).await,
             Decision::Quarantined { commit, keep } => {
                 let reason = self
                     .quarantine
@@ -107,16 +133,20 @@ impl Agent {
                     commit: short(&commit).to_string(),
                     reason,
                 });
-                self.keep(keep, &mut errors).await;
+                self.keep(keep, errors).await;
             }
             Decision::Poisoned { commit, keep } => {
-                self.poisoned(&commit, &mut errors).await;
-                self.keep(keep, &mut errors).await;
+                self.poisoned(&commit, errors).await;
+                self.keep(keep, errors).await;
             }
             Decision::Apply { commit, resumed } => {
-                self.apply_new(&commit, resumed, started, &mut errors).await
+                self.apply_new(&commit, resumed, started, errors).await
             }
         }
+    }
+
+    /// Copy the stored pointers (last good, pin) into the status.
+    async fn refresh_pointers(&mut self, errors: &mut Vec<CycleError>) {
         match self.db(|s| s.pointers()).await {
             Ok(p) => self.set_status(|s| {
                 s.last_good_seq = p.last_good;
@@ -125,8 +155,6 @@ impl Agent {
             }),
             Err(e) => errors.push(e),
         }
-        self.alerts.cycle_done(&errors);
-        self.finish(errors)
     }
 
     /// Keep stored revision `seq` converged. A revision whose apply failed for a transient reason, or

@@ -32,19 +32,8 @@ impl Agent {
         started: Instant,
         errors: &mut Vec<CycleError>,
     ) {
-        let (rev, deaths) = match self.unfinished.take() {
-            Some(a) if resumed && a.revision.commit == commit => {
-                tracing::warn!(commit, "resuming the apply the agent was killed in");
-                (a.revision, a.deaths)
-            }
-            _ => match self.render_commit(commit).await {
-                Ok((_, rev)) => (rev, 0),
-                Err((err, rev)) => {
-                    self.reject(commit, err, rev, errors).await;
-                    let keep = self.current.as_ref().map(|c| c.seq);
-                    return self.keep(keep, errors).await;
-                }
-            },
+        let Some((rev, deaths)) = self.revision_to_apply(commit, resumed, errors).await else {
+            return;
         };
         let Some(target) = Target::of(&rev) else {
             return;
@@ -66,11 +55,49 @@ impl Agent {
             return errors.push(e);
         }
         let outcome = self.roll_out(&target).await;
-        let mut rev = Revision {
+        let rev = Revision {
             applied_at: crate::now_unix(),
             duration_ms: millis(started.elapsed()),
             ..rev
         };
+        self.record_rollout(commit, rev, outcome, errors).await;
+    }
+
+    /// The revision of `commit` with its deaths: the unfinished attempt when this resumes it, else the
+    /// commit rendered now. A commit that cannot be rendered is rejected and the current revision kept
+    /// (`None`).
+    async fn revision_to_apply(
+        &mut self,
+        commit: &str,
+        resumed: bool,
+        errors: &mut Vec<CycleError>,
+    ) -> Option<(Revision, u32)> {
+        match self.unfinished.take() {
+            Some(a) if resumed && a.revision.commit == commit => {
+                tracing::warn!(commit, "resuming the apply the agent was killed in");
+                Some((a.revision, a.deaths))
+            }
+            _ => match self.render_commit(commit).await {
+                Ok((_, rev)) => Some((rev, 0)),
+                Err((err, rev)) => {
+                    self.reject(commit, err, rev, errors).await;
+                    let keep = self.current.as_ref().map(|c| c.seq);
+                    self.keep(keep, errors).await;
+                    None
+                }
+            },
+        }
+    }
+
+    /// Record how the rollout of `rev` ended: good, current (superseded, or transient after touching the
+    /// engine), its attempt dropped (transient before), or failed (rolled back or kept, quarantined).
+    async fn record_rollout(
+        &mut self,
+        commit: &str,
+        mut rev: Revision,
+        outcome: Rollout,
+        errors: &mut Vec<CycleError>,
+    ) {
         match outcome {
             Rollout::Passed(report) => {
                 rev.outcome = Outcome::Applied;
@@ -96,37 +123,48 @@ impl Agent {
                 }
             }
             Rollout::Transient(errs, report) => {
-                // Retried with backoff; the box may run part of it: it becomes current, not good.
-                rev.outcome = Outcome::Failed;
-                rev.error = Some(crate::reconcile::join(&errs, "; "));
-                rev.error_class = Some(ErrorClass::Transient);
-                let touched = report
-                    .as_ref()
-                    .is_some_and(|r| !r.touched.is_empty() || !r.done.is_empty());
-                if let Some(r) = report {
-                    rev.images = r.images;
-                }
-                if touched {
-                    match self.record_new(rev, Moves::CURRENT, None).await {
-                        Ok(rev) => self.current = Some(rev),
-                        Err(e) => errors.push(e),
-                    }
-                } else if let Err(e) = self
-                    .write(Record {
-                        attempt: Some(None),
-                        ..Default::default()
-                    })
-                    .await
-                {
-                    errors.push(e);
-                }
-                errors.extend(errs);
+                self.record_transient(rev, errs, report, errors).await
             }
             Rollout::Failed(err, report) => {
                 let touched = report.as_ref().is_some_and(|r| !r.done.is_empty());
                 self.fail_rollout(rev, err, report, touched, errors).await;
             }
         }
+    }
+
+    /// A rollout that failed for a transient reason: retried with backoff. A revision that touched the
+    /// engine becomes current (the box may run part of it), not good; otherwise its attempt is dropped.
+    async fn record_transient(
+        &mut self,
+        mut rev: Revision,
+        errs: Vec<CycleError>,
+        report: Option<Report>,
+        errors: &mut Vec<CycleError>,
+    ) {
+        rev.outcome = Outcome::Failed;
+        rev.error = Some(crate::reconcile::join(&errs, "; "));
+        rev.error_class = Some(ErrorClass::Transient);
+        let touched = report
+            .as_ref()
+            .is_some_and(|r| !r.touched.is_empty() || !r.done.is_empty());
+        if let Some(r) = report {
+            rev.images = r.images;
+        }
+        if touched {
+            match self.record_new(rev, Moves::CURRENT, None).await {
+                Ok(rev) => self.current = Some(rev),
+                Err(e) => errors.push(e),
+            }
+        } else if let Err(e) = self
+            .write(Record {
+                attempt: Some(None),
+                ..Default::default()
+            })
+            .await
+        {
+            errors.push(e);
+        }
+        errors.extend(errs);
     }
 
     /// Checkout, converge (images, observe, plan, preflight, apply) and the health gate.
