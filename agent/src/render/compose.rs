@@ -240,108 +240,128 @@ pub(super) fn top_secrets(
 ) -> BTreeMap<String, Secret> {
     let mut out = BTreeMap::new();
     for (name, p, def) in definitions(ctx, section, v) {
-        let keys: &[&str] = if section == "configs" {
-            &["file", "environment", "content", "name", "labels"]
-        } else {
-            &["file", "environment", "name", "labels"]
-        };
-        check_keys(
-            ctx,
-            None,
-            &p,
-            &def,
-            keys,
-            &["external", "driver", "driver_opts", "template_driver"],
-        );
-        let s = |ctx: &mut Ctx, k: &str| {
-            def.get(k)
-                .filter(|v| !v.is_null())
-                .and_then(|v| string(ctx, None, &key(&p, k), v))
-        };
-        let sources: Vec<&str> = ["file", "environment", "content"]
-            .into_iter()
-            .filter(|k| def.contains_key(*k))
-            .collect();
-        if sources.len() != 1 {
-            let allowed = if section == "configs" {
-                "file, environment or content"
-            } else {
-                "file or environment"
-            };
-            ctx.err(None, &p, format!("set exactly one of {allowed}"));
+        let Some(source) = secret_source(ctx, input, section, &p, &def) else {
             continue;
-        }
-        let source = match sources[0] {
-            "file" => {
-                let Some(file) = s(ctx, "file") else { continue };
-                if Path::new(&file).is_absolute() {
-                    ctx.err(
-                        None,
-                        &key(&p, "file"),
-                        format!("{file}: a {section} file must be inside the repository"),
-                    );
-                    continue;
-                }
-                let Some(rel) = join_rel(&input.dir, Path::new(&file)) else {
-                    ctx.err(
-                        None,
-                        &key(&p, "file"),
-                        format!("{file} climbs out of the repository"),
-                    );
-                    continue;
-                };
-                match resolve(input.tree, &rel) {
-                    Ok(r) => match input.tree.kind(&r) {
-                        Ok(Some(super::EntryKind::File)) => SecretSource::File(r),
-                        _ => {
-                            ctx.err(
-                                None,
-                                &key(&p, "file"),
-                                format!("{} is not a file in the repository", rel.display()),
-                            );
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        ctx.err(None, &key(&p, "file"), e);
-                        continue;
-                    }
-                }
-            }
-            "environment" => {
-                let Some(var) = s(ctx, "environment") else {
-                    continue;
-                };
-                match input.env.get(&var) {
-                    // From the agent's environment: read again when the container is created, only
-                    // a digest kept here.
-                    Some(value) if input.agent_env.contains_key(&var) => SecretSource::Env {
-                        digest: crate::model::hex(&Sha256::digest(value.as_bytes())),
-                        var,
-                    },
-                    // From the stack's .env: it is in the repository already.
-                    Some(value) => SecretSource::Content(value.clone()),
-                    None => {
-                        ctx.err(
-                            None,
-                            &key(&p, "environment"),
-                            format!("variable {var} is not set"),
-                        );
-                        continue;
-                    }
-                }
-            }
-            _ => {
-                let Some(content) = s(ctx, "content") else {
-                    continue;
-                };
-                SecretSource::Content(content)
-            }
         };
         let _ = labels(ctx, None, &key(&p, "labels"), def.get("labels"));
         out.insert(name, Secret { source });
     }
     out
+}
+
+/// The string at `def.k` (a problem if it is not one); `None` when absent or null.
+fn def_string(ctx: &mut Ctx, p: &[Seg], def: &Mapping, k: &str) -> Option<String> {
+    def.get(k)
+        .filter(|v| !v.is_null())
+        .and_then(|v| string(ctx, None, &key(p, k), v))
+}
+
+/// One secret or config's keys checked, and its one source read.
+fn secret_source(
+    ctx: &mut Ctx,
+    input: &StackInput,
+    section: &str,
+    p: &[Seg],
+    def: &Mapping,
+) -> Option<SecretSource> {
+    let keys: &[&str] = if section == "configs" {
+        &["file", "environment", "content", "name", "labels"]
+    } else {
+        &["file", "environment", "name", "labels"]
+    };
+    check_keys(
+        ctx,
+        None,
+        p,
+        def,
+        keys,
+        &["external", "driver", "driver_opts", "template_driver"],
+    );
+    let sources: Vec<&str> = ["file", "environment", "content"]
+        .into_iter()
+        .filter(|k| def.contains_key(*k))
+        .collect();
+    if sources.len() != 1 {
+        let allowed = if section == "configs" {
+            "file, environment or content"
+        } else {
+            "file or environment"
+        };
+        ctx.err(None, p, format!("set exactly one of {allowed}"));
+        return None;
+    }
+    match sources[0] {
+        "file" => file_source(ctx, input, section, p, def),
+        "environment" => env_source(ctx, input, p, def),
+        _ => def_string(ctx, p, def, "content").map(SecretSource::Content),
+    }
+}
+
+/// A `file` source: relative, inside the repository, and a file there (symlinks resolved).
+fn file_source(
+    ctx: &mut Ctx,
+    input: &StackInput,
+    section: &str,
+    p: &[Seg],
+    def: &Mapping,
+) -> Option<SecretSource> {
+    let file = def_string(ctx, p, def, "file")?;
+    if Path::new(&file).is_absolute() {
+        ctx.err(
+            None,
+            &key(p, "file"),
+            format!("{file}: a {section} file must be inside the repository"),
+        );
+        return None;
+    }
+    let Some(rel) = join_rel(&input.dir, Path::new(&file)) else {
+        ctx.err(
+            None,
+            &key(p, "file"),
+            format!("{file} climbs out of the repository"),
+        );
+        return None;
+    };
+    match resolve(input.tree, &rel) {
+        Ok(r) => match input.tree.kind(&r) {
+            Ok(Some(super::EntryKind::File)) => Some(SecretSource::File(r)),
+            _ => {
+                ctx.err(
+                    None,
+                    &key(p, "file"),
+                    format!("{} is not a file in the repository", rel.display()),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            ctx.err(None, &key(p, "file"), e);
+            None
+        }
+    }
+}
+
+/// An `environment` source: the variable must be set (the agent's environment or the stack's .env).
+fn env_source(ctx: &mut Ctx, input: &StackInput, p: &[Seg], def: &Mapping) -> Option<SecretSource> {
+    let var = def_string(ctx, p, def, "environment")?;
+    match input.env.get(&var) {
+        // From the agent's environment: read again when the container is created, only
+        // a digest kept here.
+        Some(value) if input.agent_env.contains_key(&var) => Some(SecretSource::Env {
+            digest: crate::model::hex(&Sha256::digest(value.as_bytes())),
+            var,
+        }),
+        // From the stack's .env: it is in the repository already.
+        Some(value) => Some(SecretSource::Content(value.clone())),
+        None => {
+            ctx.err(
+                None,
+                &key(p, "environment"),
+                format!("variable {var} is not set"),
+            );
+            None
+        }
+    }
 }
 
 /// Whether a top-level network or volume is external, and its engine name: `name:`, else the external

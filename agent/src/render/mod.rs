@@ -140,6 +140,7 @@ pub fn render_warned(
     (result, warnings)
 }
 
+/// The stacks of the followed directory, each rendered, checked against the others and collected.
 fn render_inner(
     tree: &dyn Tree,
     opts: &RenderOptions,
@@ -155,36 +156,7 @@ fn render_inner(
             })
         }
     };
-    let mut dirs: Vec<(PathBuf, Option<String>)> = vec![(base.clone(), None)];
-    match tree.list(&base) {
-        Ok(entries) => {
-            for e in entries {
-                if e.name.starts_with('.') {
-                    continue;
-                }
-                let child = if base == Path::new(".") {
-                    PathBuf::from(&e.name)
-                } else {
-                    base.join(&e.name)
-                };
-                let is_dir = match &e.kind {
-                    EntryKind::Dir => true,
-                    EntryKind::File => false,
-                    EntryKind::Symlink(_) => match tree::resolve(tree, &child) {
-                        Ok(r) => matches!(tree.kind(&r), Ok(Some(EntryKind::Dir))),
-                        Err(err) => {
-                            problems.push(Problem::at(&child, err));
-                            false
-                        }
-                    },
-                };
-                if is_dir {
-                    dirs.push((child, Some(e.name.clone())));
-                }
-            }
-        }
-        Err(e) => problems.push(Problem::at(&base, format!("cannot list: {e}"))),
-    }
+    let dirs = stack_dirs(tree, &base, &mut problems);
 
     let mut containers: BTreeMap<String, String> = BTreeMap::new();
     let mut stacks_seen = 0;
@@ -211,36 +183,7 @@ fn render_inner(
         if problems.len() > before {
             continue;
         }
-        if let Some(prev) = desired.stacks.get(&stack.name) {
-            problems.push(Problem {
-                file: Some(display_path(&dir)),
-                line: None,
-                column: None,
-                stack: Some(stack.name.clone()),
-                service: None,
-                message: format!(
-                    "stack name {:?} is also used by {}; give one of them another `name:`",
-                    stack.name, prev.dir
-                ),
-            });
-            continue;
-        }
-        for c in &stack.containers {
-            if let Some(other) = containers.insert(c.name.clone(), stack.name.clone()) {
-                problems.push(Problem {
-                    file: Some(display_path(&dir)),
-                    line: None,
-                    column: None,
-                    stack: Some(stack.name.clone()),
-                    service: Some(c.service.clone()),
-                    message: format!(
-                        "container name {} is also produced by stack {other}; rename a stack or service",
-                        c.name
-                    ),
-                });
-            }
-        }
-        desired.stacks.insert(stack.name.clone(), stack);
+        add_stack(&mut desired, &mut containers, &dir, stack, &mut problems);
     }
     if problems.is_empty() {
         Ok(desired)
@@ -249,6 +192,87 @@ fn render_inner(
             problems: capped(problems),
         })
     }
+}
+
+/// The directories that may hold a stack: `base` itself, then each immediate subdirectory (a symlink
+/// to a directory counts; hidden entries do not).
+fn stack_dirs(
+    tree: &dyn Tree,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> Vec<(PathBuf, Option<String>)> {
+    let mut dirs: Vec<(PathBuf, Option<String>)> = vec![(base.to_path_buf(), None)];
+    match tree.list(base) {
+        Ok(entries) => {
+            for e in entries {
+                if e.name.starts_with('.') {
+                    continue;
+                }
+                let child = if base == Path::new(".") {
+                    PathBuf::from(&e.name)
+                } else {
+                    base.join(&e.name)
+                };
+                let is_dir = match &e.kind {
+                    EntryKind::Dir => true,
+                    EntryKind::File => false,
+                    EntryKind::Symlink(_) => match tree::resolve(tree, &child) {
+                        Ok(r) => matches!(tree.kind(&r), Ok(Some(EntryKind::Dir))),
+                        Err(err) => {
+                            problems.push(Problem::at(&child, err));
+                            false
+                        }
+                    },
+                };
+                if is_dir {
+                    dirs.push((child, Some(e.name.clone())));
+                }
+            }
+        }
+        Err(e) => problems.push(Problem::at(base, format!("cannot list: {e}"))),
+    }
+    dirs
+}
+
+/// Adds a rendered stack to `desired`, unless its name is taken; a container name another stack
+/// produces too is a problem.
+fn add_stack(
+    desired: &mut DesiredState,
+    containers: &mut BTreeMap<String, String>,
+    dir: &Path,
+    stack: crate::model::StackSpec,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(prev) = desired.stacks.get(&stack.name) {
+        problems.push(Problem {
+            file: Some(display_path(dir)),
+            line: None,
+            column: None,
+            stack: Some(stack.name.clone()),
+            service: None,
+            message: format!(
+                "stack name {:?} is also used by {}; give one of them another `name:`",
+                stack.name, prev.dir
+            ),
+        });
+        return;
+    }
+    for c in &stack.containers {
+        if let Some(other) = containers.insert(c.name.clone(), stack.name.clone()) {
+            problems.push(Problem {
+                file: Some(display_path(dir)),
+                line: None,
+                column: None,
+                stack: Some(stack.name.clone()),
+                service: Some(c.service.clone()),
+                message: format!(
+                    "container name {} is also produced by stack {other}; rename a stack or service",
+                    c.name
+                ),
+            });
+        }
+    }
+    desired.stacks.insert(stack.name.clone(), stack);
 }
 
 /// The first [`MAX_PROBLEMS`] problems, and a last one saying how many more there were.
@@ -321,7 +345,43 @@ fn render_stack(
 
     // Everything the stack reads and expands is charged to one budget.
     let mut budget = budget::Budget::default();
-    // Interpolation scope: the stack's .env, then the agent's environment, which wins (as in Compose).
+    let scope = stack_scope(tree, opts, dir, &mut budget, problems)?;
+
+    let mut docs = Vec::new();
+    let doc = assemble::assemble(
+        tree,
+        dir,
+        &files,
+        &scope,
+        &opts.env,
+        &mut budget,
+        &mut docs,
+        problems,
+    )?;
+
+    let name = stack_name(&doc, &docs, default_name, problems)?;
+    let input = input::StackInput {
+        tree,
+        name,
+        dir: dir.to_path_buf(),
+        checkout_dir: &opts.checkout_dir,
+        docs: &docs,
+        doc: &doc,
+        env: &scope,
+        agent_env: &opts.env,
+    };
+    convert::convert(&input, budget, problems, warnings)
+}
+
+/// Interpolation scope: the stack's .env, then the agent's environment, which wins (as in Compose);
+/// `None` when the .env cannot be read.
+fn stack_scope(
+    tree: &dyn Tree,
+    opts: &RenderOptions,
+    dir: &Path,
+    budget: &mut budget::Budget,
+    problems: &mut Vec<Problem>,
+) -> Option<BTreeMap<String, String>> {
     let mut scope: BTreeMap<String, String> = BTreeMap::new();
     let env_path = if dir == Path::new(".") {
         PathBuf::from(".env")
@@ -361,21 +421,19 @@ fn render_stack(
         }
     }
     scope.extend(opts.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Some(scope)
+}
 
-    let mut docs = Vec::new();
-    let doc = assemble::assemble(
-        tree,
-        dir,
-        &files,
-        &scope,
-        &opts.env,
-        &mut budget,
-        &mut docs,
-        problems,
-    )?;
-
-    let name = match doc.get("name").filter(|v| !v.is_null()) {
-        Some(Value::String(n)) if valid_stack_name(n) => n.clone(),
+/// The stack's name: a valid `name:` of the document, else `default_name`; `None` (a problem) when
+/// `name:` is not a valid stack name.
+fn stack_name(
+    doc: &Value,
+    docs: &[input::Doc],
+    default_name: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    match doc.get("name").filter(|v| !v.is_null()) {
+        Some(Value::String(n)) if valid_stack_name(n) => Some(n.clone()),
         Some(other) => {
             let line = docs
                 .iter()
@@ -395,21 +453,10 @@ fn render_stack(
                     }
                 ),
             });
-            return None;
+            None
         }
-        None => default_name.to_string(),
-    };
-    let input = input::StackInput {
-        tree,
-        name,
-        dir: dir.to_path_buf(),
-        checkout_dir: &opts.checkout_dir,
-        docs: &docs,
-        doc: &doc,
-        env: &scope,
-        agent_env: &opts.env,
-    };
-    convert::convert(&input, budget, problems, warnings)
+        None => Some(default_name.to_string()),
+    }
 }
 
 /// Compose's project-name rule for an explicit `name:`.

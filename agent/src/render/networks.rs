@@ -9,9 +9,10 @@ use super::lines::{KeyPath, Seg};
 use super::numbers::int_in;
 use super::values::*;
 use crate::model::NetworkAttachment;
-use serde_yaml::Value;
+use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A service's `networks` (absent: the default network) → its attachments, highest priority first.
 pub(super) fn service_networks(
     ctx: &mut Ctx,
     service: &str,
@@ -19,8 +20,13 @@ pub(super) fn service_networks(
     v: Option<&Value>,
     networks: &BTreeMap<String, Net>,
 ) -> Vec<NetworkAttachment> {
-    let svc = Some(service);
-    let blank = |name: String| NetworkAttachment {
+    let wanted = wanted_networks(ctx, service, path, v);
+    attach(ctx, service, wanted, networks)
+}
+
+/// An attachment with no options, named `name`.
+fn blank(name: String) -> NetworkAttachment {
+    NetworkAttachment {
         name,
         aliases: Vec::new(),
         ipv4_address: None,
@@ -28,7 +34,17 @@ pub(super) fn service_networks(
         priority: 0,
         mac_address: None,
         links: Vec::new(),
-    };
+    }
+}
+
+/// The networks a service names (list or map form), each with its options and key path.
+fn wanted_networks(
+    ctx: &mut Ctx,
+    service: &str,
+    path: &[Seg],
+    v: Option<&Value>,
+) -> Vec<(String, NetworkAttachment, KeyPath)> {
+    let svc = Some(service);
     let mut wanted: Vec<(String, NetworkAttachment, KeyPath)> = Vec::new();
     match v {
         None => wanted.push(("default".into(), blank(String::new()), path.to_vec())),
@@ -46,49 +62,7 @@ pub(super) fn service_networks(
                 let mut att = blank(String::new());
                 match v {
                     Value::Null => {}
-                    Value::Mapping(opts) => {
-                        check_keys(
-                            ctx,
-                            svc,
-                            &p,
-                            opts,
-                            &[
-                                "aliases",
-                                "ipv4_address",
-                                "ipv6_address",
-                                "priority",
-                                "mac_address",
-                            ],
-                            &[
-                                "link_local_ips",
-                                "gw_priority",
-                                "driver_opts",
-                                "interface_name",
-                            ],
-                        );
-                        if let Some(a) = opts.get("aliases") {
-                            att.aliases = string_list(ctx, svc, &key(&p, "aliases"), a, false);
-                        }
-                        let s = |ctx: &mut Ctx, k: &str| {
-                            opts.get(k)
-                                .filter(|v| !v.is_null())
-                                .and_then(|v| string(ctx, svc, &key(&p, k), v))
-                        };
-                        att.ipv4_address = s(ctx, "ipv4_address");
-                        att.ipv6_address = s(ctx, "ipv6_address");
-                        att.mac_address = s(ctx, "mac_address");
-                        if let Some(v) = opts.get("priority").filter(|v| !v.is_null()) {
-                            att.priority = int_in(
-                                ctx,
-                                svc,
-                                &key(&p, "priority"),
-                                v,
-                                i64::from(i32::MIN),
-                                i64::from(i32::MAX),
-                            )
-                            .unwrap_or(0);
-                        }
-                    }
+                    Value::Mapping(opts) => attachment_options(ctx, svc, &p, opts, &mut att),
                     other => {
                         ctx.err(
                             svc,
@@ -108,6 +82,68 @@ pub(super) fn service_networks(
             );
         }
     }
+    wanted
+}
+
+/// One network's options in the map form: aliases, addresses, priority.
+fn attachment_options(
+    ctx: &mut Ctx,
+    svc: Option<&str>,
+    p: &[Seg],
+    opts: &Mapping,
+    att: &mut NetworkAttachment,
+) {
+    check_keys(
+        ctx,
+        svc,
+        p,
+        opts,
+        &[
+            "aliases",
+            "ipv4_address",
+            "ipv6_address",
+            "priority",
+            "mac_address",
+        ],
+        &[
+            "link_local_ips",
+            "gw_priority",
+            "driver_opts",
+            "interface_name",
+        ],
+    );
+    if let Some(a) = opts.get("aliases") {
+        att.aliases = string_list(ctx, svc, &key(p, "aliases"), a, false);
+    }
+    let s = |ctx: &mut Ctx, k: &str| {
+        opts.get(k)
+            .filter(|v| !v.is_null())
+            .and_then(|v| string(ctx, svc, &key(p, k), v))
+    };
+    att.ipv4_address = s(ctx, "ipv4_address");
+    att.ipv6_address = s(ctx, "ipv6_address");
+    att.mac_address = s(ctx, "mac_address");
+    if let Some(v) = opts.get("priority").filter(|v| !v.is_null()) {
+        att.priority = int_in(
+            ctx,
+            svc,
+            &key(p, "priority"),
+            v,
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+        )
+        .unwrap_or(0);
+    }
+}
+
+/// Each wanted network resolved against the top-level `networks:`, the service's name added to its
+/// aliases; highest priority first, then by name, each network once.
+fn attach(
+    ctx: &mut Ctx,
+    service: &str,
+    wanted: Vec<(String, NetworkAttachment, KeyPath)>,
+    networks: &BTreeMap<String, Net>,
+) -> Vec<NetworkAttachment> {
     let mut out = Vec::new();
     for (n, mut att, p) in wanted {
         match networks.get(&n) {
@@ -119,7 +155,7 @@ pub(super) fn service_networks(
                 out.push(att);
             }
             None => ctx.err(
-                svc,
+                Some(service),
                 &p,
                 format!("network {n:?} is not declared under the top-level `networks:`"),
             ),
