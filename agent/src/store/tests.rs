@@ -45,7 +45,7 @@ fn records_and_pointers_survive_reopen() {
         s.put(&rev(2, Outcome::Failed), true, false).unwrap();
         s.set_pinned(Some(1)).unwrap();
     }
-    let s = Store::open(&path).unwrap();
+    let s = reopen(&path);
     assert_eq!(s.next_seq().unwrap(), 3);
     assert_eq!(
         s.pointers().unwrap(),
@@ -61,6 +61,24 @@ fn records_and_pointers_survive_reopen() {
     assert!(s.last_good_before(1).unwrap().is_none());
     s.set_pinned(None).unwrap();
     assert_eq!(s.pointers().unwrap().pinned, None);
+}
+
+/// Open the store a handle of this process just dropped: sled's flusher thread may hold the file lock a
+/// moment longer (an agent restarting is a new process and never sees this), so poll until it is free.
+fn reopen(path: &Path) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(path) {
+            Ok(s) => return s,
+            Err(e)
+                if e.message.contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("reopen {}: {e}", path.display()),
+        }
+    }
 }
 
 /// `n` good revisions with distinct commits; the last is current and last good.
@@ -168,7 +186,7 @@ fn pruned_history_survives_reopen() {
         s.set_pinned(Some(7)).unwrap();
         s.prune(10, &[]).unwrap();
     }
-    let s = Store::open(&path).unwrap();
+    let s = reopen(&path);
     let mut want = vec![7];
     want.extend(31..=40);
     assert_eq!(seqs(&s), want);
