@@ -5,17 +5,7 @@ use super::memtree::MemTree;
 use super::*;
 
 fn opts(env: &[(&str, &str)]) -> RenderOptions {
-    RenderOptions {
-        path: PathBuf::from("."),
-        checkout_dir: PathBuf::from("/srv/berth/repo"),
-        root_stack_name: "edge".into(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        sops: Default::default(),
-        secret_vars: Default::default(),
-    }
+    test_options(env)
 }
 
 /// A compose file whose one service has `line4` as its fourth line.

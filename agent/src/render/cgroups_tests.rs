@@ -4,17 +4,7 @@
 use super::*;
 
 fn render_text(text: &str) -> Result<DesiredState, RenderError> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
-    let opts = RenderOptions {
-        path: PathBuf::from("."),
-        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
-        root_stack_name: "edge".into(),
-        env: BTreeMap::new(),
-        sops: Default::default(),
-        secret_vars: Default::default(),
-    };
-    render_warned(&DirTree::new(dir.path()), &opts).0
+    render_compose_text(text).0
 }
 
 fn problems(text: &str) -> Vec<String> {

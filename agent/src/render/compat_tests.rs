@@ -6,17 +6,7 @@ use super::*;
 use crate::model::{Condition, Dependency};
 
 fn render_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
-    let opts = RenderOptions {
-        path: PathBuf::from("."),
-        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
-        root_stack_name: "edge".into(),
-        env: BTreeMap::new(),
-        sops: Default::default(),
-        secret_vars: Default::default(),
-    };
-    render_warned(&DirTree::new(dir.path()), &opts)
+    render_compose_text(text)
 }
 
 fn ok(text: &str) -> (DesiredState, Vec<Problem>) {
@@ -341,15 +331,9 @@ fn label_files_are_read_like_dotenv_files_and_labels_win() {
     .unwrap();
     std::fs::write(dir.path().join("b.labels"), "com.example.x=2\n").unwrap();
     std::fs::write(dir.path().join(".env"), "DOMAIN=example.com\n").unwrap();
-    let opts = RenderOptions {
-        path: PathBuf::from("."),
-        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
-        root_stack_name: "edge".into(),
-        env: BTreeMap::new(),
-        sops: Default::default(),
-        secret_vars: Default::default(),
-    };
-    let d = render_warned(&DirTree::new(dir.path()), &opts).0.unwrap();
+    let d = render_warned(&DirTree::new(dir.path()), &test_options(&[]))
+        .0
+        .unwrap();
     let labels = &container(&d, "edge-app-1").labels;
     // Compose reads label files without the project's variables: `${DOMAIN}` (set in .env) is empty.
     let want: BTreeMap<String, String> = [
@@ -369,7 +353,7 @@ fn label_files_are_read_like_dotenv_files_and_labels_win() {
     assert_eq!(labels, &want);
 
     std::fs::write(dir.path().join("b.labels"), "io.berth.agent=evil\n").unwrap();
-    let e = render_warned(&DirTree::new(dir.path()), &opts)
+    let e = render_warned(&DirTree::new(dir.path()), &test_options(&[]))
         .0
         .unwrap_err();
     assert!(

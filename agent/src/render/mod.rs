@@ -524,6 +524,32 @@ pub fn render_dir_warned(
     render_warned(&DirTree::new(root), &opts)
 }
 
+/// The options the render tests use: the root stack `edge`, checked out at `/var/lib/berth/repo`,
+/// with these variables.
+#[cfg(test)]
+pub(crate) fn test_options(env: &[(&str, &str)]) -> RenderOptions {
+    RenderOptions {
+        path: PathBuf::from("."),
+        checkout_dir: PathBuf::from("/var/lib/berth/repo"),
+        root_stack_name: "edge".into(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        sops: Default::default(),
+        secret_vars: Default::default(),
+    }
+}
+
+/// Render `text` as the one `compose.yaml` of a temporary directory, with [`test_options`]; and the
+/// render's warnings.
+#[cfg(test)]
+fn render_compose_text(text: &str) -> (Result<DesiredState, RenderError>, Vec<Problem>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), text).unwrap();
+    render_warned(&DirTree::new(dir.path()), &test_options(&[]))
+}
+
 #[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]

@@ -75,15 +75,9 @@ mod tests {
         std::fs::write(dir.path().join("compose.yaml"), compose).unwrap();
         std::fs::write(dir.path().join(".env"), "FROM_DOTENV=dotenv-value\n").unwrap();
         let opts = RenderOptions {
-            path: PathBuf::from("."),
             checkout_dir: dir.path().to_path_buf(),
-            root_stack_name: "edge".into(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             secret_vars: secret.iter().map(|s| s.to_string()).collect(),
-            sops: Default::default(),
+            ..crate::render::test_options(env)
         };
         render(&DirTree::new(dir.path()), &opts).unwrap()
     }

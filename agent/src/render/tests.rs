@@ -25,14 +25,7 @@ impl Repo {
     fn opts(&self, path: &str, env: &[(&str, &str)]) -> RenderOptions {
         RenderOptions {
             path: PathBuf::from(path),
-            checkout_dir: PathBuf::from("/var/lib/berth/repo"),
-            root_stack_name: "edge".into(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            sops: Default::default(),
-            secret_vars: Default::default(),
+            ..test_options(env)
         }
     }
     fn render(&self, path: &str, env: &[(&str, &str)]) -> Result<DesiredState, RenderError> {

@@ -235,12 +235,9 @@ fn a_bad_key_file_is_an_error_that_never_quotes_it() {
 
 fn opts(sops: SopsOptions) -> RenderOptions {
     RenderOptions {
-        path: PathBuf::from("."),
         checkout_dir: PathBuf::from("/srv/berth/repo"),
-        root_stack_name: "edge".into(),
-        env: Default::default(),
         sops,
-        secret_vars: Default::default(),
+        ..crate::render::test_options(&[])
     }
 }
 
