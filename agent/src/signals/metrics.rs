@@ -422,22 +422,9 @@ mod tests {
 
     fn rev(seq: u64, commit: &str) -> Revision {
         Revision {
-            seq,
             commit: commit.into(),
-            author: String::new(),
-            summary: String::new(),
-            commit_time: 0,
             applied_at: 1_700_000_000 + seq as i64,
-            outcome: Outcome::Applied,
-            error: None,
-            duration_ms: 0,
-            rollback: false,
-            desired: None,
-            images: Default::default(),
-            error_class: None,
-            facts: Default::default(),
-            signer: None,
-            warnings: Vec::new(),
+            ..Revision::for_test(seq)
         }
     }
 

@@ -65,6 +65,32 @@ pub struct Revision {
     pub warnings: Vec<String>,
 }
 
+#[cfg(test)]
+impl Revision {
+    /// An applied revision `seq` of commit `<seq as 40 hex>`, with nothing rendered: what tests start
+    /// from and change.
+    pub(crate) fn for_test(seq: u64) -> Revision {
+        Revision {
+            seq,
+            commit: format!("{seq:040x}"),
+            author: "t <t@t>".into(),
+            summary: "msg".into(),
+            commit_time: 1,
+            applied_at: 2,
+            outcome: Outcome::Applied,
+            error: None,
+            duration_ms: 3,
+            rollback: false,
+            desired: None,
+            images: Default::default(),
+            error_class: None,
+            facts: Default::default(),
+            signer: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// A new commit the agent started to apply and has not finished: written before the first engine write,
 /// so a crash in between is resumed (even offline) and a commit that keeps killing the agent is found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

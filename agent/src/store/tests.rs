@@ -3,22 +3,9 @@ use crate::model::DesiredState;
 
 fn rev(seq: u64, outcome: Outcome) -> Revision {
     Revision {
-        seq,
-        commit: format!("{seq:040x}"),
-        author: "t <t@t>".into(),
-        summary: "msg".into(),
-        commit_time: 1,
-        applied_at: 2,
         outcome,
-        error: None,
-        duration_ms: 3,
-        rollback: false,
         desired: Some(DesiredState::default()),
-        images: Default::default(),
-        error_class: None,
-        facts: Default::default(),
-        signer: None,
-        warnings: Vec::new(),
+        ..Revision::for_test(seq)
     }
 }
 

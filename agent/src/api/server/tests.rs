@@ -8,22 +8,9 @@ use tower::ServiceExt;
 
 fn revision(seq: u64, summary: &str) -> Revision {
     Revision {
-        seq,
         commit: format!("{seq}").repeat(40),
-        author: "t <t@t>".into(),
         summary: summary.into(),
-        commit_time: 1,
-        applied_at: 2,
-        outcome: Outcome::Applied,
-        error: None,
-        duration_ms: 3,
-        rollback: false,
-        desired: None,
-        images: Default::default(),
-        error_class: None,
-        facts: Default::default(),
-        signer: None,
-        warnings: Vec::new(),
+        ..Revision::for_test(seq)
     }
 }
 

@@ -563,26 +563,12 @@ fn a_refused_commit_is_an_input_error_with_an_alert_of_its_own() {
 #[test]
 fn revisions_keep_their_signer_and_older_records_load() {
     let rev = crate::store::Revision {
-        seq: 1,
-        commit: "c".repeat(40),
-        author: "a".into(),
-        summary: "s".into(),
-        commit_time: 1,
-        applied_at: 2,
-        outcome: crate::store::Outcome::Applied,
-        error: None,
-        duration_ms: 3,
-        rollback: false,
-        desired: None,
-        images: Default::default(),
-        error_class: None,
-        facts: Default::default(),
         signer: Some(Signer {
             principal: "alice@example.com".into(),
             fingerprint: "SHA256:abc".into(),
             tag: None,
         }),
-        warnings: Vec::new(),
+        ..crate::store::Revision::for_test(1)
     };
     let json = serde_json::to_value(&rev).unwrap();
     let back: crate::store::Revision = serde_json::from_value(json.clone()).unwrap();
